@@ -1,1 +1,113 @@
+//! driftline's HTTP edge: the Kinesis API and the NDJSON ingest path over one
+//! [`driftline_log::LogStore`].
 
+pub mod ingest;
+pub mod kinesis;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use driftline_log::{LogConfig, LogStore};
+
+use kinesis::iterator::IteratorSigner;
+use kinesis::KinesisState;
+
+/// Requests larger than this are refused before they are read: a PutRecords of
+/// 5 MiB grows by a third in base64, plus JSON overhead.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// NDJSON bodies are raw: allow more lines per request.
+pub const MAX_INGEST_BYTES: usize = 64 * 1024 * 1024;
+
+pub struct AppState {
+    pub kinesis: Arc<KinesisState>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Log(#[from] driftline_log::LogError),
+    #[error("cannot use iterator key {path}: {source}")]
+    Key {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Opens the store in `data_dir` and builds the application state.
+pub fn open_state(
+    data_dir: &std::path::Path,
+    config: LogConfig,
+) -> Result<Arc<AppState>, ServeError> {
+    let store = Arc::new(LogStore::open(data_dir, config)?);
+    let key_path = data_dir.join("iterator.key");
+    let signer = IteratorSigner::load_or_create(&key_path).map_err(|source| ServeError::Key {
+        path: key_path,
+        source,
+    })?;
+    Ok(Arc::new(AppState {
+        kinesis: Arc::new(KinesisState {
+            store,
+            signer,
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+        }),
+    }))
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let kinesis = Router::new()
+        .route("/", post(kinesis::handle))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES));
+    let ingest = Router::new()
+        .route("/v1/streams/{name}/records", post(ingest::ingest))
+        .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES));
+    kinesis
+        .merge(ingest)
+        .route("/health", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, applying retention once a minute.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let store = state.kinesis.store.clone();
+    let retention = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                store.enforce_retention(driftline_log::now_ms())
+            })
+            .await;
+            match outcome {
+                Ok(Ok(removed)) if removed > 0 => {
+                    tracing::info!(removed, "retention deleted expired segments")
+                }
+                Ok(Err(error)) => tracing::warn!(%error, "retention failed"),
+                _ => {}
+            }
+        }
+    });
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServeError::Serve);
+    retention.abort();
+    result
+}

@@ -1,1 +1,61 @@
-fn main() {}
+//! The `driftline` command: every role of the system in one binary.
+
+mod client;
+mod cmd_get;
+mod cmd_put;
+mod cmd_serve;
+mod cmd_stream;
+
+use clap::{Parser, Subcommand};
+
+/// driftline keeps machine-learning models fresh while their data drifts.
+#[derive(Parser)]
+#[command(name = "driftline", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the stream server: the Kinesis API and NDJSON ingest on one port.
+    Serve(cmd_serve::ServeArgs),
+    /// Create, list, describe and delete streams on a running server.
+    #[command(subcommand)]
+    Stream(cmd_stream::StreamCommand),
+    /// Write NDJSON from standard input to a stream.
+    Put(cmd_put::PutArgs),
+    /// Read a stream's records to standard output as NDJSON.
+    Get(cmd_get::GetArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DRIFTLINE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => cmd_serve::run(args),
+        Command::Stream(command) => cmd_stream::run(command),
+        Command::Put(args) => cmd_put::run(args),
+        Command::Get(args) => cmd_get::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // A closed pipe (`driftline get | head`) is not a failure.
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return std::process::ExitCode::SUCCESS;
+            }
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
