@@ -1,0 +1,9 @@
+//! End-to-end tests of the `driftline` binary through its public interfaces,
+//! with clients nobody here wrote. One test binary (see ripgrep's layout).
+
+mod cbor;
+mod cli;
+mod crash;
+mod python;
+mod sdk;
+mod util;
