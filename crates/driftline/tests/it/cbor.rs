@@ -7,7 +7,11 @@ use crate::util::Server;
 fn call(endpoint: &str, operation: &str, request: Value) -> (u16, Value) {
     let mut body = Vec::new();
     ciborium::ser::into_writer(&request, &mut body).expect("encode");
-    let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
     let mut response = agent
         .post(endpoint)
         .header("content-type", "application/x-amz-cbor-1.1")
@@ -16,21 +20,36 @@ fn call(endpoint: &str, operation: &str, request: Value) -> (u16, Value) {
         .expect("request");
     let status = response.status().as_u16();
     assert_eq!(
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("application/x-amz-cbor-1.1")
     );
     let bytes = response.body_mut().read_to_vec().expect("body");
-    (status, ciborium::de::from_reader(&bytes[..]).expect("cbor answer"))
+    (
+        status,
+        ciborium::de::from_reader(&bytes[..]).expect("cbor answer"),
+    )
 }
 
 fn map(entries: Vec<(&str, Value)>) -> Value {
-    Value::Map(entries.into_iter().map(|(k, v)| (Value::Text(k.into()), v)).collect())
+    Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::Text(k.into()), v))
+            .collect(),
+    )
 }
 
 fn get<'a>(value: &'a Value, key: &str) -> &'a Value {
     value
         .as_map()
-        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some(key)).map(|(_, v)| v))
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.as_text() == Some(key))
+                .map(|(_, v)| v)
+        })
         .unwrap_or_else(|| panic!("no {key} in {value:?}"))
 }
 
@@ -39,7 +58,14 @@ fn a_cbor_client_round_trips_binary_records() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
     let endpoint = &server.endpoint;
-    let (status, _) = call(endpoint, "CreateStream", map(vec![("StreamName", Value::Text("c".into())), ("ShardCount", Value::Integer(1.into()))]));
+    let (status, _) = call(
+        endpoint,
+        "CreateStream",
+        map(vec![
+            ("StreamName", Value::Text("c".into())),
+            ("ShardCount", Value::Integer(1.into())),
+        ]),
+    );
     assert_eq!(status, 200);
     let payload: Vec<u8> = (0..=255).collect();
     let (status, put) = call(
@@ -61,10 +87,20 @@ fn a_cbor_client_round_trips_binary_records() {
             ("ShardId", Value::Text("shardId-000000000000".into())),
             ("ShardIteratorType", Value::Text("AT_TIMESTAMP".into())),
             // Java SDK style: tag 1 around epoch milliseconds
-            ("Timestamp", Value::Tag(1, Box::new(Value::Integer(1_000.into())))),
+            (
+                "Timestamp",
+                Value::Tag(1, Box::new(Value::Integer(1_000.into()))),
+            ),
         ]),
     );
-    let (status, records) = call(endpoint, "GetRecords", map(vec![("ShardIterator", get(&iterator, "ShardIterator").clone())]));
+    let (status, records) = call(
+        endpoint,
+        "GetRecords",
+        map(vec![(
+            "ShardIterator",
+            get(&iterator, "ShardIterator").clone(),
+        )]),
+    );
     assert_eq!(status, 200);
     let records = get(&records, "Records").as_array().expect("list").clone();
     assert_eq!(records.len(), 1);
@@ -73,18 +109,32 @@ fn a_cbor_client_round_trips_binary_records() {
         panic!("timestamp is not tagged");
     };
     let arrival_ms: i128 = arrival.as_integer().expect("integer").into();
-    assert!(arrival_ms > 1_600_000_000_000, "milliseconds since the epoch, got {arrival_ms}");
+    assert!(
+        arrival_ms > 1_600_000_000_000,
+        "milliseconds since the epoch, got {arrival_ms}"
+    );
 
-    let (status, error) = call(endpoint, "DescribeStream", map(vec![("StreamName", Value::Text("missing".into()))]));
+    let (status, error) = call(
+        endpoint,
+        "DescribeStream",
+        map(vec![("StreamName", Value::Text("missing".into()))]),
+    );
     assert_eq!(status, 400);
-    assert_eq!(get(&error, "__type").as_text(), Some("ResourceNotFoundException"));
+    assert_eq!(
+        get(&error, "__type").as_text(),
+        Some("ResourceNotFoundException")
+    );
 }
 
 #[test]
 fn malformed_bodies_get_a_serialization_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
-    let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
     for (content_type, body) in [
         ("application/x-amz-json-1.1", &b"{not json"[..]),
         ("application/x-amz-cbor-1.1", &[0xff, 0x00][..]),
@@ -99,7 +149,10 @@ fn malformed_bodies_get_a_serialization_error() {
         assert_eq!(response.status().as_u16(), 400);
         let text = response.body_mut().read_to_vec().expect("body");
         let answer = String::from_utf8_lossy(&text).to_string();
-        assert!(answer.contains("SerializationException"), "{content_type}: {answer}");
+        assert!(
+            answer.contains("SerializationException"),
+            "{content_type}: {answer}"
+        );
     }
     // a wrong type names the member
     let mut response = agent
@@ -118,5 +171,8 @@ fn malformed_bodies_get_a_serialization_error() {
         .send(&b"{}"[..])
         .expect("request");
     let answer = response.body_mut().read_to_string().expect("body");
-    assert!(answer.contains("UnknownOperationException") && answer.contains("Frobnicate"), "{answer}");
+    assert!(
+        answer.contains("UnknownOperationException") && answer.contains("Frobnicate"),
+        "{answer}"
+    );
 }

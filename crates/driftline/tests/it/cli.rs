@@ -6,7 +6,10 @@ use std::process::Stdio;
 use crate::util::{driftline, Server};
 
 fn run(endpoint: &str, args: &[&str]) -> (bool, String, String) {
-    let output = driftline(endpoint).args(args).output().expect("run driftline");
+    let output = driftline(endpoint)
+        .args(args)
+        .output()
+        .expect("run driftline");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).to_string(),
@@ -26,14 +29,28 @@ fn stream_verbs_put_and_get_round_trip_ndjson() {
     assert!(ok);
     assert_eq!(out.trim(), "events");
 
-    let lines: Vec<String> = (0..1000).map(|i| format!(r#"{{"user":"u{}","n":{i}}}"#, i % 13)).collect();
+    let lines: Vec<String> = (0..1000)
+        .map(|i| format!(r#"{{"user":"u{}","n":{i}}}"#, i % 13))
+        .collect();
     let mut child = driftline(endpoint)
-        .args(["put", "events", "--partition-key", "user", "--batch-lines", "300"])
+        .args([
+            "put",
+            "events",
+            "--partition-key",
+            "user",
+            "--batch-lines",
+            "300",
+        ])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn put");
-    child.stdin.take().expect("stdin").write_all(lines.join("\n").as_bytes()).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(lines.join("\n").as_bytes())
+        .expect("write");
     let output = child.wait_with_output().expect("put");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -45,7 +62,10 @@ fn stream_verbs_put_and_get_round_trip_ndjson() {
     assert_eq!(got.len(), 1000);
     // per partition key, the order written is kept
     let of_user = |rows: &[&str], user: &str| -> Vec<String> {
-        rows.iter().filter(|l| l.contains(&format!("\"{user}\""))).map(|l| l.to_string()).collect()
+        rows.iter()
+            .filter(|l| l.contains(&format!("\"{user}\"")))
+            .map(|l| l.to_string())
+            .collect()
     };
     let expected: Vec<&str> = lines.iter().map(String::as_str).collect();
     assert_eq!(of_user(&got, "u3"), of_user(&expected, "u3"));
@@ -70,11 +90,19 @@ fn stream_verbs_put_and_get_round_trip_ndjson() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn put");
-    child.stdin.take().expect("stdin").write_all(b"{\"a\":1}\n{oops\n{\"a\":2}\n").expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"{\"a\":1}\n{oops\n{\"a\":2}\n")
+        .expect("write");
     let output = child.wait_with_output().expect("put");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("line 2") && stderr.contains("wrote 2 records"), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("wrote 2 records"),
+        "{stderr}"
+    );
 
     let (ok, _, err) = run(endpoint, &["stream", "delete", "events"]);
     assert!(ok, "{err}");

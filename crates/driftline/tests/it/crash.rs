@@ -11,7 +11,12 @@ use serde_json::{json, Value};
 
 use crate::util::Server;
 
-fn kinesis(agent: &ureq::Agent, endpoint: &str, operation: &str, body: Value) -> Result<Value, String> {
+fn kinesis(
+    agent: &ureq::Agent,
+    endpoint: &str,
+    operation: &str,
+    body: Value,
+) -> Result<Value, String> {
     let mut response = agent
         .post(endpoint)
         .header("content-type", "application/x-amz-json-1.1")
@@ -41,7 +46,13 @@ fn a_killed_server_keeps_every_acknowledged_record_in_order_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = Server::start(dir.path(), &["--segment-bytes", "65536"]);
     let endpoint = server.endpoint.clone();
-    kinesis(&agent(), &endpoint, "CreateStream", json!({"StreamName": "c", "ShardCount": 4})).expect("create");
+    kinesis(
+        &agent(),
+        &endpoint,
+        "CreateStream",
+        json!({"StreamName": "c", "ShardCount": 4}),
+    )
+    .expect("create");
 
     let stop = Arc::new(AtomicBool::new(false));
     // producer -> acknowledged counters, in acknowledgement order
@@ -88,7 +99,13 @@ fn a_killed_server_keeps_every_acknowledged_record_in_order_once() {
 
     let server = Server::start(dir.path(), &["--segment-bytes", "65536"]);
     let agent = agent();
-    let shards = kinesis(&agent, &server.endpoint, "ListShards", json!({"StreamName": "c"})).expect("list");
+    let shards = kinesis(
+        &agent,
+        &server.endpoint,
+        "ListShards",
+        json!({"StreamName": "c"}),
+    )
+    .expect("list");
     let mut read: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     for shard in shards["Shards"].as_array().expect("shards") {
         let mut iterator = kinesis(
@@ -100,13 +117,23 @@ fn a_killed_server_keeps_every_acknowledged_record_in_order_once() {
         .expect("iterator")["ShardIterator"]
             .clone();
         loop {
-            let page = kinesis(&agent, &server.endpoint, "GetRecords", json!({"ShardIterator": iterator})).expect("get");
+            let page = kinesis(
+                &agent,
+                &server.endpoint,
+                "GetRecords",
+                json!({"ShardIterator": iterator}),
+            )
+            .expect("get");
             let records = page["Records"].as_array().expect("records");
             for record in records {
-                let data = base64::engine::general_purpose::STANDARD.decode(record["Data"].as_str().expect("data")).expect("b64");
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(record["Data"].as_str().expect("data"))
+                    .expect("b64");
                 let text = String::from_utf8(data).expect("utf8");
                 let (producer, counter) = text.split_once(':').expect("producer:counter");
-                read.entry(producer.parse().expect("producer")).or_default().push(counter.parse().expect("counter"));
+                read.entry(producer.parse().expect("producer"))
+                    .or_default()
+                    .push(counter.parse().expect("counter"));
             }
             if records.is_empty() {
                 break;
@@ -118,12 +145,22 @@ fn a_killed_server_keeps_every_acknowledged_record_in_order_once() {
         let got = read.get(producer).cloned().unwrap_or_default();
         // once: no duplicates at all
         let unique: BTreeSet<u64> = got.iter().copied().collect();
-        assert_eq!(unique.len(), got.len(), "producer {producer} has duplicates");
+        assert_eq!(
+            unique.len(),
+            got.len(),
+            "producer {producer} has duplicates"
+        );
         // in order: a producer's records come back in the order it wrote them
-        assert!(got.windows(2).all(|w| w[0] < w[1]), "producer {producer} out of order");
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "producer {producer} out of order"
+        );
         // every acknowledged record is there
         for counter in acked {
-            assert!(unique.contains(counter), "producer {producer} lost acknowledged record {counter}");
+            assert!(
+                unique.contains(counter),
+                "producer {producer} lost acknowledged record {counter}"
+            );
         }
     }
     eprintln!("crash test: {total_acked} acknowledged records, all read back after SIGKILL");

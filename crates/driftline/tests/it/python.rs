@@ -16,6 +16,12 @@ fn boto3_round_trips_records_through_json() {
         .expect("python3 must be installed (.ci/run installs boto3)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "boto3 script failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("boto3 round trip ok: 50 records"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "boto3 script failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("boto3 round trip ok: 50 records"),
+        "{stdout}"
+    );
 }

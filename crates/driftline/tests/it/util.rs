@@ -21,7 +21,9 @@ impl Server {
             .expect("spawn driftline serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read banner");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read banner");
         let endpoint = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -64,6 +66,8 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// The `driftline` binary with `DRIFTLINE_ENDPOINT` set.
 pub fn driftline(endpoint: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
-    command.env("DRIFTLINE_ENDPOINT", endpoint).env("DRIFTLINE_LOG", "warn");
+    command
+        .env("DRIFTLINE_ENDPOINT", endpoint)
+        .env("DRIFTLINE_LOG", "warn");
     command
 }
