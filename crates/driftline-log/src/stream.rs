@@ -225,36 +225,34 @@ impl Stream {
     pub fn put(&self, records: Vec<NewRecord>, now_ms: i64) -> Vec<Result<RecordPosition>> {
         let mut results: Vec<Option<Result<RecordPosition>>> =
             (0..records.len()).map(|_| None).collect();
-        let mut pending: Vec<usize> = (0..records.len()).collect();
+        let mut pending: Vec<(usize, NewRecord)> = records.into_iter().enumerate().collect();
         // A put that meets a shard closed by a concurrent reshard is routed again.
         for _attempt in 0..8 {
             if pending.is_empty() {
                 break;
             }
-            let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-            for &i in &pending {
-                match self.route(&records[i].partition_key, records[i].explicit_hash_key) {
-                    Ok(shard) => by_shard.entry(shard).or_default().push(i),
+            let mut by_shard: BTreeMap<u32, (Vec<usize>, Vec<NewRecord>)> = BTreeMap::new();
+            for (i, record) in pending.drain(..) {
+                match self.route(&record.partition_key, record.explicit_hash_key) {
+                    Ok(shard) => {
+                        let batch = by_shard.entry(shard).or_default();
+                        batch.0.push(i);
+                        batch.1.push(record);
+                    }
                     Err(e) => results[i] = Some(Err(e)),
                 }
             }
-            pending.clear();
             let mut written: Vec<(Arc<ShardLog>, u32, AppendOutcome, Vec<usize>)> = Vec::new();
-            for (shard_index, indices) in by_shard {
-                let shard = match self.shard(shard_index) {
-                    Ok(shard) => shard,
-                    Err(e) => {
-                        let message = e.to_string();
-                        for i in indices {
-                            results[i] = Some(Err(LogError::InvalidArgument(message.clone())));
-                        }
-                        continue;
+            for (shard_index, (indices, batch)) in by_shard {
+                let outcome = self.shard(shard_index).and_then(|shard| {
+                    let outcome = shard.write(&batch, now_ms)?;
+                    Ok((shard, outcome))
+                });
+                match outcome {
+                    Ok((shard, outcome)) => written.push((shard, shard_index, outcome, indices)),
+                    Err(LogError::ShardClosed { .. }) => {
+                        pending.extend(indices.into_iter().zip(batch))
                     }
-                };
-                let batch: Vec<NewRecord> = indices.iter().map(|&i| records[i].clone()).collect();
-                match shard.write(&batch, now_ms) {
-                    Ok(outcome) => written.push((shard, shard_index, outcome, indices)),
-                    Err(LogError::ShardClosed { .. }) => pending.extend(indices),
                     Err(e) => {
                         let message = e.to_string();
                         for i in indices {
