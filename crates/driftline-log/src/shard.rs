@@ -428,12 +428,9 @@ impl ShardLog {
         let cutoff = now_ms - retention_ms;
         let mut state = self.write_state();
         let active_expired = state.active().last_timestamp_ms.is_some_and(|t| t < cutoff);
-        let active_unsynced = *self
-            .synced
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            < state.next_offset()
-            && self.options.durability == Durability::Fsync;
+        // Read the visible end, not the sync lock: `sync_to` takes the sync lock
+        // before the state lock, so taking them the other way round could deadlock.
+        let active_unsynced = self.end_offset() < state.next_offset();
         if active_expired && !active_unsynced && !state.closed {
             self.roll(&mut state)?;
         }

@@ -674,18 +674,13 @@ fn next_index(meta: &StreamMeta) -> u32 {
 }
 
 pub fn validate_consumer_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        && name != "."
-        && name != "..";
+    // The name becomes a file name: the stream-name alphabet, without `.` and `..`.
+    let valid = crate::store::validate_stream_name(name).is_ok() && name != "." && name != "..";
     if valid {
         Ok(())
     } else {
         Err(LogError::InvalidArgument(format!(
-            "consumer name {name:?} must be 1 to 128 characters of [a-zA-Z0-9_.-]"
+            "consumer name {name:?} must be 1 to 128 characters of [a-zA-Z0-9_.-], not . or .."
         )))
     }
 }

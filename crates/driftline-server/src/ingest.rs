@@ -121,7 +121,17 @@ pub fn ingest_blocking(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match partition_key_of(line, key_field) {
+        match partition_key_of(line, key_field).and_then(|key| {
+            if line.len() > crate::kinesis::ops::MAX_RECORD_BYTES {
+                Err(format!(
+                    "the line is {} bytes; a record holds at most {} bytes",
+                    line.len(),
+                    crate::kinesis::ops::MAX_RECORD_BYTES
+                ))
+            } else {
+                Ok(key)
+            }
+        }) {
             Ok(key) => {
                 let partition_key = match key {
                     Some(key) => key,
@@ -286,5 +296,36 @@ mod tests {
             partition_key_of(br#"{"a":1}"#, Some("user")).is_err_and(|e| e.contains("\"user\""))
         );
         assert!(partition_key_of(br#"{"user":""}"#, Some("user")).is_err());
+    }
+
+    #[test]
+    fn good_lines_are_written_and_each_bad_one_is_reported_by_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = driftline_log::LogStore::open(dir.path(), driftline_log::LogConfig::default())
+            .expect("open");
+        store
+            .create_stream(
+                driftline_log::StreamSpec {
+                    name: "s".into(),
+                    shard_count: 2,
+                    ..Default::default()
+                },
+                0,
+            )
+            .expect("create");
+        let huge = format!("{{\"user\":\"x\",\"pad\":\"{}\"}}", "y".repeat(1024 * 1024));
+        let body = format!("{{\"user\":\"a\"}}\n{huge}\n\n{{oops\n{{\"user\":\"b\"}}\r\n");
+        let summary = ingest_blocking(&store, "s", Some("user"), body.as_bytes()).expect("ingest");
+        assert_eq!(summary.written, 2);
+        assert_eq!(summary.rejected, 2);
+        let lines: Vec<usize> = summary.rejects.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, vec![2, 4]);
+        assert!(summary.rejects[0].1.contains("at most"));
+        let stored = store.stream("s").expect("stream").read_all().expect("read");
+        assert_eq!(stored.len(), 2);
+        assert!(matches!(
+            ingest_blocking(&store, "missing", None, b"{}"),
+            Err(LogError::StreamNotFound(_))
+        ));
     }
 }

@@ -323,66 +323,54 @@ fn describe_stream(state: &KinesisState, req: &Req) -> Result<Out, ApiError> {
         .take(limit)
         .map(|s| shard_out(&stream, s))
         .collect();
-    Ok(Out::Map(vec![(
-        "StreamDescription",
-        Out::Map(vec![
-            ("StreamName", Out::Str(meta.name.clone())),
-            ("StreamARN", Out::Str(state.arn(&meta.name))),
-            ("StreamStatus", Out::Str("ACTIVE".into())),
-            ("StreamModeDetails", mode_details(meta.mode)),
-            ("Shards", Out::List(shards_out)),
-            ("HasMoreShards", Out::Bool(has_more)),
-            (
-                "RetentionPeriodHours",
-                Out::Int(i64::from(meta.retention_hours)),
-            ),
-            ("StreamCreationTimestamp", Out::Time(meta.created_ms)),
-            (
-                "EnhancedMonitoring",
-                Out::List(vec![Out::Map(vec![(
-                    "ShardLevelMetrics",
-                    Out::List(Vec::new()),
-                )])]),
-            ),
-            ("EncryptionType", Out::Str("NONE".into())),
-        ]),
-    )]))
+    let mut description = stream_fields(state, &meta);
+    description.push(("Shards", Out::List(shards_out)));
+    description.push(("HasMoreShards", Out::Bool(has_more)));
+    Ok(Out::Map(vec![("StreamDescription", Out::Map(description))]))
+}
+
+/// The members DescribeStream and DescribeStreamSummary share.
+fn stream_fields(state: &KinesisState, meta: &StreamMeta) -> Vec<(&'static str, Out)> {
+    vec![
+        ("StreamName", Out::Str(meta.name.clone())),
+        ("StreamARN", Out::Str(state.arn(&meta.name))),
+        ("StreamStatus", Out::Str("ACTIVE".into())),
+        ("StreamModeDetails", mode_details(meta.mode)),
+        (
+            "RetentionPeriodHours",
+            Out::Int(i64::from(meta.retention_hours)),
+        ),
+        ("StreamCreationTimestamp", Out::Time(meta.created_ms)),
+        (
+            "EnhancedMonitoring",
+            Out::List(vec![Out::Map(vec![(
+                "ShardLevelMetrics",
+                Out::List(Vec::new()),
+            )])]),
+        ),
+        ("EncryptionType", Out::Str("NONE".into())),
+    ]
 }
 
 fn describe_stream_summary(state: &KinesisState, req: &Req) -> Result<Out, ApiError> {
     let stream = open_stream(state, req)?;
     let meta = stream.meta();
     let consumers = stream.consumers().map(|c| c.len()).unwrap_or(0);
+    let mut summary = stream_fields(state, &meta);
+    summary.extend([
+        (
+            "OpenShardCount",
+            Out::Int(meta.open_shards().count() as i64),
+        ),
+        ("ConsumerCount", Out::Int(consumers as i64)),
+        (
+            "MaxRecordSizeInKiB",
+            Out::Int((MAX_RECORD_BYTES / 1024) as i64),
+        ),
+    ]);
     Ok(Out::Map(vec![(
         "StreamDescriptionSummary",
-        Out::Map(vec![
-            ("StreamName", Out::Str(meta.name.clone())),
-            ("StreamARN", Out::Str(state.arn(&meta.name))),
-            ("StreamStatus", Out::Str("ACTIVE".into())),
-            ("StreamModeDetails", mode_details(meta.mode)),
-            (
-                "RetentionPeriodHours",
-                Out::Int(i64::from(meta.retention_hours)),
-            ),
-            ("StreamCreationTimestamp", Out::Time(meta.created_ms)),
-            (
-                "EnhancedMonitoring",
-                Out::List(vec![Out::Map(vec![(
-                    "ShardLevelMetrics",
-                    Out::List(Vec::new()),
-                )])]),
-            ),
-            ("EncryptionType", Out::Str("NONE".into())),
-            (
-                "OpenShardCount",
-                Out::Int(meta.open_shards().count() as i64),
-            ),
-            ("ConsumerCount", Out::Int(consumers as i64)),
-            (
-                "MaxRecordSizeInKiB",
-                Out::Int((MAX_RECORD_BYTES / 1024) as i64),
-            ),
-        ]),
+        Out::Map(summary),
     )]))
 }
 
