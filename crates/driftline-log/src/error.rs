@@ -41,7 +41,7 @@ pub enum LogError {
     },
     #[error("corrupt metadata file {path}: {reason}")]
     CorruptMetadata { path: PathBuf, reason: String },
-    #[error("disk is full writing {path}")]
+    #[error("disk is full (no room to write {path})")]
     DiskFull { path: PathBuf },
     #[error("i/o error on {path}: {source}")]
     Io {
@@ -54,7 +54,15 @@ pub enum LogError {
 impl LogError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> LogError {
         let path = path.into();
-        if source.raw_os_error() == Some(28) || source.kind() == io::ErrorKind::StorageFull {
+        // ENOSPC, EDQUOT and EFBIG (a file-size limit) all mean: no room to write.
+        let no_room = matches!(source.raw_os_error(), Some(28) | Some(122) | Some(27))
+            || matches!(
+                source.kind(),
+                io::ErrorKind::StorageFull
+                    | io::ErrorKind::QuotaExceeded
+                    | io::ErrorKind::FileTooLarge
+            );
+        if no_room {
             return LogError::DiskFull { path };
         }
         LogError::Io { path, source }

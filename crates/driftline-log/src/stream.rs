@@ -261,8 +261,10 @@ impl Stream {
                     }
                 }
             }
-            for (shard, shard_index, outcome, indices) in written {
-                let acknowledged = shard.wait_acknowledged(&outcome);
+            let acknowledgements = wait_all(&written);
+            for ((_, shard_index, outcome, indices), acknowledged) in
+                written.into_iter().zip(acknowledgements)
+            {
                 for (n, i) in indices.into_iter().enumerate() {
                     results[i] = Some(match &acknowledged {
                         Ok(()) => Ok(RecordPosition {
@@ -658,6 +660,31 @@ impl Stream {
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Waits for the writes to several shards together: their fsyncs overlap, so a
+/// batch over N shards costs about one fsync, not N.
+fn wait_all(written: &[(Arc<ShardLog>, u32, AppendOutcome, Vec<usize>)]) -> Vec<Result<()>> {
+    if written.len() <= 1 {
+        return written
+            .iter()
+            .map(|(shard, _, outcome, _)| shard.wait_acknowledged(outcome))
+            .collect();
+    }
+    std::thread::scope(|scope| {
+        let waits: Vec<_> = written[1..]
+            .iter()
+            .map(|(shard, _, outcome, _)| scope.spawn(move || shard.wait_acknowledged(outcome)))
+            .collect();
+        let (shard, _, outcome, _) = &written[0];
+        let mut results = vec![shard.wait_acknowledged(outcome)];
+        results.extend(waits.into_iter().map(|wait| {
+            wait.join().unwrap_or_else(|_| {
+                Err(LogError::InvalidArgument("an fsync thread panicked".into()))
+            })
+        }));
+        results
+    })
 }
 
 fn routes_of(meta: &StreamMeta) -> Vec<(HashKeyRange, u32)> {

@@ -5,6 +5,7 @@
 //! kinesalite does; the server binds to loopback by default.
 
 pub mod error;
+mod fast;
 pub mod iterator;
 pub mod ops;
 pub mod wire;
@@ -62,9 +63,15 @@ pub async fn handle(
     };
     let kinesis = state.kinesis.clone();
     let result = tokio::task::spawn_blocking(move || {
+        let now_ms = driftline_log::now_ms();
+        if protocol == Protocol::Json && operation == "PutRecords" {
+            if let Some(result) = fast::put_records_json(&kinesis, &body, now_ms) {
+                return result;
+            }
+        }
         let request = wire::decode_request(protocol, &body)?;
         let req = Req::new(&request, protocol);
-        ops::dispatch(&kinesis, &operation, &req, driftline_log::now_ms())
+        ops::dispatch(&kinesis, &operation, &req, now_ms)
     })
     .await
     .unwrap_or_else(|e| Err(ApiError::internal(format!("request handler failed: {e}"))));

@@ -86,7 +86,7 @@ fn check_stream_name(name: &str) -> Result<(), ApiError> {
     })
 }
 
-fn open_stream(state: &KinesisState, req: &Req) -> Result<std::sync::Arc<Stream>, ApiError> {
+pub fn open_stream(state: &KinesisState, req: &Req) -> Result<std::sync::Arc<Stream>, ApiError> {
     let name = stream_name(req)?;
     Ok(state.store.stream(&name)?)
 }
@@ -110,7 +110,11 @@ fn shard_arg(stream: &Stream, req: &Req, key: &str) -> Result<u32, ApiError> {
 }
 
 fn hash_key_arg(req: &Req, key: &str) -> Result<Option<u128>, ApiError> {
-    let Some(text) = req.str_opt(key)? else {
+    parse_hash_key(req.str_opt(key)?, key)
+}
+
+fn parse_hash_key(text: Option<&str>, key: &str) -> Result<Option<u128>, ApiError> {
+    let Some(text) = text else {
         return Ok(None);
     };
     let valid_form = text == "0"
@@ -532,34 +536,64 @@ impl ListShardsToken {
     }
 }
 
-fn record_arg(req: &Req, context: &str) -> Result<NewRecord, ApiError> {
-    let partition_key = req.str_req("PartitionKey")?;
+/// Where a record sits in its request, for error messages: PutRecord's one
+/// record, or the n-th (0-based) entry of PutRecords.
+#[derive(Clone, Copy)]
+pub enum RecordPlace {
+    Single,
+    Entry(usize),
+}
+
+impl RecordPlace {
+    fn member(self, name: &str) -> String {
+        match self {
+            RecordPlace::Single => name.to_string(),
+            RecordPlace::Entry(i) => format!("records.{}.member.{name}", i + 1),
+        }
+    }
+}
+
+fn record_arg(req: &Req, place: RecordPlace) -> Result<NewRecord, ApiError> {
+    record_from(
+        req.str_req("PartitionKey")?,
+        req.blob_req("Data")?,
+        req.str_opt("ExplicitHashKey")?,
+        place,
+    )
+}
+
+/// Validates one record, whichever way its request was decoded.
+pub fn record_from(
+    partition_key: &str,
+    data: Vec<u8>,
+    explicit_hash_key: Option<&str>,
+    place: RecordPlace,
+) -> Result<NewRecord, ApiError> {
     let chars = partition_key.chars().count();
     if chars == 0 || chars > 256 {
         return Err(constraint(
-            &format!("{context}PartitionKey"),
+            &place.member("PartitionKey"),
             partition_key,
             "Member must have length between 1 and 256",
         ));
     }
-    let data = req.blob_req("Data")?;
     let size = data.len() + partition_key.len();
     if size > MAX_RECORD_BYTES {
         return Err(ApiError::validation(format!(
-            "1 validation error detected: Value at '{}data' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORD_BYTES} (data plus partition key is {size} bytes)",
-            context.to_lowercase()
+            "1 validation error detected: Value at '{}' failed to satisfy constraint: Member must have length less than or equal to {MAX_RECORD_BYTES} (data plus partition key is {size} bytes)",
+            place.member("data")
         )));
     }
     Ok(NewRecord {
         partition_key: partition_key.to_string(),
-        explicit_hash_key: hash_key_arg(req, "ExplicitHashKey")?,
+        explicit_hash_key: parse_hash_key(explicit_hash_key, "ExplicitHashKey")?,
         data,
     })
 }
 
 fn put_record(state: &KinesisState, req: &Req, now_ms: i64) -> Result<Out, ApiError> {
     let stream = open_stream(state, req)?;
-    let record = record_arg(req, "")?;
+    let record = record_arg(req, RecordPlace::Single)?;
     if let Some(ordering) = req.str_opt("SequenceNumberForOrdering")? {
         ordering.parse::<SequenceNumber>().map_err(|_| {
             constraint(
@@ -587,28 +621,42 @@ fn put_records(state: &KinesisState, req: &Req, now_ms: i64) -> Result<Out, ApiE
     let entries = req
         .list_opt("Records")?
         .ok_or_else(|| super::wire::missing("Records"))?;
-    if entries.is_empty() || entries.len() > MAX_PUT_RECORDS {
-        return Err(ApiError::validation(format!(
-            "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length between 1 and {MAX_PUT_RECORDS} (got {})",
-            entries.len()
-        )));
-    }
+    check_put_records_count(entries.len())?;
     let stream = open_stream(state, req)?;
     let mut records = Vec::with_capacity(entries.len());
-    let mut total = 0usize;
     for (i, entry) in entries.iter().enumerate() {
         let serde_json::Value::Object(entry) = entry else {
             return Err(ApiError::serialization(format!(
                 "Records[{i}] must be an object"
             )));
         };
-        let record = record_arg(
+        records.push(record_arg(
             &Req::new(entry, req.protocol),
-            &format!("records.{}.member.", i + 1),
-        )?;
-        total += record.data.len() + record.partition_key.len();
-        records.push(record);
+            RecordPlace::Entry(i),
+        )?);
     }
+    write_records(&stream, records, now_ms)
+}
+
+pub fn check_put_records_count(count: usize) -> Result<(), ApiError> {
+    if count == 0 || count > MAX_PUT_RECORDS {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length between 1 and {MAX_PUT_RECORDS} (got {count})"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes validated PutRecords entries and reports each record's outcome.
+pub fn write_records(
+    stream: &Stream,
+    records: Vec<NewRecord>,
+    now_ms: i64,
+) -> Result<Out, ApiError> {
+    let total: usize = records
+        .iter()
+        .map(|r| r.data.len() + r.partition_key.len())
+        .sum();
     if total > MAX_PUT_RECORDS_BYTES {
         return Err(ApiError::invalid_argument(format!(
             "Records size {total} bytes exceeds the limit of {MAX_PUT_RECORDS_BYTES} bytes per PutRecords request"

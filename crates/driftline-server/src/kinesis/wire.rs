@@ -117,7 +117,8 @@ fn cbor_to_json(value: ciborium::Value) -> Result<Value, ApiError> {
 
 pub fn encode_response(protocol: Protocol, out: Out) -> Vec<u8> {
     match protocol {
-        Protocol::Json => serde_json::to_vec(&out_to_json(out)).unwrap_or_default(),
+        // Serialised straight from the tree: no intermediate JSON value.
+        Protocol::Json => serde_json::to_vec(&out).unwrap_or_default(),
         Protocol::Cbor => {
             let mut bytes = Vec::new();
             // Writing to a Vec cannot fail.
@@ -135,23 +136,34 @@ pub fn encode_error(protocol: Protocol, error: &ApiError) -> Vec<u8> {
     encode_response(protocol, out)
 }
 
-fn out_to_json(out: Out) -> Value {
-    match out {
-        Out::Bool(b) => Value::Bool(b),
-        Out::Int(i) => Value::from(i),
-        Out::Str(s) => Value::String(s),
-        Out::Blob(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
-        Out::Time(ms) => serde_json::Number::from_f64(ms as f64 / 1000.0)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        Out::List(items) => Value::Array(items.into_iter().map(out_to_json).collect()),
-        Out::Map(entries) => Value::Object(
-            entries
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), out_to_json(v)))
-                .collect(),
-        ),
-        Out::Null => Value::Null,
+/// JSON 1.1 form: blobs as base64 text, timestamps as epoch seconds.
+impl serde::Serialize for Out {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Out::Bool(b) => serializer.serialize_bool(*b),
+            Out::Int(i) => serializer.serialize_i64(*i),
+            Out::Str(s) => serializer.serialize_str(s),
+            Out::Blob(b) => {
+                serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            Out::Time(ms) => serializer.serialize_f64(*ms as f64 / 1000.0),
+            Out::List(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Out::Map(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    map.serialize_entry(key, value)?;
+                }
+                map.end()
+            }
+            Out::Null => serializer.serialize_unit(),
+        }
     }
 }
 

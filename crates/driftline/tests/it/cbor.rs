@@ -163,6 +163,18 @@ fn malformed_bodies_get_a_serialization_error() {
         .expect("request");
     let answer = response.body_mut().read_to_string().expect("body");
     assert!(answer.contains("StreamName must be a string"), "{answer}");
+    // a missing member is named
+    let mut response = agent
+        .post(&server.endpoint)
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "Kinesis_20131202.CreateStream")
+        .send(&br#"{"ShardCount": 1}"#[..])
+        .expect("request");
+    let answer = response.body_mut().read_to_string().expect("body");
+    assert!(
+        answer.contains("ValidationException") && answer.contains("'streamName'"),
+        "{answer}"
+    );
     // an unknown operation
     let mut response = agent
         .post(&server.endpoint)

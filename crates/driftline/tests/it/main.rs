@@ -4,6 +4,7 @@
 mod cbor;
 mod cli;
 mod crash;
+mod disk_full;
 mod python;
 mod sdk;
 mod util;
