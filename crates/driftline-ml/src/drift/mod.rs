@@ -1,0 +1,114 @@
+//! Concept-drift detectors over a stream of values (for most, 1 = error,
+//! 0 = correct prediction) and data-drift statistics between two samples.
+//!
+//! Every detector follows one contract: [`DriftDetector::update`] takes the next
+//! value and returns the state after it; a detector that signalled drift starts
+//! afresh on its next update (ADWIN instead shrinks its window, as in River).
+
+mod adwin;
+pub mod data;
+mod ddm;
+mod eddm;
+mod hddm;
+mod kswin;
+mod page_hinkley;
+
+pub use adwin::Adwin;
+pub use ddm::Ddm;
+pub use eddm::Eddm;
+pub use hddm::{HddmA, HddmW};
+pub use kswin::Kswin;
+pub use page_hinkley::PageHinkley;
+
+/// What a detector concluded after an update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DriftState {
+    #[default]
+    Stable,
+    Warning,
+    Drift,
+}
+
+pub trait DriftDetector: Send {
+    /// Feeds the next value.
+    fn update(&mut self, value: f64) -> DriftState;
+
+    /// The state after the last update.
+    fn state(&self) -> DriftState;
+
+    fn drift_detected(&self) -> bool {
+        self.state() == DriftState::Drift
+    }
+
+    fn warning_detected(&self) -> bool {
+        self.state() == DriftState::Warning
+    }
+
+    /// How many updates ago the new concept is estimated to have started,
+    /// for detectors that estimate it (ADWIN: the part of its window it dropped).
+    fn drift_point_ago(&self) -> Option<u64> {
+        None
+    }
+
+    /// Forgets everything seen.
+    fn reset(&mut self);
+
+    /// A short name, such as `adwin`.
+    fn name(&self) -> &'static str;
+}
+
+/// Builds a detector from a name such as `adwin`, `ddm` or `page_hinkley`,
+/// with its default parameters.
+pub fn detector_by_name(name: &str) -> Result<Box<dyn DriftDetector>, crate::ParamError> {
+    Ok(match name.to_ascii_lowercase().replace('-', "_").as_str() {
+        "adwin" => Box::new(Adwin::default()),
+        "ddm" => Box::new(Ddm::default()),
+        "eddm" => Box::new(Eddm::default()),
+        "hddm_a" | "hddma" => Box::new(HddmA::default()),
+        "hddm_w" | "hddmw" => Box::new(HddmW::default()),
+        "page_hinkley" | "ph" => Box::new(PageHinkley::default()),
+        "kswin" => Box::new(Kswin::default()),
+        other => {
+            return Err(crate::ParamError::new(
+                "detector",
+                format!("unknown detector {other:?}; known: adwin, ddm, eddm, hddm_a, hddm_w, page_hinkley, kswin"),
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Bernoulli stream with a change of rate at `change_at`, from SplitMix64.
+    pub fn bernoulli(
+        n: usize,
+        change_at: usize,
+        p_before: f64,
+        p_after: f64,
+        seed: u64,
+    ) -> Vec<f64> {
+        let mut state = seed;
+        (0..n)
+            .map(|i| {
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                let u = (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+                let p = if i < change_at { p_before } else { p_after };
+                f64::from(u8::from(u < p))
+            })
+            .collect()
+    }
+
+    /// Indices at which the detector reported drift.
+    pub fn detections(detector: &mut dyn super::DriftDetector, values: &[f64]) -> Vec<usize> {
+        values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| detector.update(**v) == super::DriftState::Drift)
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
