@@ -3,6 +3,7 @@
 //! `warning_detected`, `get`, `revert`). No async runtime, no I/O.
 
 pub mod drift;
+pub mod features;
 pub mod metrics;
 pub mod stats;
 
