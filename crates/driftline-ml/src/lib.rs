@@ -4,6 +4,7 @@
 
 pub mod drift;
 pub mod features;
+pub mod learn;
 pub mod metrics;
 pub mod stats;
 

@@ -134,7 +134,7 @@ pub fn ln_gamma(x: f64) -> f64 {
 }
 
 /// SplitMix64: small, seeded, reproducible.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
@@ -158,6 +158,18 @@ impl SplitMix64 {
     /// Uniform in 0..n (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_f64() * n as f64) as usize % n.max(1)
+    }
+
+    /// A Poisson draw with mean `lambda` (Knuth's method; fine for small lambda).
+    pub fn poisson(&mut self, lambda: f64) -> u32 {
+        let limit = (-lambda).exp();
+        let mut product = self.next_f64();
+        let mut k = 0;
+        while product > limit && k < 1000 {
+            product *= self.next_f64();
+            k += 1;
+        }
+        k
     }
 }
 

@@ -13,10 +13,12 @@
 //! new window on the update after a detection, so the same stream gives the
 //! same detection indices as River's ADWIN with the same `delta` and `clock`.
 
+use serde::{Deserialize, Serialize};
+
 use super::{DriftDetector, DriftState};
 use crate::ParamError;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Row {
     /// Oldest first; at most `max_buckets + 1` entries.
     totals: Vec<f64>,
@@ -46,7 +48,7 @@ impl Row {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Adwin {
     delta: f64,
     clock: u32,

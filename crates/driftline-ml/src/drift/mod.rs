@@ -21,7 +21,7 @@ pub use kswin::Kswin;
 pub use page_hinkley::PageHinkley;
 
 /// What a detector concluded after an update.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum DriftState {
     #[default]
     Stable,

@@ -1,0 +1,726 @@
+//! Hoeffding trees (VFDT, Domingos & Hulten, 2000) and the Hoeffding adaptive
+//! tree (Bifet & Gavaldà, 2009).
+//!
+//! A leaf keeps, for every feature it may split on, one Gaussian estimator per
+//! class. Every `grace_period` weight it scores candidate thresholds (ten
+//! between the smallest and largest value seen) by information gain and splits
+//! when the best beats the second best by more than the Hoeffding bound
+//! `sqrt(R² ln(1/δ) / 2n)`, or when the bound falls below the tie threshold.
+//! Leaves predict with naive Bayes or the majority class, whichever has been
+//! right more often there (MOA's "NB adaptive").
+//!
+//! The adaptive tree adds an ADWIN on the error of every node; when a node's
+//! error rises it grows an alternate subtree beside it, and swaps it in once the
+//! alternate is clearly better (or drops it once it is clearly worse).
+
+use serde::{Deserialize, Serialize};
+
+use super::{normalize, Classifier, Model};
+use crate::drift::{Adwin, DriftDetector, DriftState};
+use crate::stats::SplitMix64;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TreeConfig {
+    pub grace_period: f64,
+    pub split_confidence: f64,
+    pub tie_threshold: f64,
+    pub max_depth: usize,
+    /// Features a leaf may split on: `None` for all, `Some(k)` for a random `k` per leaf.
+    pub subspace: Option<usize>,
+    /// Use naive Bayes at leaves when it beats the majority class.
+    pub naive_bayes: bool,
+}
+
+impl Default for TreeConfig {
+    fn default() -> Self {
+        TreeConfig {
+            grace_period: 200.0,
+            split_confidence: 1e-7,
+            tie_threshold: 0.05,
+            max_depth: 30,
+            subspace: None,
+            naive_bayes: true,
+        }
+    }
+}
+
+/// Weighted running mean and variance of one feature for one class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Gaussian {
+    weight: f64,
+    mean: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Gaussian {
+    fn update(&mut self, x: f64, w: f64) {
+        if self.weight == 0.0 {
+            self.min = x;
+            self.max = x;
+        } else {
+            self.min = self.min.min(x);
+            self.max = self.max.max(x);
+        }
+        self.weight += w;
+        let delta = x - self.mean;
+        self.mean += w * delta / self.weight;
+        self.m2 += w * delta * (x - self.mean);
+    }
+
+    fn std(&self) -> f64 {
+        if self.weight > 1.0 {
+            (self.m2 / (self.weight - 1.0)).max(0.0).sqrt()
+        } else {
+            0.0
+        }
+    }
+
+    fn pdf(&self, x: f64) -> f64 {
+        let std = self.std();
+        if std > 0.0 {
+            let z = (x - self.mean) / std;
+            (-0.5 * z * z).exp() / (std * (2.0 * std::f64::consts::PI).sqrt())
+        } else if (x - self.mean).abs() < 1e-12 {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
+    /// Estimated weight at or below `x` and above it.
+    fn split_weight(&self, x: f64) -> (f64, f64) {
+        if self.weight == 0.0 {
+            return (0.0, 0.0);
+        }
+        if x < self.min {
+            return (0.0, self.weight);
+        }
+        if x >= self.max {
+            return (self.weight, 0.0);
+        }
+        let std = self.std();
+        let below = if std > 0.0 {
+            normal_cdf((x - self.mean) / std)
+        } else if x >= self.mean {
+            1.0
+        } else {
+            0.0
+        };
+        (below * self.weight, (1.0 - below) * self.weight)
+    }
+}
+
+fn normal_cdf(z: f64) -> f64 {
+    0.5 * erfc(-z / std::f64::consts::SQRT_2)
+}
+
+/// Complementary error function (W. J. Cody's rational approximation via erfc's
+/// continued-fraction-free form from Numerical Recipes, 6.2; relative error < 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+fn entropy(distribution: &[f64]) -> f64 {
+    let total: f64 = distribution.iter().sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    -distribution
+        .iter()
+        .filter(|w| **w > 0.0)
+        .map(|w| (w / total) * (w / total).log2())
+        .sum::<f64>()
+}
+
+/// Information gain of splitting `parent` into the two distributions, or
+/// `None` when fewer than two branches hold 1 % of the weight.
+fn information_gain(parent: &[f64], left: &[f64], right: &[f64]) -> Option<f64> {
+    let (wl, wr): (f64, f64) = (left.iter().sum(), right.iter().sum());
+    let total = wl + wr;
+    if total <= 0.0 || wl / total < 0.01 || wr / total < 0.01 {
+        return None;
+    }
+    Some(entropy(parent) - (wl / total) * entropy(left) - (wr / total) * entropy(right))
+}
+
+/// (information gain, feature, threshold, left distribution, right distribution)
+type SplitCandidate = (f64, usize, f64, Vec<f64>, Vec<f64>);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Leaf {
+    /// Features this leaf may split on.
+    features: Vec<usize>,
+    /// observers[i][class] for features[i].
+    observers: Vec<Vec<Gaussian>>,
+    weight_at_last_attempt: f64,
+    majority_correct: f64,
+    bayes_correct: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum Kind {
+    Leaf(Leaf),
+    Split {
+        feature: usize,
+        threshold: f64,
+        children: Vec<Node>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Node {
+    counts: Vec<f64>,
+    depth: usize,
+    kind: Kind,
+    /// Adaptive trees only: the node's error and its alternate subtree.
+    error: Option<Adwin>,
+    alternate: Option<Box<Node>>,
+}
+
+impl PartialEq for Node {
+    fn eq(&self, other: &Self) -> bool {
+        self.counts == other.counts && self.depth == other.depth && self.kind == other.kind
+    }
+}
+
+/// Shared state the recursive functions need.
+struct Context<'a> {
+    config: &'a TreeConfig,
+    n_features: usize,
+    n_classes: usize,
+    adaptive: bool,
+    rng: &'a mut SplitMix64,
+}
+
+impl Node {
+    fn new_leaf(counts: Vec<f64>, depth: usize, ctx: &mut Context) -> Node {
+        let features = match ctx.config.subspace {
+            Some(k) if k < ctx.n_features => {
+                let mut all: Vec<usize> = (0..ctx.n_features).collect();
+                for i in 0..k {
+                    let j = i + ctx.rng.below(ctx.n_features - i);
+                    all.swap(i, j);
+                }
+                all.truncate(k);
+                all.sort_unstable();
+                all
+            }
+            _ => (0..ctx.n_features).collect(),
+        };
+        let observers = vec![vec![Gaussian::default(); ctx.n_classes]; features.len()];
+        let weight: f64 = counts.iter().sum();
+        Node {
+            counts,
+            depth,
+            kind: Kind::Leaf(Leaf {
+                features,
+                observers,
+                weight_at_last_attempt: weight,
+                majority_correct: 0.0,
+                bayes_correct: 0.0,
+            }),
+            error: ctx.adaptive.then(Adwin::default),
+            alternate: None,
+        }
+    }
+
+    fn leaf_for(&self, x: &[f64]) -> &Node {
+        match &self.kind {
+            Kind::Leaf(_) => self,
+            Kind::Split {
+                feature,
+                threshold,
+                children,
+            } => {
+                let branch = usize::from(x.get(*feature).copied().unwrap_or(0.0) > *threshold);
+                children[branch].leaf_for(x)
+            }
+        }
+    }
+
+    fn majority(&self) -> Vec<f64> {
+        normalize(self.counts.clone())
+    }
+
+    fn bayes(&self, leaf: &Leaf, x: &[f64]) -> Vec<f64> {
+        let total: f64 = self.counts.iter().sum();
+        let mut log_scores: Vec<f64> = self
+            .counts
+            .iter()
+            .map(|c| {
+                if *c > 0.0 {
+                    (c / total).ln()
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect();
+        for (i, feature) in leaf.features.iter().enumerate() {
+            let value = x.get(*feature).copied().unwrap_or(0.0);
+            for (class, score) in log_scores.iter_mut().enumerate() {
+                if score.is_finite() {
+                    *score += leaf.observers[i][class].pdf(value).max(1e-300).ln();
+                }
+            }
+        }
+        let max = log_scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !max.is_finite() {
+            return self.majority();
+        }
+        normalize(log_scores.iter().map(|s| (s - max).exp()).collect())
+    }
+
+    /// Prediction of the leaf this node is.
+    fn leaf_prediction(&self, x: &[f64], naive_bayes: bool) -> Vec<f64> {
+        match &self.kind {
+            Kind::Leaf(leaf) if naive_bayes && leaf.bayes_correct > leaf.majority_correct => {
+                self.bayes(leaf, x)
+            }
+            _ => self.majority(),
+        }
+    }
+
+    fn predict(&self, x: &[f64], naive_bayes: bool) -> Vec<f64> {
+        self.leaf_for(x).leaf_prediction(x, naive_bayes)
+    }
+
+    fn learn(&mut self, x: &[f64], y: usize, w: f64, ctx: &mut Context) {
+        if ctx.adaptive {
+            self.watch_error(x, y, w, ctx);
+        }
+        self.counts[y] += w;
+        match &mut self.kind {
+            Kind::Split {
+                feature,
+                threshold,
+                children,
+            } => {
+                let branch = usize::from(x.get(*feature).copied().unwrap_or(0.0) > *threshold);
+                children[branch].learn(x, y, w, ctx);
+            }
+            Kind::Leaf(_) => self.learn_at_leaf(x, y, w, ctx),
+        }
+    }
+
+    fn learn_at_leaf(&mut self, x: &[f64], y: usize, w: f64, ctx: &mut Context) {
+        let counts_before: Vec<f64> = {
+            let mut c = self.counts.clone();
+            c[y] -= w;
+            c
+        };
+        let Kind::Leaf(leaf) = &mut self.kind else {
+            return;
+        };
+        if ctx.config.naive_bayes {
+            // Score both predictors on this example before learning from it.
+            let majority = super::argmax(&counts_before);
+            if majority == y && counts_before.iter().sum::<f64>() > 0.0 {
+                leaf.majority_correct += w;
+            }
+            let probe = Node {
+                counts: counts_before,
+                depth: 0,
+                kind: Kind::Leaf(leaf.clone()),
+                error: None,
+                alternate: None,
+            };
+            if let Kind::Leaf(l) = &probe.kind {
+                if super::argmax(&probe.bayes(l, x)) == y {
+                    leaf.bayes_correct += w;
+                }
+            }
+        }
+        for (i, feature) in leaf.features.iter().enumerate() {
+            leaf.observers[i][y].update(x.get(*feature).copied().unwrap_or(0.0), w);
+        }
+        let weight: f64 = self.counts.iter().sum();
+        let due = weight - leaf.weight_at_last_attempt >= ctx.config.grace_period;
+        if due && self.depth < ctx.config.max_depth {
+            leaf.weight_at_last_attempt = weight;
+            self.attempt_split(ctx);
+        }
+    }
+
+    fn attempt_split(&mut self, ctx: &mut Context) {
+        if self.counts.iter().filter(|c| **c > 0.0).count() < 2 {
+            return;
+        }
+        let Kind::Leaf(leaf) = &self.kind else { return };
+        let mut candidates: Vec<SplitCandidate> = Vec::new();
+        for (i, feature) in leaf.features.iter().enumerate() {
+            let observers = &leaf.observers[i];
+            let (lo, hi) = observers
+                .iter()
+                .filter(|g| g.weight > 0.0)
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), g| {
+                    (lo.min(g.min), hi.max(g.max))
+                });
+            if lo >= hi || lo.is_nan() || hi.is_nan() {
+                continue;
+            }
+            let step = (hi - lo) / 11.0;
+            let mut best: Option<(f64, f64, Vec<f64>, Vec<f64>)> = None;
+            for b in 1..=10 {
+                let threshold = lo + step * f64::from(b);
+                let (left, right): (Vec<f64>, Vec<f64>) =
+                    observers.iter().map(|g| g.split_weight(threshold)).unzip();
+                if let Some(gain) = information_gain(&self.counts, &left, &right) {
+                    if best.as_ref().is_none_or(|(g, ..)| gain > *g) {
+                        best = Some((gain, threshold, left, right));
+                    }
+                }
+            }
+            if let Some((gain, threshold, left, right)) = best {
+                candidates.push((gain, *feature, threshold, left, right));
+            }
+        }
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let Some(best) = candidates.first() else {
+            return;
+        };
+        let second = candidates.get(1).map_or(0.0, |c| c.0);
+        let range = (ctx.n_classes.max(2) as f64).log2();
+        let n: f64 = self.counts.iter().sum();
+        let bound = (range * range * (1.0 / ctx.config.split_confidence).ln() / (2.0 * n)).sqrt();
+        if best.0 > 0.0 && (best.0 - second > bound || bound < ctx.config.tie_threshold) {
+            let (_, feature, threshold, left, right) = candidates.swap_remove(0);
+            let children = vec![
+                Node::new_leaf(left, self.depth + 1, ctx),
+                Node::new_leaf(right, self.depth + 1, ctx),
+            ];
+            self.kind = Kind::Split {
+                feature,
+                threshold,
+                children,
+            };
+        }
+    }
+
+    /// Adaptive trees: watch this node's error; grow, judge and swap alternates.
+    fn watch_error(&mut self, x: &[f64], y: usize, w: f64, ctx: &mut Context) {
+        let wrong = f64::from(u8::from(
+            super::argmax(&self.predict(x, ctx.config.naive_bayes)) != y,
+        ));
+        let before = self.error.as_ref().map_or(0.0, Adwin::estimation);
+        let drifted = self
+            .error
+            .as_mut()
+            .is_some_and(|e| e.update(wrong) == DriftState::Drift);
+        let rising = self.error.as_ref().map_or(0.0, Adwin::estimation) > before;
+        if drifted && rising && self.alternate.is_none() && matches!(self.kind, Kind::Split { .. })
+        {
+            self.alternate = Some(Box::new(Node::new_leaf(
+                vec![0.0; ctx.n_classes],
+                self.depth,
+                ctx,
+            )));
+        }
+        if let Some(alternate) = self.alternate.as_mut() {
+            alternate.learn(x, y, w, ctx);
+            let (Some(mine), Some(theirs)) = (self.error.as_ref(), alternate.error.as_ref()) else {
+                return;
+            };
+            if theirs.width() >= 300.0 && mine.width() >= 300.0 {
+                let (e_mine, e_theirs) = (mine.estimation(), theirs.estimation());
+                let bound =
+                    ((1.0 / mine.width() + 1.0 / theirs.width()) * 2.0 * (2.0f64 / 0.05).ln())
+                        .sqrt()
+                        / 2.0;
+                if e_theirs + bound < e_mine {
+                    let replacement = self.alternate.take().map(|a| *a);
+                    if let Some(replacement) = replacement {
+                        *self = replacement;
+                    }
+                } else if e_theirs > e_mine + bound {
+                    self.alternate = None;
+                }
+            }
+        }
+    }
+
+    fn count_nodes(&self) -> usize {
+        1 + match &self.kind {
+            Kind::Leaf(_) => 0,
+            Kind::Split { children, .. } => children.iter().map(Node::count_nodes).sum(),
+        } + self.alternate.as_ref().map_or(0, |a| a.count_nodes())
+    }
+
+    fn size_bytes(&self) -> usize {
+        std::mem::size_of::<Node>()
+            + self.counts.len() * 8
+            + match &self.kind {
+                Kind::Leaf(leaf) => {
+                    leaf.observers
+                        .iter()
+                        .map(|o| o.len() * std::mem::size_of::<Gaussian>())
+                        .sum::<usize>()
+                        + leaf.features.len() * 8
+                }
+                Kind::Split { children, .. } => children.iter().map(Node::size_bytes).sum(),
+            }
+            + self.alternate.as_ref().map_or(0, |a| a.size_bytes())
+    }
+}
+
+/// The tree both public tree learners are made of.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Tree {
+    config: TreeConfig,
+    n_features: usize,
+    n_classes: usize,
+    adaptive: bool,
+    rng: SplitMix64,
+    seed: u64,
+    root: Node,
+}
+
+impl Tree {
+    pub(crate) fn new(
+        n_features: usize,
+        n_classes: usize,
+        config: TreeConfig,
+        adaptive: bool,
+        seed: u64,
+    ) -> Tree {
+        let mut rng = SplitMix64::new(seed);
+        let n_classes = n_classes.max(2);
+        let root = {
+            let mut ctx = Context {
+                config: &config,
+                n_features,
+                n_classes,
+                adaptive,
+                rng: &mut rng,
+            };
+            Node::new_leaf(vec![0.0; n_classes], 0, &mut ctx)
+        };
+        Tree {
+            config,
+            n_features,
+            n_classes,
+            adaptive,
+            rng,
+            seed,
+            root,
+        }
+    }
+
+    pub(crate) fn learn(&mut self, x: &[f64], y: usize, weight: f64) {
+        if y >= self.n_classes {
+            return;
+        }
+        let mut ctx = Context {
+            config: &self.config,
+            n_features: self.n_features,
+            n_classes: self.n_classes,
+            adaptive: self.adaptive,
+            rng: &mut self.rng,
+        };
+        self.root.learn(x, y, weight, &mut ctx);
+    }
+
+    pub(crate) fn predict(&self, x: &[f64]) -> Vec<f64> {
+        self.root.predict(x, self.config.naive_bayes)
+    }
+
+    pub(crate) fn reset(&mut self) {
+        *self = Tree::new(
+            self.n_features,
+            self.n_classes,
+            self.config.clone(),
+            self.adaptive,
+            self.seed.wrapping_add(1),
+        );
+    }
+
+    pub(crate) fn size_bytes(&self) -> usize {
+        std::mem::size_of::<Tree>() + self.root.size_bytes()
+    }
+
+    pub(crate) fn node_count(&self) -> usize {
+        self.root.count_nodes()
+    }
+}
+
+/// VFDT with Gaussian estimators and naive-Bayes-adaptive leaves.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HoeffdingTreeClassifier {
+    tree: Tree,
+}
+
+impl HoeffdingTreeClassifier {
+    pub fn new(n_features: usize, n_classes: usize, config: TreeConfig) -> Self {
+        HoeffdingTreeClassifier {
+            tree: Tree::new(n_features, n_classes, config, false, 1),
+        }
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.tree.node_count()
+    }
+}
+
+impl Classifier for HoeffdingTreeClassifier {
+    fn learn_one(&mut self, x: &[f64], y: usize) {
+        self.tree.learn(x, y, 1.0);
+    }
+
+    fn predict_proba_one(&self, x: &[f64]) -> Vec<f64> {
+        self.tree.predict(x)
+    }
+
+    fn reset(&mut self) {
+        self.tree.reset();
+    }
+
+    fn size_bytes(&self) -> usize {
+        self.tree.size_bytes()
+    }
+
+    fn to_model(&self) -> Model {
+        Model::HoeffdingTree(self.clone())
+    }
+
+    fn name(&self) -> &'static str {
+        "hoeffding_tree"
+    }
+}
+
+/// The Hoeffding adaptive tree: ADWIN per node, alternate subtrees.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HoeffdingAdaptiveTreeClassifier {
+    tree: Tree,
+}
+
+impl HoeffdingAdaptiveTreeClassifier {
+    pub fn new(n_features: usize, n_classes: usize, config: TreeConfig, seed: u64) -> Self {
+        HoeffdingAdaptiveTreeClassifier {
+            tree: Tree::new(n_features, n_classes, config, true, seed),
+        }
+    }
+}
+
+impl Classifier for HoeffdingAdaptiveTreeClassifier {
+    fn learn_one(&mut self, x: &[f64], y: usize) {
+        self.tree.learn(x, y, 1.0);
+    }
+
+    fn predict_proba_one(&self, x: &[f64]) -> Vec<f64> {
+        self.tree.predict(x)
+    }
+
+    fn reset(&mut self) {
+        self.tree.reset();
+    }
+
+    fn size_bytes(&self) -> usize {
+        self.tree.size_bytes()
+    }
+
+    fn to_model(&self) -> Model {
+        Model::HoeffdingAdaptiveTree(self.clone())
+    }
+
+    fn name(&self) -> &'static str {
+        "hoeffding_adaptive_tree"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two classes by a step in feature 0; feature 1 is noise.
+    fn step_stream(n: usize, seed: u64, flip_at: Option<usize>) -> Vec<(Vec<f64>, usize)> {
+        let mut rng = SplitMix64::new(seed);
+        (0..n)
+            .map(|i| {
+                let (a, b) = (rng.next_f64(), rng.next_f64());
+                let mut y = usize::from(a > 0.6);
+                if flip_at.is_some_and(|f| i >= f) {
+                    y = 1 - y;
+                }
+                (vec![a, b], y)
+            })
+            .collect()
+    }
+
+    fn prequential(model: &mut dyn Classifier, stream: &[(Vec<f64>, usize)], from: usize) -> f64 {
+        let mut correct = 0usize;
+        for (i, (x, y)) in stream.iter().enumerate() {
+            if i >= from && model.predict_one(x) == *y {
+                correct += 1;
+            }
+            model.learn_one(x, *y);
+        }
+        correct as f64 / (stream.len() - from) as f64
+    }
+
+    #[test]
+    fn erfc_matches_known_values() {
+        assert!((erfc(0.0) - 1.0).abs() < 1e-7);
+        assert!((erfc(1.0) - 0.157_299_207).abs() < 1e-7);
+        assert!((normal_cdf(1.959_964) - 0.975).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_hoeffding_tree_learns_a_threshold_and_splits_on_the_right_feature() {
+        let stream = step_stream(5000, 1, None);
+        let mut tree = HoeffdingTreeClassifier::new(2, 2, TreeConfig::default());
+        let accuracy = prequential(&mut tree, &stream, 2500);
+        assert!(accuracy > 0.97, "{accuracy}");
+        let Kind::Split {
+            feature, threshold, ..
+        } = &tree.tree.root.kind
+        else {
+            panic!("no split")
+        };
+        assert_eq!(*feature, 0);
+        assert!((threshold - 0.6).abs() < 0.1, "{threshold}");
+    }
+
+    #[test]
+    fn the_adaptive_tree_recovers_after_the_concept_flips() {
+        let stream = step_stream(20_000, 2, Some(10_000));
+        let mut plain = HoeffdingTreeClassifier::new(2, 2, TreeConfig::default());
+        let mut adaptive = HoeffdingAdaptiveTreeClassifier::new(2, 2, TreeConfig::default(), 1);
+        let plain_after = prequential(&mut plain, &stream, 15_000);
+        let adaptive_after = prequential(&mut adaptive, &stream, 15_000);
+        assert!(adaptive_after > 0.9, "{adaptive_after}");
+        assert!(
+            adaptive_after >= plain_after,
+            "{adaptive_after} < {plain_after}"
+        );
+    }
+
+    #[test]
+    fn a_tree_survives_serialisation() {
+        let stream = step_stream(3000, 3, None);
+        let mut tree = HoeffdingTreeClassifier::new(2, 2, TreeConfig::default());
+        prequential(&mut tree, &stream, 0);
+        let text = serde_json::to_string(&tree).expect("serialise");
+        let back: HoeffdingTreeClassifier = serde_json::from_str(&text).expect("deserialise");
+        for (x, _) in stream.iter().take(100) {
+            assert_eq!(back.predict_proba_one(x), tree.predict_proba_one(x));
+        }
+    }
+}
