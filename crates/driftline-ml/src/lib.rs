@@ -3,6 +3,7 @@
 //! `warning_detected`, `get`, `revert`). No async runtime, no I/O.
 
 pub mod drift;
+pub mod evaluate;
 pub mod features;
 pub mod learn;
 pub mod metrics;
