@@ -225,7 +225,7 @@ pub fn run(
                 retrains.push(t);
             }
             if let Some((every, window)) = policy.periodic {
-                if labelled % every == 0 {
+                if labelled.is_multiple_of(every) {
                     let skip = buffer.len().saturating_sub(window);
                     fit_on(&mut model, &mut buffer.iter().copied().skip(skip));
                     trained_once = true;
@@ -252,7 +252,7 @@ pub fn run(
                 }
             }
         }
-        if (t + 1) % config.window == 0 || t + 1 == xs.len() {
+        if (t + 1).is_multiple_of(config.window) || t + 1 == xs.len() {
             windowed.push(WindowPoint {
                 end: t + 1,
                 metrics: scorer.close_window(binary),
