@@ -1,10 +1,13 @@
 //! The `driftline` command: every role of the system in one binary.
 
 mod client;
+mod cmd_backtest;
 mod cmd_get;
 mod cmd_put;
 mod cmd_serve;
 mod cmd_stream;
+mod dataset;
+mod report;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +30,8 @@ enum Command {
     Put(cmd_put::PutArgs),
     /// Read a stream's records to standard output as NDJSON.
     Get(cmd_get::GetArgs),
+    /// Replay a recorded stream through models and retraining policies.
+    Backtest(cmd_backtest::BacktestArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Stream(command) => cmd_stream::run(command),
         Command::Put(args) => cmd_put::run(args),
         Command::Get(args) => cmd_get::run(args),
+        Command::Backtest(args) => cmd_backtest::run_backtest(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
