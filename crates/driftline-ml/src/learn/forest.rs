@@ -1,6 +1,6 @@
 //! Adaptive random forest (Gomes et al., 2017): Hoeffding trees grown on
 //! Poisson(λ = 6) resamplings of the stream, each leaf splitting only on a
-//! random subspace of `floor(sqrt(m)) + 1` features; every tree has an ADWIN
+//! random subspace of 60 % of the features (MOA's default); every tree has an ADWIN
 //! warning detector (δ = 0.01), which starts a background tree, and a drift
 //! detector (δ = 0.001), which replaces the tree by its background tree.
 //! Votes are weighted by each tree's accuracy since it was (re)started.
@@ -18,6 +18,8 @@ pub struct ForestConfig {
     pub lambda: f64,
     pub warning_delta: f64,
     pub drift_delta: f64,
+    /// Fraction of the features a leaf may split on (a random subspace per leaf).
+    pub subspace_fraction: f64,
     pub tree: TreeConfig,
 }
 
@@ -28,6 +30,7 @@ impl Default for ForestConfig {
             lambda: 6.0,
             warning_delta: 0.01,
             drift_delta: 0.001,
+            subspace_fraction: 0.6,
             tree: TreeConfig {
                 grace_period: 50.0,
                 split_confidence: 0.01,
@@ -66,8 +69,9 @@ impl AdaptiveRandomForestClassifier {
         let mut rng = SplitMix64::new(seed);
         let n_classes = n_classes.max(2);
         let mut tree_config = config.tree.clone();
-        tree_config.subspace =
-            Some(((n_features as f64).sqrt().floor() as usize + 1).min(n_features.max(1)));
+        // MOA's default: each leaf may split on 60 % of the features.
+        let subspace = ((n_features as f64) * config.subspace_fraction).round() as usize;
+        tree_config.subspace = Some(subspace.clamp(1, n_features.max(1)));
         let members = (0..config.trees)
             .map(|_| Member {
                 tree: Tree::new(

@@ -292,7 +292,8 @@ impl Node {
     /// Prediction of the leaf this node is.
     fn leaf_prediction(&self, x: &[f64], naive_bayes: bool) -> Vec<f64> {
         match &self.kind {
-            Kind::Leaf(leaf) if naive_bayes && leaf.bayes_correct > leaf.majority_correct => {
+            // As MOA: naive Bayes unless the majority class has done strictly better.
+            Kind::Leaf(leaf) if naive_bayes && leaf.majority_correct <= leaf.bayes_correct => {
                 self.bayes(leaf, x)
             }
             _ => self.majority(),

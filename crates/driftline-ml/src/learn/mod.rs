@@ -5,14 +5,18 @@ pub mod artifact;
 mod forest;
 mod gbt;
 mod hoeffding;
+mod knn;
 pub mod linear;
+mod select;
 
 use serde::{Deserialize, Serialize};
 
 pub use forest::{AdaptiveRandomForestClassifier, ForestConfig};
 pub use gbt::{GbtConfig, GradientBoostedTrees};
 pub use hoeffding::{HoeffdingAdaptiveTreeClassifier, HoeffdingTreeClassifier, TreeConfig};
+pub use knn::KnnClassifier;
 pub use linear::{LinearClassifier, LinearRegression, Optimizer, Regularization};
+pub use select::BestRecentClassifier;
 
 /// A classifier over dense feature vectors and classes `0..n_classes`.
 pub trait Classifier: Send {
@@ -56,6 +60,8 @@ pub enum Model {
     HoeffdingAdaptiveTree(HoeffdingAdaptiveTreeClassifier),
     AdaptiveRandomForest(AdaptiveRandomForestClassifier),
     GradientBoostedTrees(GradientBoostedTrees),
+    Knn(KnnClassifier),
+    BestRecent(Box<BestRecentClassifier>),
 }
 
 impl Model {
@@ -66,6 +72,8 @@ impl Model {
             Model::HoeffdingAdaptiveTree(m) => Box::new(m),
             Model::AdaptiveRandomForest(m) => Box::new(m),
             Model::GradientBoostedTrees(m) => Box::new(m),
+            Model::Knn(m) => Box::new(m),
+            Model::BestRecent(m) => m,
         }
     }
 }
@@ -145,13 +153,23 @@ pub fn classifier_by_name(
             n_classes,
             GbtConfig::default(),
         )),
+        "knn" => Box::new(KnnClassifier::new(n_classes, 7, 1000)),
+        "best" | "best_recent" => {
+            let members = ["arf", "knn", "lr", "hat", "gbt"]
+                .iter()
+                .map(|m| classifier_by_name(m, n_features, n_classes, seed))
+                .collect::<Result<Vec<_>, _>>()?;
+            Box::new(BestRecentClassifier::new(members, 0.999))
+        }
         other => {
             return Err(crate::ParamError::new(
                 "model",
-                format!("unknown model {other:?}; known: lr, lr_adam, lr_ftrl, ht, hat, arf, gbt"),
+                format!("unknown model {other:?}; known: {}", CLASSIFIERS.join(", ")),
             ))
         }
     })
 }
 
-pub const CLASSIFIERS: [&str; 7] = ["lr", "lr_adam", "lr_ftrl", "ht", "hat", "arf", "gbt"];
+pub const CLASSIFIERS: [&str; 9] = [
+    "lr", "lr_adam", "lr_ftrl", "ht", "hat", "arf", "gbt", "knn", "best",
+];
