@@ -158,6 +158,27 @@ impl Encoder {
         Ok(out)
     }
 
+    /// Encodes a row of values already parsed (a number where the text was
+    /// one, `None` where it was empty), in schema order.
+    pub fn encode_values(&mut self, row: &[Field]) -> Result<Vec<f64>, EncodeError> {
+        if row.len() != self.features.len() {
+            return Err(EncodeError::RowLength {
+                expected: self.features.len(),
+                got: row.len(),
+            });
+        }
+        let mut out = Vec::with_capacity(self.width());
+        for (i, field) in row.iter().enumerate() {
+            let raw = match field {
+                Field::Number(v) => Some(Raw::Number(*v)),
+                Field::Text(t) => Some(Raw::Text(t)),
+                Field::Missing => None,
+            };
+            self.encode_field(i, raw, &mut out)?;
+        }
+        Ok(out)
+    }
+
     fn encode_field(
         &mut self,
         i: usize,
@@ -266,6 +287,14 @@ impl Encoder {
         }
         Ok(())
     }
+}
+
+/// A field of a row whose numbers are already parsed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Field<'a> {
+    Number(f64),
+    Text(&'a str),
+    Missing,
 }
 
 enum Raw<'a> {

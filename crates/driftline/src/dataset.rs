@@ -1,13 +1,16 @@
 //! Reading a recorded stream for `backtest`: CSV (optionally gzipped), with a
 //! header row. Columns that are all numbers become numeric features, others
 //! one-hot (up to 64 categories) or hashed; the target's values become classes.
+//!
+//! The file is read once: field bytes go to one arena and numbers are parsed
+//! as they arrive, so a large stream costs little more than its size.
 
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use driftline_ml::features::{Encoder, FeatureKind, FeatureSpec, MissingPolicy};
+use driftline_ml::features::{Encoder, FeatureKind, FeatureSpec, Field, MissingPolicy};
 
 pub struct Dataset {
     pub xs: Vec<Vec<f64>>,
@@ -19,6 +22,27 @@ pub struct Dataset {
 const MAX_ONE_HOT: usize = 64;
 const HASH_BUCKETS: usize = 32;
 
+/// Every field of the file: its text (in one arena) and its number, if it is one.
+struct Columns {
+    arena: Vec<u8>,
+    /// per row and column: (start, end) in the arena
+    spans: Vec<(u32, u32)>,
+    numbers: Vec<f64>,
+    width: usize,
+    rows: usize,
+}
+
+impl Columns {
+    fn text(&self, row: usize, column: usize) -> &str {
+        let (start, end) = self.spans[row * self.width + column];
+        std::str::from_utf8(&self.arena[start as usize..end as usize]).unwrap_or("").trim()
+    }
+
+    fn number(&self, row: usize, column: usize) -> f64 {
+        self.numbers[row * self.width + column]
+    }
+}
+
 pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
     let name = path.to_string_lossy().to_ascii_lowercase();
     if name.ends_with(".parquet") {
@@ -28,16 +52,13 @@ pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
             path.display()
         );
     }
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let reader: Box<dyn Read> = if name.ends_with(".gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 16, file)))
     } else {
         Box::new(file)
     };
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new().has_headers(true).buffer_capacity(1 << 16).from_reader(reader);
     let headers: Vec<String> = csv
         .headers()
         .with_context(|| format!("{}: cannot read the header row", path.display()))?
@@ -45,114 +66,93 @@ pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
         .map(str::to_string)
         .collect();
     let target_index = headers.iter().position(|h| h == target).with_context(|| {
-        format!(
-            "{}: there is no target column {target:?}; the columns are {}",
-            path.display(),
-            headers.join(", ")
-        )
+        format!("{}: there is no target column {target:?}; the columns are {}", path.display(), headers.join(", "))
     })?;
-    let mut rows = Vec::new();
-    for (line, record) in csv.records().enumerate() {
-        let record = record
-            .with_context(|| format!("{}: row {} is not valid CSV", path.display(), line + 2))?;
-        if record.len() != headers.len() {
-            bail!(
-                "{}: row {} has {} fields, the header has {}",
-                path.display(),
-                line + 2,
-                record.len(),
-                headers.len()
-            );
+    let width = headers.len();
+    let mut columns = Columns { arena: Vec::new(), spans: Vec::new(), numbers: Vec::new(), width, rows: 0 };
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let more = csv
+            .read_byte_record(&mut record)
+            .with_context(|| format!("{}: row {} is not valid CSV", path.display(), columns.rows + 2))?;
+        if !more {
+            break;
         }
-        rows.push(record);
+        if record.len() != width {
+            bail!("{}: row {} has {} fields, the header has {width}", path.display(), columns.rows + 2, record.len());
+        }
+        for field in record.iter() {
+            let start = columns.arena.len() as u32;
+            columns.arena.extend_from_slice(field);
+            columns.spans.push((start, columns.arena.len() as u32));
+            let number = std::str::from_utf8(field)
+                .ok()
+                .and_then(|t| t.trim().parse::<f64>().ok())
+                .unwrap_or(f64::NAN);
+            columns.numbers.push(number);
+        }
+        columns.rows += 1;
     }
-    if rows.is_empty() {
+    if columns.rows == 0 {
         bail!("{}: the file has a header but no rows", path.display());
     }
-    let feature_columns: Vec<usize> = (0..headers.len()).filter(|c| *c != target_index).collect();
+    let rows = columns.rows;
+    let feature_columns: Vec<usize> = (0..width).filter(|c| *c != target_index).collect();
+    let numeric: Vec<bool> = feature_columns
+        .iter()
+        .map(|&c| (0..rows).all(|r| !columns.number(r, c).is_nan() || columns.text(r, c).is_empty()))
+        .collect();
     let specs = feature_columns
         .iter()
-        .map(|&c| {
-            let numeric = rows.iter().all(|r| {
-                let v = r[c].trim();
-                v.is_empty() || v.parse::<f64>().is_ok()
-            });
-            let kind = if numeric {
+        .zip(&numeric)
+        .map(|(&c, &is_numeric)| {
+            let kind = if is_numeric {
                 FeatureKind::Numeric
             } else {
-                let categories: BTreeSet<&str> = rows
-                    .iter()
-                    .map(|r| r[c].trim())
-                    .filter(|v| !v.is_empty())
-                    .collect();
+                let categories: BTreeSet<&str> = (0..rows).map(|r| columns.text(r, c)).filter(|v| !v.is_empty()).collect();
                 if categories.len() <= MAX_ONE_HOT {
-                    FeatureKind::OneHot {
-                        categories: categories.into_iter().map(str::to_string).collect(),
-                    }
+                    FeatureKind::OneHot { categories: categories.into_iter().map(str::to_string).collect() }
                 } else {
-                    FeatureKind::Hashed {
-                        buckets: HASH_BUCKETS,
-                    }
+                    FeatureKind::Hashed { buckets: HASH_BUCKETS }
                 }
             };
-            FeatureSpec {
-                name: headers[c].clone(),
-                kind,
-                missing: if numeric {
-                    MissingPolicy::Mean
-                } else {
-                    MissingPolicy::Zero
-                },
-            }
+            FeatureSpec { name: headers[c].clone(), kind, missing: if is_numeric { MissingPolicy::Mean } else { MissingPolicy::Zero } }
         })
         .collect();
     let mut encoder = Encoder::new(specs);
     // Classes: small non-negative integers keep their value; anything else is sorted.
-    let labels: Vec<&str> = rows.iter().map(|r| r[target_index].trim()).collect();
+    let labels: Vec<&str> = (0..rows).map(|r| columns.text(r, target_index)).collect();
     if let Some(line) = labels.iter().position(|l| l.is_empty()) {
-        bail!(
-            "{}: row {} has no value in the target column {target:?}",
-            path.display(),
-            line + 2
-        );
+        bail!("{}: row {} has no value in the target column {target:?}", path.display(), line + 2);
     }
-    let integers: Option<Vec<usize>> = labels
-        .iter()
-        .map(|l| l.parse::<usize>().ok().filter(|v| *v < 10_000))
-        .collect();
+    let integers: Option<Vec<usize>> = labels.iter().map(|l| l.parse::<usize>().ok().filter(|v| *v < 10_000)).collect();
     let (ys, classes) = match integers {
         Some(values) => {
             let count = values.iter().max().map_or(0, |m| m + 1);
             (values, (0..count).map(|c| c.to_string()).collect())
         }
         None => {
-            let distinct: Vec<String> = labels
-                .iter()
-                .map(|l| (*l).to_string())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let ys = labels
-                .iter()
-                .map(|l| distinct.iter().position(|d| d == l).unwrap_or(0))
-                .collect();
+            let distinct: Vec<String> = labels.iter().map(|l| (*l).to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+            let ys = labels.iter().map(|l| distinct.iter().position(|d| d == l).unwrap_or(0)).collect();
             (ys, distinct)
         }
     };
-    let mut xs = Vec::with_capacity(rows.len());
+    let mut xs = Vec::with_capacity(rows);
     let mut fields = Vec::with_capacity(feature_columns.len());
-    for (line, row) in rows.iter().enumerate() {
+    for row in 0..rows {
         fields.clear();
-        fields.extend(feature_columns.iter().map(|&c| &row[c]));
-        let x = encoder
-            .encode_row(&fields)
-            .with_context(|| format!("{}: row {}", path.display(), line + 2))?;
+        for (&c, &is_numeric) in feature_columns.iter().zip(&numeric) {
+            let text = columns.text(row, c);
+            fields.push(if text.is_empty() {
+                Field::Missing
+            } else if is_numeric {
+                Field::Number(columns.number(row, c))
+            } else {
+                Field::Text(text)
+            });
+        }
+        let x = encoder.encode_values(&fields).with_context(|| format!("{}: row {}", path.display(), row + 2))?;
         xs.push(x);
     }
-    Ok(Dataset {
-        xs,
-        ys,
-        classes,
-        encoder,
-    })
+    Ok(Dataset { xs, ys, classes, encoder })
 }

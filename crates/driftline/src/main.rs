@@ -2,6 +2,7 @@
 
 mod client;
 mod cmd_backtest;
+mod cmd_bench;
 mod cmd_get;
 mod cmd_put;
 mod cmd_serve;
@@ -32,6 +33,9 @@ enum Command {
     Get(cmd_get::GetArgs),
     /// Replay a recorded stream through models and retraining policies.
     Backtest(cmd_backtest::BacktestArgs),
+    /// Timings of driftline's own parts, for the peer benchmarks in bench/.
+    #[command(subcommand)]
+    Bench(cmd_bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Put(args) => cmd_put::run(args),
         Command::Get(args) => cmd_get::run(args),
         Command::Backtest(args) => cmd_backtest::run_backtest(args),
+        Command::Bench(command) => cmd_bench::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -178,12 +178,12 @@ impl Adwin {
         size
     }
 
-    fn cut_found(&self, n0: f64, n1: f64, mean_difference: f64) -> bool {
-        let delta_prime = (2.0 * self.width.ln() / self.delta).ln();
-        let harmonic =
-            1.0 / (n0 - self.min_window_length + 1.0) + 1.0 / (n1 - self.min_window_length + 1.0);
-        let epsilon = (2.0 * harmonic * (self.variance / self.width) * delta_prime).sqrt()
-            + 2.0 / 3.0 * delta_prime * harmonic;
+    /// The cut bound for sub-windows of `n0` and `n1` values. `delta_prime`
+    /// and `variance_term` depend only on the whole window, so a check pass
+    /// computes them once (the same values River computes at every boundary).
+    fn cut_found(&self, n0: f64, n1: f64, mean_difference: f64, delta_prime: f64, variance_term: f64) -> bool {
+        let harmonic = 1.0 / (n0 - self.min_window_length + 1.0) + 1.0 / (n1 - self.min_window_length + 1.0);
+        let epsilon = (2.0 * harmonic * variance_term * delta_prime).sqrt() + 2.0 / 3.0 * delta_prime * harmonic;
         mean_difference.abs() > epsilon
     }
 
@@ -194,6 +194,8 @@ impl Adwin {
         while shrink {
             shrink = false;
             let (mut n0, mut n1, mut u0, mut u1) = (0.0, self.width, 0.0, self.total);
+            let delta_prime = (2.0 * self.width.ln() / self.delta).ln();
+            let variance_term = self.variance / self.width;
             'rows: for r in (0..self.rows.len()).rev() {
                 let size = (1u64 << r) as f64;
                 let count = self.rows[r].len();
@@ -209,7 +211,7 @@ impl Adwin {
                     let mean_difference = u0 / n0 - u1 / n1;
                     if n1 >= self.min_window_length
                         && n0 >= self.min_window_length
-                        && self.cut_found(n0, n1, mean_difference)
+                        && self.cut_found(n0, n1, mean_difference, delta_prime, variance_term)
                     {
                         shrink = true;
                         detected = true;

@@ -79,28 +79,7 @@ pub fn detector_by_name(name: &str) -> Result<Box<dyn DriftDetector>, crate::Par
 
 #[cfg(test)]
 pub(crate) mod testing {
-    /// Bernoulli stream with a change of rate at `change_at`, from SplitMix64.
-    pub fn bernoulli(
-        n: usize,
-        change_at: usize,
-        p_before: f64,
-        p_after: f64,
-        seed: u64,
-    ) -> Vec<f64> {
-        let mut state = seed;
-        (0..n)
-            .map(|i| {
-                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^= z >> 31;
-                let u = (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-                let p = if i < change_at { p_before } else { p_after };
-                f64::from(u8::from(u < p))
-            })
-            .collect()
-    }
+    pub use crate::stats::bernoulli_stream as bernoulli;
 
     /// Indices at which the detector reported drift.
     pub fn detections(detector: &mut dyn super::DriftDetector, values: &[f64]) -> Vec<usize> {

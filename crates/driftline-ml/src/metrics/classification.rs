@@ -1,21 +1,39 @@
-use std::collections::BTreeMap;
-
 use super::{Metric, Observation};
 
-/// Counts of (true class, predicted class), the basis of most classification metrics.
+/// Counts of (true class, predicted class), the basis of most classification
+/// metrics; dense, growing as classes appear, so an update is a few additions.
 #[derive(Clone, Debug, Default)]
 pub struct ConfusionMatrix {
-    cells: BTreeMap<(usize, usize), f64>,
-    /// per class: (times true, times predicted)
-    margins: BTreeMap<usize, (f64, f64)>,
+    /// cells[true][predicted]
+    cells: Vec<Vec<f64>>,
+    /// per class: times true, times predicted
+    actual: Vec<f64>,
+    predicted: Vec<f64>,
+    correct: f64,
     total: f64,
 }
 
 impl ConfusionMatrix {
+    fn grow(&mut self, class: usize) {
+        if class >= self.actual.len() {
+            let n = class + 1;
+            self.actual.resize(n, 0.0);
+            self.predicted.resize(n, 0.0);
+            for row in &mut self.cells {
+                row.resize(n, 0.0);
+            }
+            self.cells.resize(n, vec![0.0; n]);
+        }
+    }
+
     fn add(&mut self, y_true: usize, y_pred: usize, weight: f64) {
-        *self.cells.entry((y_true, y_pred)).or_default() += weight;
-        self.margins.entry(y_true).or_default().0 += weight;
-        self.margins.entry(y_pred).or_default().1 += weight;
+        self.grow(y_true.max(y_pred));
+        self.cells[y_true][y_pred] += weight;
+        self.actual[y_true] += weight;
+        self.predicted[y_pred] += weight;
+        if y_true == y_pred {
+            self.correct += weight;
+        }
         self.total += weight;
     }
 
@@ -28,11 +46,7 @@ impl ConfusionMatrix {
     }
 
     pub fn correct(&self) -> f64 {
-        self.cells
-            .iter()
-            .filter(|((t, p), _)| t == p)
-            .map(|(_, n)| n)
-            .sum()
+        self.correct
     }
 
     pub fn total(&self) -> f64 {
@@ -40,15 +54,14 @@ impl ConfusionMatrix {
     }
 
     fn true_positives(&self, class: usize) -> f64 {
-        self.cells.get(&(class, class)).copied().unwrap_or(0.0)
+        self.cells[class][class]
     }
 
     /// Classes seen as truth or as prediction (with a count left after reverts).
     fn classes(&self) -> impl Iterator<Item = (usize, f64, f64)> + '_ {
-        self.margins
-            .iter()
-            .filter(|(_, (t, p))| *t > 0.0 || *p > 0.0)
-            .map(|(c, (t, p))| (*c, *t, *p))
+        (0..self.actual.len())
+            .filter(|c| self.actual[*c] > 0.0 || self.predicted[*c] > 0.0)
+            .map(|c| (c, self.actual[c], self.predicted[c]))
     }
 
     fn recall(&self, class: usize, actual: f64) -> f64 {
