@@ -175,7 +175,13 @@ impl SplitMix64 {
 
 /// A 0/1 stream whose rate changes from `p_before` to `p_after` at
 /// `change_at`, from SplitMix64 (the recipe of the peers' detector benchmark).
-pub fn bernoulli_stream(n: usize, change_at: usize, p_before: f64, p_after: f64, seed: u64) -> Vec<f64> {
+pub fn bernoulli_stream(
+    n: usize,
+    change_at: usize,
+    p_before: f64,
+    p_after: f64,
+    seed: u64,
+) -> Vec<f64> {
     let mut rng = SplitMix64::new(seed);
     (0..n)
         .map(|i| {

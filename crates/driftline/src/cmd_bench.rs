@@ -20,7 +20,8 @@ pub enum BenchCommand {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Adwin { repeats } => {
-            let bits = driftline_ml::stats::bernoulli_stream(1_000_000, 500_000, 0.2, 0.3, 20_240_601);
+            let bits =
+                driftline_ml::stats::bernoulli_stream(1_000_000, 500_000, 0.2, 0.3, 20_240_601);
             let mut best = f64::INFINITY;
             let mut detections = Vec::new();
             for _ in 0..repeats.max(1) {

@@ -35,7 +35,9 @@ struct Columns {
 impl Columns {
     fn text(&self, row: usize, column: usize) -> &str {
         let (start, end) = self.spans[row * self.width + column];
-        std::str::from_utf8(&self.arena[start as usize..end as usize]).unwrap_or("").trim()
+        std::str::from_utf8(&self.arena[start as usize..end as usize])
+            .unwrap_or("")
+            .trim()
     }
 
     fn number(&self, row: usize, column: usize) -> f64 {
@@ -52,13 +54,19 @@ pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
             path.display()
         );
     }
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let reader: Box<dyn Read> = if name.ends_with(".gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 16, file)))
+        Box::new(flate2::read::MultiGzDecoder::new(
+            std::io::BufReader::with_capacity(1 << 16, file),
+        ))
     } else {
         Box::new(file)
     };
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).buffer_capacity(1 << 16).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .buffer_capacity(1 << 16)
+        .from_reader(reader);
     let headers: Vec<String> = csv
         .headers()
         .with_context(|| format!("{}: cannot read the header row", path.display()))?
@@ -66,20 +74,39 @@ pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
         .map(str::to_string)
         .collect();
     let target_index = headers.iter().position(|h| h == target).with_context(|| {
-        format!("{}: there is no target column {target:?}; the columns are {}", path.display(), headers.join(", "))
+        format!(
+            "{}: there is no target column {target:?}; the columns are {}",
+            path.display(),
+            headers.join(", ")
+        )
     })?;
     let width = headers.len();
-    let mut columns = Columns { arena: Vec::new(), spans: Vec::new(), numbers: Vec::new(), width, rows: 0 };
+    let mut columns = Columns {
+        arena: Vec::new(),
+        spans: Vec::new(),
+        numbers: Vec::new(),
+        width,
+        rows: 0,
+    };
     let mut record = csv::ByteRecord::new();
     loop {
-        let more = csv
-            .read_byte_record(&mut record)
-            .with_context(|| format!("{}: row {} is not valid CSV", path.display(), columns.rows + 2))?;
+        let more = csv.read_byte_record(&mut record).with_context(|| {
+            format!(
+                "{}: row {} is not valid CSV",
+                path.display(),
+                columns.rows + 2
+            )
+        })?;
         if !more {
             break;
         }
         if record.len() != width {
-            bail!("{}: row {} has {} fields, the header has {width}", path.display(), columns.rows + 2, record.len());
+            bail!(
+                "{}: row {} has {} fields, the header has {width}",
+                path.display(),
+                columns.rows + 2,
+                record.len()
+            );
         }
         for field in record.iter() {
             let start = columns.arena.len() as u32;
@@ -100,7 +127,9 @@ pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
     let feature_columns: Vec<usize> = (0..width).filter(|c| *c != target_index).collect();
     let numeric: Vec<bool> = feature_columns
         .iter()
-        .map(|&c| (0..rows).all(|r| !columns.number(r, c).is_nan() || columns.text(r, c).is_empty()))
+        .map(|&c| {
+            (0..rows).all(|r| !columns.number(r, c).is_nan() || columns.text(r, c).is_empty())
+        })
         .collect();
     let specs = feature_columns
         .iter()
@@ -109,31 +138,61 @@ pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
             let kind = if is_numeric {
                 FeatureKind::Numeric
             } else {
-                let categories: BTreeSet<&str> = (0..rows).map(|r| columns.text(r, c)).filter(|v| !v.is_empty()).collect();
+                let categories: BTreeSet<&str> = (0..rows)
+                    .map(|r| columns.text(r, c))
+                    .filter(|v| !v.is_empty())
+                    .collect();
                 if categories.len() <= MAX_ONE_HOT {
-                    FeatureKind::OneHot { categories: categories.into_iter().map(str::to_string).collect() }
+                    FeatureKind::OneHot {
+                        categories: categories.into_iter().map(str::to_string).collect(),
+                    }
                 } else {
-                    FeatureKind::Hashed { buckets: HASH_BUCKETS }
+                    FeatureKind::Hashed {
+                        buckets: HASH_BUCKETS,
+                    }
                 }
             };
-            FeatureSpec { name: headers[c].clone(), kind, missing: if is_numeric { MissingPolicy::Mean } else { MissingPolicy::Zero } }
+            FeatureSpec {
+                name: headers[c].clone(),
+                kind,
+                missing: if is_numeric {
+                    MissingPolicy::Mean
+                } else {
+                    MissingPolicy::Zero
+                },
+            }
         })
         .collect();
     let mut encoder = Encoder::new(specs);
     // Classes: small non-negative integers keep their value; anything else is sorted.
     let labels: Vec<&str> = (0..rows).map(|r| columns.text(r, target_index)).collect();
     if let Some(line) = labels.iter().position(|l| l.is_empty()) {
-        bail!("{}: row {} has no value in the target column {target:?}", path.display(), line + 2);
+        bail!(
+            "{}: row {} has no value in the target column {target:?}",
+            path.display(),
+            line + 2
+        );
     }
-    let integers: Option<Vec<usize>> = labels.iter().map(|l| l.parse::<usize>().ok().filter(|v| *v < 10_000)).collect();
+    let integers: Option<Vec<usize>> = labels
+        .iter()
+        .map(|l| l.parse::<usize>().ok().filter(|v| *v < 10_000))
+        .collect();
     let (ys, classes) = match integers {
         Some(values) => {
             let count = values.iter().max().map_or(0, |m| m + 1);
             (values, (0..count).map(|c| c.to_string()).collect())
         }
         None => {
-            let distinct: Vec<String> = labels.iter().map(|l| (*l).to_string()).collect::<BTreeSet<_>>().into_iter().collect();
-            let ys = labels.iter().map(|l| distinct.iter().position(|d| d == l).unwrap_or(0)).collect();
+            let distinct: Vec<String> = labels
+                .iter()
+                .map(|l| (*l).to_string())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let ys = labels
+                .iter()
+                .map(|l| distinct.iter().position(|d| d == l).unwrap_or(0))
+                .collect();
             (ys, distinct)
         }
     };
@@ -151,8 +210,15 @@ pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
                 Field::Text(text)
             });
         }
-        let x = encoder.encode_values(&fields).with_context(|| format!("{}: row {}", path.display(), row + 2))?;
+        let x = encoder
+            .encode_values(&fields)
+            .with_context(|| format!("{}: row {}", path.display(), row + 2))?;
         xs.push(x);
     }
-    Ok(Dataset { xs, ys, classes, encoder })
+    Ok(Dataset {
+        xs,
+        ys,
+        classes,
+        encoder,
+    })
 }

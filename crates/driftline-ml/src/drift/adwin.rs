@@ -181,9 +181,18 @@ impl Adwin {
     /// The cut bound for sub-windows of `n0` and `n1` values. `delta_prime`
     /// and `variance_term` depend only on the whole window, so a check pass
     /// computes them once (the same values River computes at every boundary).
-    fn cut_found(&self, n0: f64, n1: f64, mean_difference: f64, delta_prime: f64, variance_term: f64) -> bool {
-        let harmonic = 1.0 / (n0 - self.min_window_length + 1.0) + 1.0 / (n1 - self.min_window_length + 1.0);
-        let epsilon = (2.0 * harmonic * variance_term * delta_prime).sqrt() + 2.0 / 3.0 * delta_prime * harmonic;
+    fn cut_found(
+        &self,
+        n0: f64,
+        n1: f64,
+        mean_difference: f64,
+        delta_prime: f64,
+        variance_term: f64,
+    ) -> bool {
+        let harmonic =
+            1.0 / (n0 - self.min_window_length + 1.0) + 1.0 / (n1 - self.min_window_length + 1.0);
+        let epsilon = (2.0 * harmonic * variance_term * delta_prime).sqrt()
+            + 2.0 / 3.0 * delta_prime * harmonic;
         mean_difference.abs() > epsilon
     }
 

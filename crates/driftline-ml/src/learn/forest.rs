@@ -124,18 +124,22 @@ impl Classifier for AdaptiveRandomForestClassifier {
             return;
         }
         for m in 0..self.members.len() {
-            let wrong = super::argmax(&self.members[m].tree.predict(x)) != y;
-            let member = &mut self.members[m];
-            member.seen += 1.0;
-            if !wrong {
-                member.correct += 1.0;
-            }
             let k = self.rng.poisson(self.config.lambda);
-            if k > 0 {
-                member.tree.learn(x, y, f64::from(k));
+            let member = &mut self.members[m];
+            // The tree's vote on this example, taken before it learns from it.
+            let vote = if k > 0 {
+                let vote = member.tree.learn_and_predict(x, y, f64::from(k));
                 if let Some(background) = member.background.as_mut() {
                     background.learn(x, y, f64::from(k));
                 }
+                vote
+            } else {
+                member.tree.predict(x)
+            };
+            let wrong = super::argmax(&vote) != y;
+            member.seen += 1.0;
+            if !wrong {
+                member.correct += 1.0;
             }
             let error = f64::from(u8::from(wrong));
             let warned = member.warning.update(error) == DriftState::Drift;

@@ -52,6 +52,10 @@ struct Gaussian {
     m2: f64,
     min: f64,
     max: f64,
+    /// 1 / variance and ln(1 / sqrt(2π variance)), kept up to date by `update`
+    /// so that naive Bayes costs a multiply-add per class and feature.
+    inv_var: f64,
+    log_norm: f64,
 }
 
 impl Gaussian {
@@ -67,23 +71,36 @@ impl Gaussian {
         let delta = x - self.mean;
         self.mean += w * delta / self.weight;
         self.m2 += w * delta * (x - self.mean);
+        let variance = if self.weight > 1.0 {
+            (self.m2 / (self.weight - 1.0)).max(0.0)
+        } else {
+            0.0
+        };
+        if variance > 0.0 {
+            self.inv_var = 1.0 / variance;
+            self.log_norm = -0.5 * (2.0 * std::f64::consts::PI * variance).ln();
+        } else {
+            self.inv_var = 0.0;
+            self.log_norm = 0.0;
+        }
+    }
+
+    /// ln of the density at `x` (floored, as a density of 1e-300).
+    fn log_pdf(&self, x: f64) -> f64 {
+        const FLOOR: f64 = -690.775_527_898_213_7; // ln(1e-300)
+        if self.inv_var > 0.0 {
+            let d = x - self.mean;
+            (self.log_norm - 0.5 * d * d * self.inv_var).max(FLOOR)
+        } else if (x - self.mean).abs() < 1e-12 {
+            0.0
+        } else {
+            FLOOR
+        }
     }
 
     fn std(&self) -> f64 {
         if self.weight > 1.0 {
             (self.m2 / (self.weight - 1.0)).max(0.0).sqrt()
-        } else {
-            0.0
-        }
-    }
-
-    fn pdf(&self, x: f64) -> f64 {
-        let std = self.std();
-        if std > 0.0 {
-            let z = (x - self.mean) / std;
-            (-0.5 * z * z).exp() / (std * (2.0 * std::f64::consts::PI).sqrt())
-        } else if (x - self.mean).abs() < 1e-12 {
-            1.0
         } else {
             0.0
         }
@@ -176,6 +193,35 @@ struct Leaf {
     bayes_correct: f64,
 }
 
+/// Naive Bayes at a leaf: class priors from `counts`, one Gaussian per
+/// class and feature.
+fn bayes(counts: &[f64], leaf: &Leaf, x: &[f64]) -> Vec<f64> {
+    let total: f64 = counts.iter().sum();
+    let mut log_scores: Vec<f64> = counts
+        .iter()
+        .map(|c| {
+            if *c > 0.0 {
+                (c / total).ln()
+            } else {
+                f64::NEG_INFINITY
+            }
+        })
+        .collect();
+    for (i, feature) in leaf.features.iter().enumerate() {
+        let value = x.get(*feature).copied().unwrap_or(0.0);
+        for (class, score) in log_scores.iter_mut().enumerate() {
+            if score.is_finite() {
+                *score += leaf.observers[i][class].log_pdf(value);
+            }
+        }
+    }
+    let max = log_scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return normalize(counts.to_vec());
+    }
+    normalize(log_scores.iter().map(|s| (s - max).exp()).collect())
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum Kind {
     Leaf(Leaf),
@@ -262,31 +308,7 @@ impl Node {
     }
 
     fn bayes(&self, leaf: &Leaf, x: &[f64]) -> Vec<f64> {
-        let total: f64 = self.counts.iter().sum();
-        let mut log_scores: Vec<f64> = self
-            .counts
-            .iter()
-            .map(|c| {
-                if *c > 0.0 {
-                    (c / total).ln()
-                } else {
-                    f64::NEG_INFINITY
-                }
-            })
-            .collect();
-        for (i, feature) in leaf.features.iter().enumerate() {
-            let value = x.get(*feature).copied().unwrap_or(0.0);
-            for (class, score) in log_scores.iter_mut().enumerate() {
-                if score.is_finite() {
-                    *score += leaf.observers[i][class].pdf(value).max(1e-300).ln();
-                }
-            }
-        }
-        let max = log_scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if !max.is_finite() {
-            return self.majority();
-        }
-        normalize(log_scores.iter().map(|s| (s - max).exp()).collect())
+        bayes(&self.counts, leaf, x)
     }
 
     /// Prediction of the leaf this node is.
@@ -304,10 +326,25 @@ impl Node {
         self.leaf_for(x).leaf_prediction(x, naive_bayes)
     }
 
-    fn learn(&mut self, x: &[f64], y: usize, w: f64, ctx: &mut Context) {
-        if ctx.adaptive {
-            self.watch_error(x, y, w, ctx);
-        }
+    /// Learns one example; returns the prediction this subtree made for it
+    /// before learning. `predicted` is that prediction's class when the caller
+    /// already knows it (every node on the path predicts with the same leaf).
+    fn learn(
+        &mut self,
+        x: &[f64],
+        y: usize,
+        w: f64,
+        ctx: &mut Context,
+        predicted: Option<usize>,
+    ) -> Vec<f64> {
+        let predicted = if ctx.adaptive {
+            let class = predicted
+                .unwrap_or_else(|| super::argmax(&self.predict(x, ctx.config.naive_bayes)));
+            self.watch_error(x, y, w, ctx, class);
+            Some(class)
+        } else {
+            predicted
+        };
         self.counts[y] += w;
         match &mut self.kind {
             Kind::Split {
@@ -316,40 +353,37 @@ impl Node {
                 children,
             } => {
                 let branch = usize::from(x.get(*feature).copied().unwrap_or(0.0) > *threshold);
-                children[branch].learn(x, y, w, ctx);
+                children[branch].learn(x, y, w, ctx, predicted)
             }
             Kind::Leaf(_) => self.learn_at_leaf(x, y, w, ctx),
         }
     }
 
-    fn learn_at_leaf(&mut self, x: &[f64], y: usize, w: f64, ctx: &mut Context) {
-        let counts_before: Vec<f64> = {
-            let mut c = self.counts.clone();
-            c[y] -= w;
-            c
-        };
+    fn learn_at_leaf(&mut self, x: &[f64], y: usize, w: f64, ctx: &mut Context) -> Vec<f64> {
+        let mut counts_before = self.counts.clone();
+        counts_before[y] -= w;
         let Kind::Leaf(leaf) = &mut self.kind else {
-            return;
+            return normalize(counts_before);
         };
-        if ctx.config.naive_bayes {
+        let majority = normalize(counts_before.clone());
+        let prediction = if ctx.config.naive_bayes {
             // Score both predictors on this example before learning from it.
-            let majority = super::argmax(&counts_before);
-            if majority == y && counts_before.iter().sum::<f64>() > 0.0 {
+            let bayes = bayes(&counts_before, leaf, x);
+            let use_bayes = leaf.majority_correct <= leaf.bayes_correct;
+            if super::argmax(&counts_before) == y && counts_before.iter().sum::<f64>() > 0.0 {
                 leaf.majority_correct += w;
             }
-            let probe = Node {
-                counts: counts_before,
-                depth: 0,
-                kind: Kind::Leaf(leaf.clone()),
-                error: None,
-                alternate: None,
-            };
-            if let Kind::Leaf(l) = &probe.kind {
-                if super::argmax(&probe.bayes(l, x)) == y {
-                    leaf.bayes_correct += w;
-                }
+            if super::argmax(&bayes) == y {
+                leaf.bayes_correct += w;
             }
-        }
+            if use_bayes {
+                bayes
+            } else {
+                majority
+            }
+        } else {
+            majority
+        };
         for (i, feature) in leaf.features.iter().enumerate() {
             leaf.observers[i][y].update(x.get(*feature).copied().unwrap_or(0.0), w);
         }
@@ -359,6 +393,7 @@ impl Node {
             leaf.weight_at_last_attempt = weight;
             self.attempt_split(ctx);
         }
+        prediction
     }
 
     fn attempt_split(&mut self, ctx: &mut Context) {
@@ -417,10 +452,8 @@ impl Node {
     }
 
     /// Adaptive trees: watch this node's error; grow, judge and swap alternates.
-    fn watch_error(&mut self, x: &[f64], y: usize, w: f64, ctx: &mut Context) {
-        let wrong = f64::from(u8::from(
-            super::argmax(&self.predict(x, ctx.config.naive_bayes)) != y,
-        ));
+    fn watch_error(&mut self, x: &[f64], y: usize, w: f64, ctx: &mut Context, predicted: usize) {
+        let wrong = f64::from(u8::from(predicted != y));
         let before = self.error.as_ref().map_or(0.0, Adwin::estimation);
         let drifted = self
             .error
@@ -436,7 +469,7 @@ impl Node {
             )));
         }
         if let Some(alternate) = self.alternate.as_mut() {
-            alternate.learn(x, y, w, ctx);
+            alternate.learn(x, y, w, ctx, None);
             let (Some(mine), Some(theirs)) = (self.error.as_ref(), alternate.error.as_ref()) else {
                 return;
             };
@@ -526,8 +559,14 @@ impl Tree {
     }
 
     pub(crate) fn learn(&mut self, x: &[f64], y: usize, weight: f64) {
+        self.learn_and_predict(x, y, weight);
+    }
+
+    /// Learns one example and returns what the tree predicted for it just
+    /// before (the same as [`Tree::predict`] would have), at no extra cost.
+    pub(crate) fn learn_and_predict(&mut self, x: &[f64], y: usize, weight: f64) -> Vec<f64> {
         if y >= self.n_classes {
-            return;
+            return self.predict(x);
         }
         let mut ctx = Context {
             config: &self.config,
@@ -536,7 +575,7 @@ impl Tree {
             adaptive: self.adaptive,
             rng: &mut self.rng,
         };
-        self.root.learn(x, y, weight, &mut ctx);
+        self.root.learn(x, y, weight, &mut ctx, None)
     }
 
     pub(crate) fn predict(&self, x: &[f64]) -> Vec<f64> {
