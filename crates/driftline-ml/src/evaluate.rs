@@ -215,6 +215,7 @@ pub fn run(
             if policy.online {
                 model.learn_one(&xs[i], ys[i]);
             }
+            let retrains_before = retrains.len();
             if !policy.online
                 && policy.periodic.is_none()
                 && !trained_once
@@ -232,12 +233,26 @@ pub fn run(
                     retrains.push(t);
                 }
             }
+            if retrains.len() > retrains_before {
+                // A new model's errors are a new stream: compare it with itself only.
+                if let Some(detector) = detector.as_mut() {
+                    detector.reset();
+                }
+            }
             if let Some(detector) = detector.as_mut() {
                 if detector.update(f64::from(u8::from(wrong))) == DriftState::Drift {
                     drifts.push(t);
                     let since = detector.drift_point_ago().unwrap_or(0) as usize;
-                    // Retrain once enough labels of the new concept are in.
-                    drift_point = Some(labelled.saturating_sub(since));
+                    // Retrain on the data since the estimated drift point. A
+                    // short estimate right at detection still mixes in the old
+                    // concept (the detector's cut is coarse), so then the new
+                    // window starts at the detection and waits for enough labels.
+                    let start = if since >= config.min_retrain {
+                        labelled - since.min(labelled)
+                    } else {
+                        labelled
+                    };
+                    drift_point = Some(start);
                 }
             }
             if let Some(start) = drift_point {
@@ -249,6 +264,9 @@ pub fn run(
                     trained_once = true;
                     retrains.push(t);
                     drift_point = None;
+                    if let Some(detector) = detector.as_mut() {
+                        detector.reset();
+                    }
                 }
             }
         }
