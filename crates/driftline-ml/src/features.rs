@@ -327,6 +327,9 @@ pub struct Standardizer {
     count: f64,
     means: Vec<f64>,
     m2: Vec<f64>,
+    /// sqrt(m2 / count), refreshed by `learn` so `transform` does no square roots.
+    #[serde(default)]
+    stds: Vec<f64>,
 }
 
 impl Standardizer {
@@ -335,25 +338,27 @@ impl Standardizer {
             self.means.resize(x.len(), 0.0);
             self.m2.resize(x.len(), 0.0);
         }
+        if self.stds.len() != self.means.len() {
+            self.stds.resize(self.means.len(), 0.0);
+        }
         self.count += 1.0;
         for (i, v) in x.iter().enumerate() {
             let delta = v - self.means[i];
             self.means[i] += delta / self.count;
             self.m2[i] += delta * (v - self.means[i]);
         }
+        for i in 0..self.means.len() {
+            let variance = self.m2[i] / self.count;
+            self.stds[i] = if variance > 0.0 { variance.sqrt() } else { 0.0 };
+        }
     }
 
     pub fn transform(&self, x: &[f64], out: &mut Vec<f64>) {
         out.clear();
         out.extend(x.iter().enumerate().map(|(i, v)| {
-            let mean = self.means.get(i).copied().unwrap_or(0.0);
-            let variance = if self.count > 0.0 {
-                self.m2.get(i).copied().unwrap_or(0.0) / self.count
-            } else {
-                0.0
-            };
-            if variance > 0.0 {
-                (v - mean) / variance.sqrt()
+            let std = self.stds.get(i).copied().unwrap_or(0.0);
+            if std > 0.0 {
+                (v - self.means[i]) / std
             } else {
                 0.0
             }

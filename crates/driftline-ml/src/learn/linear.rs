@@ -91,41 +91,57 @@ impl Weights {
     fn step(&mut self, x: &[f64], g: f64, optimizer: &Optimizer, reg: Regularization) {
         self.steps += 1;
         let n = self.w.len();
-        for i in 0..n {
-            let xi = if i + 1 == n {
+        // One loop per optimiser, so per-step terms (Adam's bias corrections)
+        // are computed once per step, not once per weight.
+        let gradient = |w: &[f64], i: usize, penalise: bool| -> f64 {
+            let is_bias = i + 1 == n;
+            let xi = if is_bias {
                 1.0
             } else {
                 x.get(i).copied().unwrap_or(0.0)
             };
-            let is_bias = i + 1 == n;
             let mut grad = g * xi;
-            if !is_bias && !matches!(optimizer, Optimizer::Ftrl { .. }) {
-                grad += reg.l2 * self.w[i] + reg.l1 * self.w[i].signum();
+            if penalise && !is_bias {
+                grad += reg.l2 * w[i] + reg.l1 * w[i].signum();
             }
-            match *optimizer {
-                Optimizer::Sgd { learning_rate } => self.w[i] -= learning_rate * grad,
-                Optimizer::Adam {
-                    learning_rate,
-                    beta1,
-                    beta2,
-                    epsilon,
-                } => {
+            grad
+        };
+        match *optimizer {
+            Optimizer::Sgd { learning_rate } => {
+                for i in 0..n {
+                    let grad = gradient(&self.w, i, true);
+                    self.w[i] -= learning_rate * grad;
+                }
+            }
+            Optimizer::Adam {
+                learning_rate,
+                beta1,
+                beta2,
+                epsilon,
+            } => {
+                let correction1 = 1.0 - beta1.powf(self.steps as f64);
+                let correction2 = 1.0 - beta2.powf(self.steps as f64);
+                for i in 0..n {
+                    let grad = gradient(&self.w, i, true);
                     let m = &mut self.slots.first[i];
                     let v = &mut self.slots.second[i];
                     *m = beta1 * *m + (1.0 - beta1) * grad;
                     *v = beta2 * *v + (1.0 - beta2) * grad * grad;
-                    let m_hat = *m / (1.0 - beta1.powf(self.steps as f64));
-                    let v_hat = *v / (1.0 - beta2.powf(self.steps as f64));
+                    let m_hat = *m / correction1;
+                    let v_hat = *v / correction2;
                     self.w[i] -= learning_rate * m_hat / (v_hat.sqrt() + epsilon);
                 }
-                Optimizer::Ftrl { alpha, beta } => {
-                    // z and n accumulate; the weight is solved in closed form.
+            }
+            Optimizer::Ftrl { alpha, beta } => {
+                for i in 0..n {
+                    // FTRL applies its own L1/L2 in the closed-form weight below.
+                    let grad = gradient(&self.w, i, false);
                     let z = &mut self.slots.first[i];
                     let nn = &mut self.slots.second[i];
                     let sigma = ((*nn + grad * grad).sqrt() - nn.sqrt()) / alpha;
                     *z += grad - sigma * self.w[i];
                     *nn += grad * grad;
-                    let (l1, l2) = if is_bias {
+                    let (l1, l2) = if i + 1 == n {
                         (0.0, 0.0)
                     } else {
                         (reg.l1, reg.l2)
