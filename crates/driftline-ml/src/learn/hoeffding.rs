@@ -170,13 +170,13 @@ fn entropy(distribution: &[f64]) -> f64 {
 
 /// Information gain of splitting `parent` into the two distributions, or
 /// `None` when fewer than two branches hold 1 % of the weight.
-fn information_gain(parent: &[f64], left: &[f64], right: &[f64]) -> Option<f64> {
+fn information_gain(parent_entropy: f64, left: &[f64], right: &[f64]) -> Option<f64> {
     let (wl, wr): (f64, f64) = (left.iter().sum(), right.iter().sum());
     let total = wl + wr;
     if total <= 0.0 || wl / total < 0.01 || wr / total < 0.01 {
         return None;
     }
-    Some(entropy(parent) - (wl / total) * entropy(left) - (wr / total) * entropy(right))
+    Some(parent_entropy - (wl / total) * entropy(left) - (wr / total) * entropy(right))
 }
 
 /// (information gain, feature, threshold, left distribution, right distribution)
@@ -400,6 +400,16 @@ impl Node {
         if self.counts.iter().filter(|c| **c > 0.0).count() < 2 {
             return;
         }
+        let range = (ctx.n_classes.max(2) as f64).log2();
+        let n: f64 = self.counts.iter().sum();
+        let bound = (range * range * (1.0 / ctx.config.split_confidence).ln() / (2.0 * n)).sqrt();
+        // No gain exceeds the parent's entropy, so while the bound is at least
+        // that large (and no tie can be broken) no candidate could win: skip
+        // scoring them. The decision is exactly the one the full scoring makes.
+        let parent_entropy = entropy(&self.counts);
+        if bound >= ctx.config.tie_threshold && parent_entropy <= bound {
+            return;
+        }
         let Kind::Leaf(leaf) = &self.kind else { return };
         let mut candidates: Vec<SplitCandidate> = Vec::new();
         for (i, feature) in leaf.features.iter().enumerate() {
@@ -419,7 +429,7 @@ impl Node {
                 let threshold = lo + step * f64::from(b);
                 let (left, right): (Vec<f64>, Vec<f64>) =
                     observers.iter().map(|g| g.split_weight(threshold)).unzip();
-                if let Some(gain) = information_gain(&self.counts, &left, &right) {
+                if let Some(gain) = information_gain(parent_entropy, &left, &right) {
                     if best.as_ref().is_none_or(|(g, ..)| gain > *g) {
                         best = Some((gain, threshold, left, right));
                     }
@@ -434,9 +444,6 @@ impl Node {
             return;
         };
         let second = candidates.get(1).map_or(0.0, |c| c.0);
-        let range = (ctx.n_classes.max(2) as f64).log2();
-        let n: f64 = self.counts.iter().sum();
-        let bound = (range * range * (1.0 / ctx.config.split_confidence).ln() / (2.0 * n)).sqrt();
         if best.0 > 0.0 && (best.0 - second > bound || bound < ctx.config.tie_threshold) {
             let (_, feature, threshold, left, right) = candidates.swap_remove(0);
             let children = vec![
