@@ -403,9 +403,10 @@ impl Node {
         let range = (ctx.n_classes.max(2) as f64).log2();
         let n: f64 = self.counts.iter().sum();
         let bound = (range * range * (1.0 / ctx.config.split_confidence).ln() / (2.0 * n)).sqrt();
-        // No gain exceeds the parent's entropy, so while the bound is at least
-        // that large (and no tie can be broken) no candidate could win: skip
-        // scoring them. The decision is exactly the one the full scoring makes.
+        // No gain exceeds the parent's entropy and the runner-up is at least the
+        // no-split option (0), so while the bound is at least that entropy (and
+        // no tie can be broken) no candidate could win: skip scoring them. The
+        // decision is exactly the one the full scoring makes.
         let parent_entropy = entropy(&self.counts);
         if bound >= ctx.config.tie_threshold && parent_entropy <= bound {
             return;
@@ -443,7 +444,9 @@ impl Node {
         let Some(best) = candidates.first() else {
             return;
         };
-        let second = candidates.get(1).map_or(0.0, |c| c.0);
+        // The "no split" option (gain 0) competes too, as in MOA, so a
+        // candidate with negative gain never makes the margin look larger.
+        let second = candidates.get(1).map_or(0.0, |c| c.0).max(0.0);
         if best.0 > 0.0 && (best.0 - second > bound || bound < ctx.config.tie_threshold) {
             let (_, feature, threshold, left, right) = candidates.swap_remove(0);
             let children = vec![
