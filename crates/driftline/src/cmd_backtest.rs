@@ -7,7 +7,7 @@ use serde_json::json;
 
 #[derive(clap::Args)]
 pub struct BacktestArgs {
-    /// The recorded stream: CSV, optionally gzipped, with a header row.
+    /// The recorded stream: CSV (optionally gzipped) with a header row, or Parquet.
     file: PathBuf,
     /// The column holding the label.
     #[arg(long)]

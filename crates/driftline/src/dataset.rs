@@ -1,5 +1,5 @@
-//! Reading a recorded stream for `backtest`: CSV (optionally gzipped), with a
-//! header row. Columns that are all numbers become numeric features, others
+//! Reading a recorded stream for `backtest`: CSV (optionally gzipped) with a
+//! header row, or Parquet. Columns that are all numbers become numeric features, others
 //! one-hot (up to 64 categories) or hashed; the target's values become classes.
 //!
 //! The file is read once: field bytes go to one arena and numbers are parsed
@@ -45,15 +45,7 @@ impl Columns {
     }
 }
 
-pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    if name.ends_with(".parquet") {
-        bail!(
-            "{}: Parquet input is not supported by this build yet; convert it to CSV (for example with DuckDB: COPY (SELECT * FROM '{}') TO 'stream.csv')",
-            path.display(),
-            path.display()
-        );
-    }
+fn load_csv(path: &Path, name: &str) -> anyhow::Result<(Vec<String>, Columns)> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let reader: Box<dyn Read> = if name.ends_with(".gz") {
@@ -73,13 +65,6 @@ pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
         .iter()
         .map(str::to_string)
         .collect();
-    let target_index = headers.iter().position(|h| h == target).with_context(|| {
-        format!(
-            "{}: there is no target column {target:?}; the columns are {}",
-            path.display(),
-            headers.join(", ")
-        )
-    })?;
     let width = headers.len();
     let mut columns = Columns {
         arena: Vec::new(),
@@ -120,6 +105,24 @@ pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
         }
         columns.rows += 1;
     }
+    Ok((headers, columns))
+}
+
+pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let (headers, columns) = if name.ends_with(".parquet") {
+        load_parquet(path)?
+    } else {
+        load_csv(path, &name)?
+    };
+    let target_index = headers.iter().position(|h| h == target).with_context(|| {
+        format!(
+            "{}: there is no target column {target:?}; the columns are {}",
+            path.display(),
+            headers.join(", ")
+        )
+    })?;
+    let width = headers.len();
     if columns.rows == 0 {
         bail!("{}: the file has a header but no rows", path.display());
     }
@@ -221,4 +224,140 @@ pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
         classes,
         encoder,
     })
+}
+
+/// Reads a Parquet file into the same columns a CSV gives: numbers where the
+/// column is numeric or boolean, text otherwise.
+fn load_parquet(path: &Path) -> anyhow::Result<(Vec<String>, Columns)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{
+        Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type,
+        UInt32Type, UInt64Type, UInt8Type,
+    };
+    use arrow_array::{Array, ArrowPrimitiveType, RecordBatchReader};
+    use arrow_schema::DataType;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?
+        .build()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let headers: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let width = headers.len();
+    let mut columns = Columns {
+        arena: Vec::new(),
+        spans: Vec::new(),
+        numbers: Vec::new(),
+        width,
+        rows: 0,
+    };
+    fn numbers<T: ArrowPrimitiveType>(array: &dyn Array, out: &mut Vec<(f64, String)>)
+    where
+        T::Native: Into<f64> + Copy,
+    {
+        let values = array.as_primitive::<T>();
+        for i in 0..values.len() {
+            out.push(if values.is_null(i) {
+                (f64::NAN, String::new())
+            } else {
+                let v: f64 = values.value(i).into();
+                (v, v.to_string())
+            });
+        }
+    }
+    for batch in reader {
+        let batch =
+            batch.with_context(|| format!("{}: a row group cannot be decoded", path.display()))?;
+        let mut cells: Vec<Vec<(f64, String)>> = Vec::with_capacity(width);
+        for column in batch.columns() {
+            let mut out = Vec::with_capacity(batch.num_rows());
+            let array = column.as_ref();
+            match array.data_type() {
+                DataType::Float64 => numbers::<Float64Type>(array, &mut out),
+                DataType::Float32 => numbers::<Float32Type>(array, &mut out),
+                DataType::Int8 => numbers::<Int8Type>(array, &mut out),
+                DataType::Int16 => numbers::<Int16Type>(array, &mut out),
+                DataType::Int32 => numbers::<Int32Type>(array, &mut out),
+                DataType::UInt8 => numbers::<UInt8Type>(array, &mut out),
+                DataType::UInt16 => numbers::<UInt16Type>(array, &mut out),
+                DataType::UInt32 => numbers::<UInt32Type>(array, &mut out),
+                DataType::Int64 => {
+                    let values = array.as_primitive::<Int64Type>();
+                    out.extend((0..values.len()).map(|i| {
+                        if values.is_null(i) {
+                            (f64::NAN, String::new())
+                        } else {
+                            (values.value(i) as f64, values.value(i).to_string())
+                        }
+                    }));
+                }
+                DataType::UInt64 => {
+                    let values = array.as_primitive::<UInt64Type>();
+                    out.extend((0..values.len()).map(|i| {
+                        if values.is_null(i) {
+                            (f64::NAN, String::new())
+                        } else {
+                            (values.value(i) as f64, values.value(i).to_string())
+                        }
+                    }));
+                }
+                DataType::Boolean => {
+                    let values = array.as_boolean();
+                    out.extend((0..values.len()).map(|i| {
+                        if values.is_null(i) {
+                            (f64::NAN, String::new())
+                        } else {
+                            let b = values.value(i);
+                            (f64::from(u8::from(b)), b.to_string())
+                        }
+                    }));
+                }
+                DataType::Utf8 => {
+                    let values = array.as_string::<i32>();
+                    out.extend((0..values.len()).map(|i| {
+                        if values.is_null(i) {
+                            (f64::NAN, String::new())
+                        } else {
+                            let t = values.value(i);
+                            (t.trim().parse().unwrap_or(f64::NAN), t.to_string())
+                        }
+                    }));
+                }
+                DataType::LargeUtf8 => {
+                    let values = array.as_string::<i64>();
+                    out.extend((0..values.len()).map(|i| {
+                        if values.is_null(i) {
+                            (f64::NAN, String::new())
+                        } else {
+                            let t = values.value(i);
+                            (t.trim().parse().unwrap_or(f64::NAN), t.to_string())
+                        }
+                    }));
+                }
+                other => bail!(
+                    "{}: column type {other} is not supported (numbers, booleans and strings are)",
+                    path.display()
+                ),
+            }
+            cells.push(out);
+        }
+        for row in 0..batch.num_rows() {
+            for column in &cells {
+                let (number, text) = &column[row];
+                let start = columns.arena.len() as u32;
+                columns.arena.extend_from_slice(text.as_bytes());
+                columns.spans.push((start, columns.arena.len() as u32));
+                columns.numbers.push(*number);
+            }
+            columns.rows += 1;
+        }
+    }
+    Ok((headers, columns))
 }

@@ -173,7 +173,10 @@ fn bad_backtest_input_is_named() {
             &["backtest", "/nonexistent.csv", "--target", "y"],
             "cannot open /nonexistent.csv",
         ),
-        (&["backtest", "x.parquet", "--target", "y"], "Parquet"),
+        (
+            &["backtest", "/nonexistent.parquet", "--target", "y"],
+            "cannot open /nonexistent.parquet",
+        ),
     ];
     for (args, expected) in cases {
         let output = driftline(args);
@@ -188,5 +191,78 @@ fn bad_backtest_input_is_named() {
         String::from_utf8_lossy(&output.stderr).contains("row 3"),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn parquet_and_csv_of_the_same_stream_backtest_alike() {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("s.csv");
+    let parquet = dir.path().join("s.parquet");
+    let mut text = String::from("x,kind,y\n");
+    let (mut xs, mut kinds, mut ys) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..3000u32 {
+        let x = f64::from((i * 7919) % 1000) / 10.0;
+        let kind = ["a", "b"][(i % 2) as usize];
+        let y = if (x > 50.0) == (i < 1500) {
+            "yes"
+        } else {
+            "no"
+        };
+        text.push_str(&format!("{x},{kind},{y}\n"));
+        xs.push(x);
+        kinds.push(kind);
+        ys.push(y);
+    }
+    std::fs::write(&csv, text).expect("csv");
+    let batch = RecordBatch::try_from_iter([
+        ("x", Arc::new(Float64Array::from(xs)) as ArrayRef),
+        ("kind", Arc::new(StringArray::from(kinds)) as ArrayRef),
+        ("y", Arc::new(StringArray::from(ys)) as ArrayRef),
+    ])
+    .expect("batch");
+    let file = std::fs::File::create(&parquet).expect("create");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+
+    let summary = |input: &std::path::Path| -> Value {
+        let out = input.with_extension("json");
+        let output = driftline(&[
+            "backtest",
+            input.to_str().expect("path"),
+            "--target",
+            "y",
+            "--model",
+            "ht",
+            "--policy",
+            "online+drift:adwin",
+            "--json",
+            out.to_str().expect("path"),
+            "--quiet",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&std::fs::read(out).expect("json")).expect("valid")
+    };
+    let (from_csv, from_parquet) = (summary(&csv), summary(&parquet));
+    assert_eq!(from_parquet["samples"], 3000);
+    assert_eq!(from_parquet["classes"], from_csv["classes"]);
+    assert_eq!(from_parquet["features"], from_csv["features"]);
+    assert_eq!(
+        from_parquet["runs"][0]["metrics"],
+        from_csv["runs"][0]["metrics"]
+    );
+    assert_eq!(
+        from_parquet["runs"][0]["drifts"],
+        from_csv["runs"][0]["drifts"]
     );
 }
