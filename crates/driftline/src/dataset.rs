@@ -226,16 +226,12 @@ pub fn load(path: &Path, target: &str) -> anyhow::Result<Dataset> {
     })
 }
 
-/// Reads a Parquet file into the same columns a CSV gives: numbers where the
-/// column is numeric or boolean, text otherwise.
+/// Reads a Parquet file into the same columns a CSV gives: every column is
+/// cast to text (as DuckDB would print it) and numbers are parsed from it, so
+/// both formats go through one schema inference.
 fn load_parquet(path: &Path) -> anyhow::Result<(Vec<String>, Columns)> {
     use arrow_array::cast::AsArray;
-    use arrow_array::types::{
-        Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type,
-        UInt32Type, UInt64Type, UInt8Type,
-    };
-    use arrow_array::{Array, ArrowPrimitiveType, RecordBatchReader};
-    use arrow_schema::DataType;
+    use arrow_array::{Array, RecordBatchReader};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     let file =
@@ -258,103 +254,37 @@ fn load_parquet(path: &Path) -> anyhow::Result<(Vec<String>, Columns)> {
         width,
         rows: 0,
     };
-    fn numbers<T: ArrowPrimitiveType>(array: &dyn Array, out: &mut Vec<(f64, String)>)
-    where
-        T::Native: Into<f64> + Copy,
-    {
-        let values = array.as_primitive::<T>();
-        for i in 0..values.len() {
-            out.push(if values.is_null(i) {
-                (f64::NAN, String::new())
-            } else {
-                let v: f64 = values.value(i).into();
-                (v, v.to_string())
-            });
-        }
-    }
     for batch in reader {
         let batch =
             batch.with_context(|| format!("{}: a row group cannot be decoded", path.display()))?;
-        let mut cells: Vec<Vec<(f64, String)>> = Vec::with_capacity(width);
-        for column in batch.columns() {
-            let mut out = Vec::with_capacity(batch.num_rows());
-            let array = column.as_ref();
-            match array.data_type() {
-                DataType::Float64 => numbers::<Float64Type>(array, &mut out),
-                DataType::Float32 => numbers::<Float32Type>(array, &mut out),
-                DataType::Int8 => numbers::<Int8Type>(array, &mut out),
-                DataType::Int16 => numbers::<Int16Type>(array, &mut out),
-                DataType::Int32 => numbers::<Int32Type>(array, &mut out),
-                DataType::UInt8 => numbers::<UInt8Type>(array, &mut out),
-                DataType::UInt16 => numbers::<UInt16Type>(array, &mut out),
-                DataType::UInt32 => numbers::<UInt32Type>(array, &mut out),
-                DataType::Int64 => {
-                    let values = array.as_primitive::<Int64Type>();
-                    out.extend((0..values.len()).map(|i| {
-                        if values.is_null(i) {
-                            (f64::NAN, String::new())
-                        } else {
-                            (values.value(i) as f64, values.value(i).to_string())
-                        }
-                    }));
-                }
-                DataType::UInt64 => {
-                    let values = array.as_primitive::<UInt64Type>();
-                    out.extend((0..values.len()).map(|i| {
-                        if values.is_null(i) {
-                            (f64::NAN, String::new())
-                        } else {
-                            (values.value(i) as f64, values.value(i).to_string())
-                        }
-                    }));
-                }
-                DataType::Boolean => {
-                    let values = array.as_boolean();
-                    out.extend((0..values.len()).map(|i| {
-                        if values.is_null(i) {
-                            (f64::NAN, String::new())
-                        } else {
-                            let b = values.value(i);
-                            (f64::from(u8::from(b)), b.to_string())
-                        }
-                    }));
-                }
-                DataType::Utf8 => {
-                    let values = array.as_string::<i32>();
-                    out.extend((0..values.len()).map(|i| {
-                        if values.is_null(i) {
-                            (f64::NAN, String::new())
-                        } else {
-                            let t = values.value(i);
-                            (t.trim().parse().unwrap_or(f64::NAN), t.to_string())
-                        }
-                    }));
-                }
-                DataType::LargeUtf8 => {
-                    let values = array.as_string::<i64>();
-                    out.extend((0..values.len()).map(|i| {
-                        if values.is_null(i) {
-                            (f64::NAN, String::new())
-                        } else {
-                            let t = values.value(i);
-                            (t.trim().parse().unwrap_or(f64::NAN), t.to_string())
-                        }
-                    }));
-                }
-                other => bail!(
-                    "{}: column type {other} is not supported (numbers, booleans and strings are)",
-                    path.display()
-                ),
-            }
-            cells.push(out);
-        }
+        let texts = batch
+            .columns()
+            .iter()
+            .zip(&headers)
+            .map(|(column, name)| {
+                arrow_cast::cast(column, &arrow_schema::DataType::Utf8).with_context(|| {
+                    format!(
+                        "{}: column {name:?} of type {} cannot be read as a feature",
+                        path.display(),
+                        column.data_type()
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         for row in 0..batch.num_rows() {
-            for column in &cells {
-                let (number, text) = &column[row];
+            for text in &texts {
+                let values = text.as_string::<i32>();
+                let value = if values.is_null(row) {
+                    ""
+                } else {
+                    values.value(row)
+                };
                 let start = columns.arena.len() as u32;
-                columns.arena.extend_from_slice(text.as_bytes());
+                columns.arena.extend_from_slice(value.as_bytes());
                 columns.spans.push((start, columns.arena.len() as u32));
-                columns.numbers.push(*number);
+                columns
+                    .numbers
+                    .push(value.trim().parse::<f64>().unwrap_or(f64::NAN));
             }
             columns.rows += 1;
         }

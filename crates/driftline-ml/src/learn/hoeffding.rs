@@ -611,6 +611,38 @@ impl Tree {
     }
 }
 
+/// The `Classifier` contract is the same for both tree learners: learn and
+/// predict with the wrapped tree.
+macro_rules! tree_classifier {
+    ($name:ident, $variant:ident, $label:literal) => {
+        impl Classifier for $name {
+            fn learn_one(&mut self, x: &[f64], y: usize) {
+                self.tree.learn(x, y, 1.0);
+            }
+
+            fn predict_proba_one(&self, x: &[f64]) -> Vec<f64> {
+                self.tree.predict(x)
+            }
+
+            fn reset(&mut self) {
+                self.tree.reset();
+            }
+
+            fn size_bytes(&self) -> usize {
+                self.tree.size_bytes()
+            }
+
+            fn to_model(&self) -> Model {
+                Model::$variant(self.clone())
+            }
+
+            fn name(&self) -> &'static str {
+                $label
+            }
+        }
+    };
+}
+
 /// VFDT with Gaussian estimators and naive-Bayes-adaptive leaves.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HoeffdingTreeClassifier {
@@ -629,31 +661,7 @@ impl HoeffdingTreeClassifier {
     }
 }
 
-impl Classifier for HoeffdingTreeClassifier {
-    fn learn_one(&mut self, x: &[f64], y: usize) {
-        self.tree.learn(x, y, 1.0);
-    }
-
-    fn predict_proba_one(&self, x: &[f64]) -> Vec<f64> {
-        self.tree.predict(x)
-    }
-
-    fn reset(&mut self) {
-        self.tree.reset();
-    }
-
-    fn size_bytes(&self) -> usize {
-        self.tree.size_bytes()
-    }
-
-    fn to_model(&self) -> Model {
-        Model::HoeffdingTree(self.clone())
-    }
-
-    fn name(&self) -> &'static str {
-        "hoeffding_tree"
-    }
-}
+tree_classifier!(HoeffdingTreeClassifier, HoeffdingTree, "hoeffding_tree");
 
 /// The Hoeffding adaptive tree: ADWIN per node, alternate subtrees.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -669,31 +677,11 @@ impl HoeffdingAdaptiveTreeClassifier {
     }
 }
 
-impl Classifier for HoeffdingAdaptiveTreeClassifier {
-    fn learn_one(&mut self, x: &[f64], y: usize) {
-        self.tree.learn(x, y, 1.0);
-    }
-
-    fn predict_proba_one(&self, x: &[f64]) -> Vec<f64> {
-        self.tree.predict(x)
-    }
-
-    fn reset(&mut self) {
-        self.tree.reset();
-    }
-
-    fn size_bytes(&self) -> usize {
-        self.tree.size_bytes()
-    }
-
-    fn to_model(&self) -> Model {
-        Model::HoeffdingAdaptiveTree(self.clone())
-    }
-
-    fn name(&self) -> &'static str {
-        "hoeffding_adaptive_tree"
-    }
-}
+tree_classifier!(
+    HoeffdingAdaptiveTreeClassifier,
+    HoeffdingAdaptiveTree,
+    "hoeffding_adaptive_tree"
+);
 
 #[cfg(test)]
 mod tests {
