@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::ops::{check_put_records_count, record_from, write_records, RecordPlace};
-use super::wire::{Out, Protocol, Req};
+use super::ops::{check_put_records_bytes, check_put_records_count, record_from, RecordPlace};
+use super::wire::{Protocol, Req};
 use super::KinesisState;
 
 #[derive(Deserialize)]
@@ -34,12 +34,13 @@ struct EntryJson<'a> {
     explicit_hash_key: Option<Cow<'a, str>>,
 }
 
-/// `None` when the body does not decode as a well-formed PutRecords request.
+/// `None` when the body does not decode as a well-formed PutRecords request;
+/// otherwise the encoded JSON answer, written directly (no response tree).
 pub fn put_records_json(
     state: &KinesisState,
     body: &[u8],
     now_ms: i64,
-) -> Option<Result<Out, ApiError>> {
+) -> Option<Result<Vec<u8>, ApiError>> {
     let request: PutRecordsJson = serde_json::from_slice(body).ok()?;
     let mut names = Map::new();
     if let Some(name) = request.stream_name {
@@ -71,6 +72,38 @@ pub fn put_records_json(
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        write_records(&stream, records, now_ms)
+        check_put_records_bytes(&records)?;
+        Ok(encode_put_records(stream.put(records, now_ms)))
     })())
+}
+
+/// The PutRecords answer in JSON 1.1, written straight into bytes.
+fn encode_put_records(
+    results: Vec<driftline_log::Result<driftline_log::RecordPosition>>,
+) -> Vec<u8> {
+    use std::io::Write;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let mut out = Vec::with_capacity(64 + results.len() * 96);
+    let _ = write!(out, "{{\"FailedRecordCount\":{failed},\"Records\":[");
+    for (i, result) in results.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writes to a Vec cannot fail.
+        let _ = match result {
+            Ok(position) => write!(
+                out,
+                "{{\"SequenceNumber\":\"{}\",\"ShardId\":\"shardId-{:012}\"}}",
+                position.sequence_number, position.shard_index
+            ),
+            Err(error) => write!(
+                out,
+                "{{\"ErrorCode\":\"{}\",\"ErrorMessage\":{}}}",
+                ApiError::record_error_code(error),
+                serde_json::Value::String(error.to_string())
+            ),
+        };
+    }
+    out.extend_from_slice(b"],\"EncryptionType\":\"NONE\"}");
+    out
 }

@@ -71,7 +71,9 @@ pub async fn handle(
         }
         let request = wire::decode_request(protocol, &body)?;
         let req = Req::new(&request, protocol);
+        // Encoded here, off the async workers.
         ops::dispatch(&kinesis, &operation, &req, now_ms)
+            .map(|out| wire::encode_response(protocol, out))
     })
     .await
     .unwrap_or_else(|e| Err(ApiError::internal(format!("request handler failed: {e}"))));
@@ -81,9 +83,9 @@ pub async fn handle(
     respond(protocol, result)
 }
 
-fn respond(protocol: Protocol, result: Result<wire::Out, ApiError>) -> Response {
+fn respond(protocol: Protocol, result: Result<Vec<u8>, ApiError>) -> Response {
     let (status, body) = match result {
-        Ok(out) => (StatusCode::OK, wire::encode_response(protocol, out)),
+        Ok(body) => (StatusCode::OK, body),
         Err(error) => (
             StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST),
             wire::encode_error(protocol, &error),

@@ -638,6 +638,19 @@ fn put_records(state: &KinesisState, req: &Req, now_ms: i64) -> Result<Out, ApiE
     write_records(&stream, records, now_ms)
 }
 
+pub fn check_put_records_bytes(records: &[NewRecord]) -> Result<(), ApiError> {
+    let total: usize = records
+        .iter()
+        .map(|r| r.data.len() + r.partition_key.len())
+        .sum();
+    if total > MAX_PUT_RECORDS_BYTES {
+        return Err(ApiError::invalid_argument(format!(
+            "Records size {total} bytes exceeds the limit of {MAX_PUT_RECORDS_BYTES} bytes per PutRecords request"
+        )));
+    }
+    Ok(())
+}
+
 pub fn check_put_records_count(count: usize) -> Result<(), ApiError> {
     if count == 0 || count > MAX_PUT_RECORDS {
         return Err(ApiError::validation(format!(
@@ -653,15 +666,7 @@ pub fn write_records(
     records: Vec<NewRecord>,
     now_ms: i64,
 ) -> Result<Out, ApiError> {
-    let total: usize = records
-        .iter()
-        .map(|r| r.data.len() + r.partition_key.len())
-        .sum();
-    if total > MAX_PUT_RECORDS_BYTES {
-        return Err(ApiError::invalid_argument(format!(
-            "Records size {total} bytes exceeds the limit of {MAX_PUT_RECORDS_BYTES} bytes per PutRecords request"
-        )));
-    }
+    check_put_records_bytes(&records)?;
     let mut failed = 0i64;
     let results = stream
         .put(records, now_ms)
