@@ -33,6 +33,16 @@ struct Columns {
 }
 
 impl Columns {
+    fn new(width: usize) -> Columns {
+        Columns {
+            arena: Vec::new(),
+            spans: Vec::new(),
+            numbers: Vec::new(),
+            width,
+            rows: 0,
+        }
+    }
+
     fn text(&self, row: usize, column: usize) -> &str {
         let (start, end) = self.spans[row * self.width + column];
         std::str::from_utf8(&self.arena[start as usize..end as usize])
@@ -66,13 +76,7 @@ fn load_csv(path: &Path, name: &str) -> anyhow::Result<(Vec<String>, Columns)> {
         .map(str::to_string)
         .collect();
     let width = headers.len();
-    let mut columns = Columns {
-        arena: Vec::new(),
-        spans: Vec::new(),
-        numbers: Vec::new(),
-        width,
-        rows: 0,
-    };
+    let mut columns = Columns::new(width);
     let mut record = csv::ByteRecord::new();
     loop {
         let more = csv.read_byte_record(&mut record).with_context(|| {
@@ -247,13 +251,7 @@ fn load_parquet(path: &Path) -> anyhow::Result<(Vec<String>, Columns)> {
         .map(|f| f.name().clone())
         .collect();
     let width = headers.len();
-    let mut columns = Columns {
-        arena: Vec::new(),
-        spans: Vec::new(),
-        numbers: Vec::new(),
-        width,
-        rows: 0,
-    };
+    let mut columns = Columns::new(width);
     for batch in reader {
         let batch =
             batch.with_context(|| format!("{}: a row group cannot be decoded", path.display()))?;

@@ -3,8 +3,7 @@
 //! with the process's file-size limit (`ulimit -f`), which makes writes past
 //! the limit fail as a full disk would, without needing a real one.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -12,19 +11,7 @@ use serde_json::{json, Value};
 use crate::util::Server;
 
 fn call(endpoint: &str, operation: &str, body: Value) -> (u16, Value) {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
-    let mut response = agent
-        .post(endpoint)
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", &format!("Kinesis_20131202.{operation}"))
-        .send(body.to_string())
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.body_mut().read_json().expect("json"))
+    crate::util::kinesis_json(endpoint, operation, body)
 }
 
 fn read_all(endpoint: &str) -> Vec<Vec<u8>> {
@@ -62,21 +49,10 @@ fn a_full_disk_refuses_writes_clearly_and_keeps_what_was_acknowledged() {
         env!("CARGO_BIN_EXE_driftline"),
         dir.path().display()
     );
-    let mut child = Command::new("sh")
-        .args(["-c", &script])
-        .env("DRIFTLINE_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut banner)
-        .expect("banner");
-    let endpoint = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("address")
-        .to_string();
+    let mut command = Command::new("sh");
+    command.args(["-c", &script]);
+    let mut limited = Server::spawn(command);
+    let endpoint = limited.endpoint.clone();
     let (status, _) = call(
         &endpoint,
         "CreateStream",
@@ -125,8 +101,7 @@ fn a_full_disk_refuses_writes_clearly_and_keeps_what_was_acknowledged() {
 
     // reads still work and hold exactly what was acknowledged
     assert_eq!(read_all(&endpoint), acknowledged);
-    let _ = child.kill();
-    let _ = child.wait();
+    limited.kill();
 
     // with space again, the log opens cleanly and takes writes
     let server = Server::start(dir.path(), &[]);

@@ -10,10 +10,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_driftline"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
-            .args(extra)
+            .args(extra);
+        Server::spawn(command)
+    }
+
+    /// Starts any command that runs `driftline serve` and prints its banner.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .env("DRIFTLINE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -70,4 +77,28 @@ pub fn driftline(endpoint: &str) -> Command {
         .env("DRIFTLINE_ENDPOINT", endpoint)
         .env("DRIFTLINE_LOG", "warn");
     command
+}
+
+/// One Kinesis call in JSON 1.1: the HTTP status and the JSON answer.
+pub fn kinesis_json(
+    endpoint: &str,
+    operation: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut response = agent
+        .post(endpoint)
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", &format!("Kinesis_20131202.{operation}"))
+        .send(body.to_string())
+        .expect("request");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_json().expect("json answer"),
+    )
 }
