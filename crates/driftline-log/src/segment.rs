@@ -69,7 +69,12 @@ impl Segment {
             .write(true)
             .open(&path)
             .map_err(|e| LogError::io(&path, e))?;
-        Ok(Segment {
+        Ok(Segment::empty(base_offset, path, file))
+    }
+
+    /// A segment with no frames yet, over an open file.
+    fn empty(base_offset: u64, path: PathBuf, file: File) -> Segment {
+        Segment {
             base_offset,
             path,
             file: Arc::new(file),
@@ -79,7 +84,7 @@ impl Segment {
             last_timestamp_ms: None,
             index: Vec::new(),
             bytes_since_index: 0,
-        })
+        }
     }
 
     /// Opens a sealed segment from its index when that is intact, or by a scan.
@@ -104,17 +109,7 @@ impl Segment {
         (&file)
             .read_to_end(&mut bytes)
             .map_err(|e| LogError::io(path, e))?;
-        let mut segment = Segment {
-            base_offset,
-            path: path.to_path_buf(),
-            file: Arc::new(file),
-            size: 0,
-            end_offset: base_offset,
-            first_timestamp_ms: None,
-            last_timestamp_ms: None,
-            index: Vec::new(),
-            bytes_since_index: 0,
-        };
+        let mut segment = Segment::empty(base_offset, path.to_path_buf(), file);
         let mut position = 0usize;
         let mut torn_at = None;
         while position < bytes.len() {

@@ -375,8 +375,9 @@ impl ShardLog {
                 }
             }
         }
+        // `offset` follows the last record decoded, so it is where to go on.
         Ok(ReadOutcome {
-            next_offset: offset.max(records.last().map_or(offset, |r| r.offset + 1)),
+            next_offset: offset,
             records,
         })
     }

@@ -181,12 +181,11 @@ impl Classifier for AdaptiveRandomForestClassifier {
     }
 
     fn reset(&mut self) {
-        let mut config = self.config.clone();
-        config.tree.subspace = None;
+        // `new` derives the subspace from `subspace_fraction` again.
         *self = AdaptiveRandomForestClassifier::new(
             self.n_features,
             self.n_classes,
-            config,
+            self.config.clone(),
             self.seed.wrapping_add(1),
         );
     }

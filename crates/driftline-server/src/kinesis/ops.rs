@@ -91,15 +91,33 @@ pub fn open_stream(state: &KinesisState, req: &Req) -> Result<std::sync::Arc<Str
     Ok(state.store.stream(&name)?)
 }
 
-fn shard_arg(stream: &Stream, req: &Req, key: &str) -> Result<u32, ApiError> {
-    let text = req.str_req(key)?;
-    let index = parse_shard_id(text).ok_or_else(|| {
+/// A shard id member, as `shardId-000000000007` or the bare number.
+fn parse_shard_arg(key: &str, text: &str) -> Result<u32, ApiError> {
+    parse_shard_id(text).ok_or_else(|| {
         constraint(
             key,
             text,
             "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
         )
-    })?;
+    })
+}
+
+fn optional_shard_arg(req: &Req, key: &str) -> Result<Option<u32>, ApiError> {
+    req.str_opt(key)?
+        .map(|text| parse_shard_arg(key, text))
+        .transpose()
+}
+
+fn hash_range_out(range: &driftline_log::HashKeyRange) -> Out {
+    Out::Map(vec![
+        ("StartingHashKey", Out::Str(range.start.to_string())),
+        ("EndingHashKey", Out::Str(range.end.to_string())),
+    ])
+}
+
+fn shard_arg(stream: &Stream, req: &Req, key: &str) -> Result<u32, ApiError> {
+    let text = req.str_req(key)?;
+    let index = parse_shard_arg(key, text)?;
     if stream.meta().shard(index).is_none() {
         return Err(ApiError::not_found(format!(
             "Could not find shard {text} in stream {} under account 000000000000.",
@@ -288,16 +306,7 @@ fn shard_out(stream: &Stream, shard: &ShardMeta) -> Out {
     if let Some(adjacent) = shard.parents.get(1) {
         out.push(("AdjacentParentShardId", Out::Str(shard_id(*adjacent))));
     }
-    out.push((
-        "HashKeyRange",
-        Out::Map(vec![
-            (
-                "StartingHashKey",
-                Out::Str(shard.hash_range.start.to_string()),
-            ),
-            ("EndingHashKey", Out::Str(shard.hash_range.end.to_string())),
-        ]),
-    ));
+    out.push(("HashKeyRange", hash_range_out(&shard.hash_range)));
     out.push(("SequenceNumberRange", Out::Map(range)));
     Out::Map(out)
 }
@@ -305,16 +314,7 @@ fn shard_out(stream: &Stream, shard: &ShardMeta) -> Out {
 fn describe_stream(state: &KinesisState, req: &Req) -> Result<Out, ApiError> {
     let stream = open_stream(state, req)?;
     let limit = limit_arg(req, "Limit", 100, 10_000)? as usize;
-    let start_after = match req.str_opt("ExclusiveStartShardId")? {
-        Some(id) => Some(parse_shard_id(id).ok_or_else(|| {
-            constraint(
-                "ExclusiveStartShardId",
-                id,
-                "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
-            )
-        })?),
-        None => None,
-    };
+    let start_after = optional_shard_arg(req, "ExclusiveStartShardId")?;
     let meta = stream.meta();
     let shards: Vec<&ShardMeta> = meta
         .shards
@@ -404,16 +404,7 @@ fn list_shards(state: &KinesisState, req: &Req, now_ms: i64) -> Result<Out, ApiE
         }
         (token.stream, Some(token.after), Some(token.filter))
     } else {
-        let after = match exclusive_start {
-            Some(id) => Some(parse_shard_id(id).ok_or_else(|| {
-                constraint(
-                    "ExclusiveStartShardId",
-                    id,
-                    "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
-                )
-            })?),
-            None => None,
-        };
+        let after = optional_shard_arg(req, "ExclusiveStartShardId")?;
         (stream_name(req)?, after, None)
     };
     let stream = state.store.stream(&name)?;
@@ -426,7 +417,7 @@ fn list_shards(state: &KinesisState, req: &Req, now_ms: i64) -> Result<Out, ApiE
         .shards
         .iter()
         .filter(|s| after.is_none_or(|a| s.index > a))
-        .filter(|s| filter.admits(s, &meta))
+        .filter(|s| filter.admits(s))
         .collect();
     let has_more = selected.len() > max_results;
     let page: Vec<&ShardMeta> = selected.into_iter().take(max_results).collect();
@@ -470,9 +461,7 @@ impl ShardFilter {
                 let id = filter.str_opt("ShardId")?.ok_or_else(|| {
                     ApiError::invalid_argument("ShardFilter of type AFTER_SHARD_ID needs a ShardId")
                 })?;
-                ShardFilter::AfterShardId(parse_shard_id(id).ok_or_else(|| {
-                    constraint("ShardFilter.ShardId", id, "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+")
-                })?)
+                ShardFilter::AfterShardId(parse_shard_arg("ShardFilter.ShardId", id)?)
             }
             "AT_TIMESTAMP" | "FROM_TIMESTAMP" => {
                 let at = filter.timestamp_opt("Timestamp")?.ok_or_else(|| {
@@ -494,7 +483,7 @@ impl ShardFilter {
         })
     }
 
-    fn admits(&self, shard: &ShardMeta, _meta: &StreamMeta) -> bool {
+    fn admits(&self, shard: &ShardMeta) -> bool {
         match self {
             ShardFilter::All => true,
             ShardFilter::AfterShardId(after) => shard.index > *after,
@@ -822,16 +811,7 @@ fn get_records(state: &KinesisState, req: &Req, now_ms: i64) -> Result<Out, ApiE
                                 .collect(),
                         ),
                     ),
-                    (
-                        "HashKeyRange",
-                        Out::Map(vec![
-                            (
-                                "StartingHashKey",
-                                Out::Str(child.hash_range.start.to_string()),
-                            ),
-                            ("EndingHashKey", Out::Str(child.hash_range.end.to_string())),
-                        ]),
-                    ),
+                    ("HashKeyRange", hash_range_out(&child.hash_range)),
                 ])
             })
             .collect();

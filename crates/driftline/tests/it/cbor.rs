@@ -7,11 +7,7 @@ use crate::util::Server;
 fn call(endpoint: &str, operation: &str, request: Value) -> (u16, Value) {
     let mut body = Vec::new();
     ciborium::ser::into_writer(&request, &mut body).expect("encode");
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = crate::util::agent();
     let mut response = agent
         .post(endpoint)
         .header("content-type", "application/x-amz-cbor-1.1")
@@ -130,11 +126,7 @@ fn a_cbor_client_round_trips_binary_records() {
 fn malformed_bodies_get_a_serialization_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = crate::util::agent();
     for (content_type, body) in [
         ("application/x-amz-json-1.1", &b"{not json"[..]),
         ("application/x-amz-cbor-1.1", &[0xff, 0x00][..]),

@@ -17,6 +17,23 @@ fn run(endpoint: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Runs `driftline` with `input` on its standard input.
+fn put(endpoint: &str, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = driftline(endpoint)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn put");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write");
+    child.wait_with_output().expect("put")
+}
+
 #[test]
 fn stream_verbs_put_and_get_round_trip_ndjson() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -32,26 +49,18 @@ fn stream_verbs_put_and_get_round_trip_ndjson() {
     let lines: Vec<String> = (0..1000)
         .map(|i| format!(r#"{{"user":"u{}","n":{i}}}"#, i % 13))
         .collect();
-    let mut child = driftline(endpoint)
-        .args([
+    let output = put(
+        endpoint,
+        &[
             "put",
             "events",
             "--partition-key",
             "user",
             "--batch-lines",
             "300",
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn put");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(lines.join("\n").as_bytes())
-        .expect("write");
-    let output = child.wait_with_output().expect("put");
+        ],
+        lines.join("\n").as_bytes(),
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("wrote 1000 records"), "{stderr}");
@@ -84,19 +93,11 @@ fn stream_verbs_put_and_get_round_trip_ndjson() {
     assert_eq!(description["OpenShardCount"], 3);
 
     // a bad line is reported with its number; the good ones are written
-    let mut child = driftline(endpoint)
-        .args(["put", "events"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn put");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"{\"a\":1}\n{oops\n{\"a\":2}\n")
-        .expect("write");
-    let output = child.wait_with_output().expect("put");
+    let output = put(
+        endpoint,
+        &["put", "events"],
+        b"{\"a\":1}\n{oops\n{\"a\":2}\n",
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::util::Server;
+use crate::util::{agent, Server};
 
 fn kinesis(
     agent: &ureq::Agent,
@@ -30,15 +30,6 @@ fn kinesis(
     } else {
         Err(value.to_string())
     }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build(),
-    )
 }
 
 #[test]

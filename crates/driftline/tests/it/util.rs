@@ -85,11 +85,7 @@ pub fn kinesis_json(
     operation: &str,
     body: serde_json::Value,
 ) -> (u16, serde_json::Value) {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = agent();
     let mut response = agent
         .post(endpoint)
         .header("content-type", "application/x-amz-json-1.1")
@@ -100,5 +96,16 @@ pub fn kinesis_json(
     (
         status,
         response.body_mut().read_json().expect("json answer"),
+    )
+}
+
+/// An HTTP client that hands back error statuses as answers, with a timeout
+/// so a test against a dead server fails instead of hanging.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .build(),
     )
 }
