@@ -31,6 +31,11 @@ impl SequenceNumber {
         self.0 as u64
     }
 
+    /// The inverse of [`SequenceNumber::as_u128`].
+    pub fn from_u128(value: u128) -> Self {
+        SequenceNumber(value)
+    }
+
     pub fn as_u128(self) -> u128 {
         self.0
     }

@@ -1,0 +1,234 @@
+//! The lake: a root in an object store, where delivery writes Parquet objects.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
+
+use crate::error::{LakeError, Result};
+use crate::object_name::{partition_path, ObjectName};
+use crate::parquet_io::{encode_parquet, Compression};
+use crate::table::{Row, TableSchema};
+
+/// An object delivery wrote: its path in the lake and the rows it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenObject {
+    pub path: String,
+    pub rows: usize,
+    pub bytes: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    location: String,
+}
+
+impl Lake {
+    /// Opens a lake: a local directory (a path or `file:///...`, created if
+    /// missing) or `memory://` (for tests).
+    pub fn open(location: &str) -> Result<Lake> {
+        let bad = |reason: String| LakeError::Location {
+            location: location.to_string(),
+            reason,
+        };
+        let store: Arc<dyn ObjectStore> = if location == "memory://" {
+            Arc::new(InMemory::new())
+        } else if location.contains("://") && !location.starts_with("file://") {
+            return Err(bad(
+                "unsupported scheme: use a directory path, file:// or memory:// (s3:// needs the aws feature)".into(),
+            ));
+        } else {
+            let dir = location.strip_prefix("file://").unwrap_or(location);
+            std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
+            let dir = std::fs::canonicalize(dir).map_err(|e| bad(e.to_string()))?;
+            Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?)
+        };
+        Ok(Lake {
+            store,
+            location: location.to_string(),
+        })
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Writes one delivery of a shard's rows (the shard's records `range.first`
+    /// to `range.last`): one Parquet object per event-time partition, each named
+    /// after the range, so writing the same delivery again replaces them.
+    pub async fn write_delivery(
+        &self,
+        table: &str,
+        schema: &TableSchema,
+        range: &ObjectName,
+        rows: &[Row],
+        compression: Compression,
+    ) -> Result<Vec<WrittenObject>> {
+        let mut partitions: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
+        for row in rows {
+            partitions
+                .entry(partition_path(row.partition_time_us))
+                .or_default()
+                .push(row);
+        }
+        let name = range.file_name();
+        let mut written = Vec::with_capacity(partitions.len());
+        for (partition, rows) in partitions {
+            let bytes = encode_parquet(schema, &rows, compression)?;
+            let path = Path::from(format!("{table}/{partition}/{name}"));
+            let size = bytes.len();
+            self.store
+                .put_opts(&path, PutPayload::from(bytes), PutOptions::default())
+                .await?;
+            written.push(WrittenObject {
+                path: path.to_string(),
+                rows: rows.len(),
+                bytes: size,
+            });
+        }
+        Ok(written)
+    }
+
+    /// Deletes a shard's objects that start after `committed` (the last
+    /// sequence number its consumer checkpointed): the leftovers of a delivery
+    /// interrupted between its uploads and its checkpoint, about to be redone.
+    pub async fn remove_uncommitted(
+        &self,
+        table: &str,
+        shard: &str,
+        committed: Option<u128>,
+    ) -> Result<Vec<String>> {
+        let prefix = Path::from(table);
+        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let mut removed = Vec::new();
+        for object in objects {
+            let Some(name) = object.location.filename().and_then(ObjectName::parse) else {
+                continue;
+            };
+            if name.shard == shard && committed.is_none_or(|c| name.first > c) {
+                self.store.delete(&object.location).await?;
+                removed.push(object.location.to_string());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Paths of every object under `prefix`, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let prefix = Path::from(prefix);
+        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let mut paths: Vec<String> = objects
+            .into_iter()
+            .map(|o| o.location.to_string())
+            .collect();
+        paths.sort();
+        Ok(paths)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{Field, FieldType, Value};
+
+    fn schema() -> TableSchema {
+        TableSchema::new(
+            vec![
+                Field {
+                    name: "id".into(),
+                    field_type: FieldType::String,
+                    required: true,
+                },
+                Field {
+                    name: "amount".into(),
+                    field_type: FieldType::Float,
+                    required: false,
+                },
+                Field {
+                    name: "ts".into(),
+                    field_type: FieldType::Timestamp,
+                    required: true,
+                },
+            ],
+            Some("ts"),
+        )
+        .expect("schema")
+    }
+
+    fn row(i: u128, time_us: i64) -> Row {
+        Row {
+            values: vec![
+                Value::String(format!("e{i}")),
+                Value::Float(i as f64),
+                Value::Timestamp(time_us),
+            ],
+            shard: "shardId-000000000000".into(),
+            sequence_number: i,
+            partition_time_us: time_us,
+        }
+    }
+
+    fn range(first: u128, last: u128) -> ObjectName {
+        ObjectName {
+            shard: "shardId-000000000000".into(),
+            first,
+            last,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_splits_by_hour_and_a_retry_replaces_its_objects() {
+        let dir = tempfile::tempdir().expect("dir");
+        let lake = Lake::open(dir.path().to_str().expect("utf-8")).expect("lake");
+        let hour = 3_600_000_000;
+        let rows = vec![row(1, 0), row(2, hour), row(3, hour + 5)];
+        for _ in 0..2 {
+            let written = lake
+                .write_delivery("events", &schema(), &range(1, 3), &rows, Compression::Zstd)
+                .await
+                .expect("write");
+            assert_eq!(written.iter().map(|w| w.rows).sum::<usize>(), 3);
+        }
+        let paths = lake.list("events").await.expect("list");
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert!(paths[0].starts_with("events/dt=1970-01-01/hour=00/shardId-000000000000-"));
+        assert!(paths[1].starts_with("events/dt=1970-01-01/hour=01/"));
+        // a later delivery that never got its checkpoint is removed; committed ones stay
+        lake.write_delivery(
+            "events",
+            &schema(),
+            &range(4, 4),
+            &[row(4, 0)],
+            Compression::Snappy,
+        )
+        .await
+        .expect("write");
+        let removed = lake
+            .remove_uncommitted("events", "shardId-000000000000", Some(3))
+            .await
+            .expect("remove");
+        assert_eq!(removed.len(), 1);
+        assert_eq!(lake.list("events").await.expect("list"), paths);
+    }
+
+    #[tokio::test]
+    async fn a_row_of_the_wrong_type_is_refused_with_the_field_named() {
+        let lake = Lake::open("memory://").expect("lake");
+        let mut bad = row(1, 0);
+        bad.values[1] = Value::String("ten".into());
+        let error = lake
+            .write_delivery("events", &schema(), &range(1, 1), &[bad], Compression::Zstd)
+            .await
+            .expect_err("wrong type");
+        assert!(error.to_string().contains("\"amount\""), "{error}");
+    }
+}
