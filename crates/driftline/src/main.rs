@@ -5,6 +5,7 @@ mod cmd_backtest;
 mod cmd_bench;
 mod cmd_get;
 mod cmd_put;
+mod cmd_run;
 mod cmd_serve;
 mod cmd_stream;
 mod dataset;
@@ -31,6 +32,10 @@ enum Command {
     Put(cmd_put::PutArgs),
     /// Read a stream's records to standard output as NDJSON.
     Get(cmd_get::GetArgs),
+    /// Run a pipeline: its streams (with the Kinesis API), processors and delivery to the lake.
+    Run(cmd_run::RunArgs),
+    /// Check a pipeline file without running it.
+    Validate(cmd_run::ValidateArgs),
     /// Replay a recorded stream through models and retraining policies.
     Backtest(cmd_backtest::BacktestArgs),
     /// Timings of driftline's own parts, for the peer benchmarks in bench/.
@@ -52,6 +57,8 @@ fn main() -> std::process::ExitCode {
         Command::Stream(command) => cmd_stream::run(command),
         Command::Put(args) => cmd_put::run(args),
         Command::Get(args) => cmd_get::run(args),
+        Command::Run(args) => cmd_run::run(args),
+        Command::Validate(args) => cmd_run::validate(args),
         Command::Backtest(args) => cmd_backtest::run_backtest(args),
         Command::Bench(command) => cmd_bench::run(command),
     };

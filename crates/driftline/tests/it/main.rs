@@ -6,6 +6,7 @@ mod cbor;
 mod cli;
 mod crash;
 mod disk_full;
+mod pipeline;
 mod python;
 mod sdk;
 mod util;

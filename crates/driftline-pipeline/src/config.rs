@@ -1,0 +1,342 @@
+//! `PIPELINE.toml`: streams, schemas, processors and the lake.
+//!
+//! Parsing rejects unknown keys and wrong types with the file, line and what
+//! was expected (serde with `deny_unknown_fields` through the `toml` crate,
+//! whose errors carry the span); references between sections (a processor's
+//! stream, schema and dead-letter stream) are checked afterwards and point at
+//! the line of the reference.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use driftline_lake::{Compression, Field, TableSchema};
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    #[serde(default, rename = "stream")]
+    pub streams: Vec<StreamConfig>,
+    #[serde(default, rename = "schema")]
+    pub schemas: Vec<SchemaConfig>,
+    #[serde(default, rename = "processor")]
+    pub processors: Vec<ProcessorConfig>,
+    pub lake: Option<LakeConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub name: Spanned<String>,
+    #[serde(default = "default_shards")]
+    pub shards: u32,
+}
+
+fn default_shards() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaConfig {
+    pub name: Spanned<String>,
+    pub fields: Vec<Field>,
+    /// A timestamp field that is the event's time (and partitions the lake).
+    pub event_time: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartingPosition {
+    #[default]
+    TrimHorizon,
+    Latest,
+}
+
+/// One event-source mapping and the processor it feeds, with Lambda's knobs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorConfig {
+    pub name: Spanned<String>,
+    pub stream: Spanned<String>,
+    pub schema: Spanned<String>,
+    /// The lake table its rows go to (default: the processor's name).
+    pub table: Option<String>,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_window_ms")]
+    pub maximum_batching_window_ms: u64,
+    #[serde(default)]
+    pub starting_position: StartingPosition,
+    #[serde(default = "default_retries")]
+    pub maximum_retry_attempts: u32,
+    /// Records older than this (by arrival) are not processed but dead-lettered.
+    pub maximum_record_age_s: Option<u64>,
+    #[serde(default = "yes")]
+    pub bisect_batch_on_error: bool,
+    /// The dead-letter stream: failed records, with the reason, go there.
+    pub on_failure: Option<Spanned<String>>,
+}
+
+fn default_batch_size() -> usize {
+    1000
+}
+fn default_window_ms() -> u64 {
+    500
+}
+fn default_retries() -> u32 {
+    2
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// A directory or URL; `driftline run --lake` overrides it.
+    #[serde(default = "default_lake")]
+    pub url: String,
+    #[serde(default = "default_buffer_s")]
+    pub max_buffer_seconds: u64,
+    #[serde(default = "default_buffer_bytes")]
+    pub max_buffer_bytes: usize,
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+fn default_lake() -> String {
+    "./lake".into()
+}
+fn default_buffer_s() -> u64 {
+    60
+}
+fn default_buffer_bytes() -> usize {
+    64 * 1024 * 1024
+}
+
+impl PipelineConfig {
+    pub fn load(path: &Path) -> Result<PipelineConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<PipelineConfig, ConfigError> {
+        let invalid = |offset: usize, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: text[..offset.min(text.len())].matches('\n').count() + 1,
+            message,
+        };
+        let config: PipelineConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            invalid(offset, e.message().to_string())
+        })?;
+        let mut streams = BTreeSet::new();
+        for stream in &config.streams {
+            if !streams.insert(stream.name.get_ref().as_str()) {
+                return Err(invalid(
+                    stream.name.span().start,
+                    format!("stream {:?} is declared twice", stream.name.get_ref()),
+                ));
+            }
+            if stream.shards == 0 {
+                return Err(invalid(
+                    stream.name.span().start,
+                    "a stream needs at least one shard".into(),
+                ));
+            }
+        }
+        for schema in &config.schemas {
+            schema
+                .table_schema()
+                .map_err(|e| invalid(schema.name.span().start, e.to_string()))?;
+        }
+        let mut names = BTreeSet::new();
+        for processor in &config.processors {
+            if !names.insert(processor.name.get_ref().as_str()) {
+                return Err(invalid(
+                    processor.name.span().start,
+                    format!("processor {:?} is declared twice", processor.name.get_ref()),
+                ));
+            }
+            let undefined = |what: &str, reference: &Spanned<String>, known: Vec<&str>| {
+                invalid(
+                    reference.span().start,
+                    format!(
+                        "{what} {:?} is not defined; expected one of {known:?}",
+                        reference.get_ref()
+                    ),
+                )
+            };
+            let stream_names = || {
+                config
+                    .streams
+                    .iter()
+                    .map(|s| s.name.get_ref().as_str())
+                    .collect()
+            };
+            if !streams.contains(processor.stream.get_ref().as_str()) {
+                return Err(undefined("stream", &processor.stream, stream_names()));
+            }
+            if let Some(dlq) = &processor.on_failure {
+                if !streams.contains(dlq.get_ref().as_str()) {
+                    return Err(undefined("on_failure stream", dlq, stream_names()));
+                }
+                if dlq.get_ref() == processor.stream.get_ref() {
+                    return Err(invalid(
+                        dlq.span().start,
+                        "on_failure must be another stream than the source".into(),
+                    ));
+                }
+            }
+            if config.schema(processor.schema.get_ref()).is_none() {
+                let known = config
+                    .schemas
+                    .iter()
+                    .map(|s| s.name.get_ref().as_str())
+                    .collect();
+                return Err(undefined("schema", &processor.schema, known));
+            }
+            if processor.batch_size == 0 || processor.batch_size > 10_000 {
+                return Err(invalid(
+                    processor.name.span().start,
+                    format!("batch_size must be 1..=10000, not {}", processor.batch_size),
+                ));
+            }
+        }
+        if !config.processors.is_empty() && config.lake.is_none() {
+            return Err(invalid(
+                text.len(),
+                "processors deliver to the lake: add a [lake] section".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    pub fn schema(&self, name: &str) -> Option<&SchemaConfig> {
+        self.schemas.iter().find(|s| s.name.get_ref() == name)
+    }
+}
+
+impl SchemaConfig {
+    pub fn table_schema(&self) -> Result<TableSchema, driftline_lake::LakeError> {
+        TableSchema::new(
+            self.fields.clone(),
+            self.event_time.as_ref().map(|e| e.get_ref().as_str()),
+        )
+    }
+}
+
+impl ProcessorConfig {
+    pub fn table(&self) -> &str {
+        self.table.as_deref().unwrap_or(self.name.get_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[stream]]
+name = "events"
+shards = 4
+
+[[stream]]
+name = "events-dlq"
+
+[[schema]]
+name = "event"
+event_time = "ts"
+fields = [
+  { name = "id", type = "string" },
+  { name = "ts", type = "timestamp" },
+]
+
+[[processor]]
+name = "to-lake"
+stream = "events"
+schema = "event"
+on_failure = "events-dlq"
+
+[lake]
+max_buffer_seconds = 5
+"#;
+
+    fn error_of(text: &str) -> String {
+        PipelineConfig::parse(text, Path::new("p.toml"))
+            .expect_err("invalid")
+            .to_string()
+    }
+
+    #[test]
+    fn a_good_config_loads() {
+        let config = PipelineConfig::parse(GOOD, Path::new("p.toml")).expect("valid");
+        assert_eq!(config.streams[0].shards, 4);
+        assert_eq!(config.processors[0].table(), "to-lake");
+        assert_eq!(config.lake.expect("lake").max_buffer_seconds, 5);
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_file_and_line() {
+        let text = GOOD.replace("shards = 4", "shards = 4\nshardz = 3");
+        let error = error_of(&text);
+        assert!(
+            error.starts_with("p.toml:5: unknown field `shardz`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_line_and_the_expected_type() {
+        let error = error_of(&GOOD.replace("shards = 4", "shards = \"four\""));
+        assert!(
+            error.starts_with("p.toml:4: invalid type: string \"four\", expected u32"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_undefined_reference_names_its_line_and_the_known_names() {
+        let error =
+            error_of(&GOOD.replace("on_failure = \"events-dlq\"", "on_failure = \"nowhere\""));
+        assert!(
+            error.starts_with("p.toml:21: on_failure stream \"nowhere\" is not defined"),
+            "{error}"
+        );
+        assert!(error.contains("\"events-dlq\""), "{error}");
+        let error = error_of(&GOOD.replace("schema = \"event\"", "schema = \"evnt\""));
+        assert!(
+            error.starts_with("p.toml:20: schema \"evnt\" is not defined"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_bad_field_type_and_a_bad_event_time_are_refused() {
+        let error = error_of(&GOOD.replace("type = \"string\"", "type = \"text\""));
+        assert!(error.contains("unknown variant `text`"), "{error}");
+        let error = error_of(&GOOD.replace("event_time = \"ts\"", "event_time = \"id\""));
+        assert!(error.contains("must be a required timestamp"), "{error}");
+    }
+}

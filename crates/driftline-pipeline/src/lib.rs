@@ -1,0 +1,11 @@
+//! The pipeline runtime: a validated config, processors run with Lambda's
+//! event-source-mapping semantics on the stream's shards, and Firehose-like
+//! delivery of their output to the Parquet lake.
+
+pub mod config;
+pub mod mapping;
+pub mod processor;
+
+pub use config::{ConfigError, PipelineConfig};
+pub use mapping::{run_mapping, Delivery, MappingError, MappingStats};
+pub use processor::{Event, Outcome, Processor, SchemaProcessor};

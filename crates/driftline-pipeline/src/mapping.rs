@@ -1,0 +1,357 @@
+//! An event-source mapping with Lambda's semantics for Kinesis, feeding the
+//! lake as Firehose would.
+//!
+//! One task per shard reads batches (up to `batch_size` records, or what
+//! arrived within `maximum_batching_window_ms`), hands them to the
+//! processor, retries a failed batch up to `maximum_retry_attempts`, bisects
+//! it when `bisect_batch_on_error` is set until the bad records are alone,
+//! and sends what still fails, with the reason, to the dead-letter stream.
+//! Rows are buffered (by size and by time) and written to the lake; only then
+//! does the consumer's checkpoint move, so after a crash the records since the
+//! checkpoint are processed again and their objects replaced (see
+//! `driftline_lake`): every record reaches the lake exactly once.
+//!
+//! The read loop waits for each delivery before reading on, so a slow lake
+//! slows the reads instead of growing a queue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driftline_lake::{Compression, Lake, ObjectName, Row, TableSchema, WrittenObject};
+use driftline_log::{NewRecord, SequenceNumber, Stream};
+
+use crate::config::{ProcessorConfig, StartingPosition};
+use crate::processor::{Event, Processor};
+
+/// Counters of one mapping, for progress lines and tests.
+#[derive(Debug, Default)]
+pub struct MappingStats {
+    pub records_in: AtomicU64,
+    pub rows_out: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub objects: AtomicU64,
+    /// Records in the stream not yet read, summed over shards.
+    pub lag: AtomicU64,
+}
+
+/// Where a mapping's output goes and how it is buffered.
+#[derive(Clone)]
+pub struct Delivery {
+    pub lake: Lake,
+    pub table: String,
+    pub schema: TableSchema,
+    pub compression: Compression,
+    pub max_buffer: Duration,
+    pub max_buffer_bytes: usize,
+    /// Told of every object written (the in-process "object created" bus).
+    pub bus: Option<tokio::sync::broadcast::Sender<WrittenObject>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error(transparent)]
+    Log(#[from] driftline_log::LogError),
+    #[error(transparent)]
+    Lake(#[from] driftline_lake::LakeError),
+    #[error("worker stopped: {0}")]
+    Join(String),
+}
+
+/// Runs the mapping on every shard of `stream` until `stop` is set, then
+/// delivers what is buffered and returns.
+pub async fn run_mapping(
+    stream: Arc<Stream>,
+    dead_letters: Option<Arc<Stream>>,
+    processor: Arc<dyn Processor>,
+    config: ProcessorConfig,
+    delivery: Delivery,
+    stats: Arc<MappingStats>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), MappingError> {
+    let mut tasks = Vec::new();
+    for shard in stream.meta().shards {
+        let worker = ShardWorker {
+            stream: stream.clone(),
+            dead_letters: dead_letters.clone(),
+            processor: processor.clone(),
+            config: config.clone(),
+            delivery: delivery.clone(),
+            stats: stats.clone(),
+            shard_index: shard.index,
+            shard: shard.id(),
+        };
+        tasks.push(tokio::spawn(worker.run(stop.clone())));
+    }
+    for task in tasks {
+        task.await
+            .map_err(|e| MappingError::Join(e.to_string()))??;
+    }
+    Ok(())
+}
+
+struct ShardWorker {
+    stream: Arc<Stream>,
+    dead_letters: Option<Arc<Stream>>,
+    processor: Arc<dyn Processor>,
+    config: ProcessorConfig,
+    delivery: Delivery,
+    stats: Arc<MappingStats>,
+    shard_index: u32,
+    shard: String,
+}
+
+/// Rows waiting for delivery and the stream range they cover.
+#[derive(Default)]
+struct Buffer {
+    rows: Vec<Row>,
+    bytes: usize,
+    first: Option<u128>,
+    last: u128,
+    since: Option<Instant>,
+}
+
+impl ShardWorker {
+    fn consumer(&self) -> &str {
+        self.config.name.get_ref()
+    }
+
+    async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), MappingError> {
+        let committed = self
+            .stream
+            .checkpoints(self.consumer())?
+            .get(&self.shard_index)
+            .copied();
+        let removed = self
+            .delivery
+            .lake
+            .remove_uncommitted(
+                &self.delivery.table,
+                &self.shard,
+                committed.map(SequenceNumber::as_u128),
+            )
+            .await?;
+        if !removed.is_empty() {
+            tracing::info!(shard = %self.shard, objects = removed.len(), "removed objects of an interrupted delivery");
+        }
+        let log = self.stream.shard(self.shard_index)?;
+        let mut offset = match committed {
+            Some(sequence) => sequence.offset() + 1,
+            None => match self.config.starting_position {
+                StartingPosition::TrimHorizon => log.trim_horizon(),
+                StartingPosition::Latest => log.end_offset(),
+            },
+        };
+        let mut buffer = Buffer::default();
+        let window = Duration::from_millis(self.config.maximum_batching_window_ms);
+        let mut last_lag = 0;
+        loop {
+            let stopping = *stop.borrow();
+            // Gather a batch: batch_size records, or what the window brought.
+            let mut batch: Vec<Event> = Vec::new();
+            let deadline = Instant::now() + window;
+            loop {
+                let want = self.config.batch_size - batch.len();
+                let read = self
+                    .stream
+                    .read(self.shard_index, offset, want, 6 * 1024 * 1024)?;
+                offset = read.next_offset;
+                batch.extend(read.records.into_iter().map(|r| Event {
+                    shard: self.shard.clone(),
+                    sequence_number: SequenceNumber::new(self.shard_index, r.offset).as_u128(),
+                    arrival_ms: r.timestamp_ms,
+                    partition_key: r.partition_key,
+                    data: r.data,
+                }));
+                if batch.len() >= self.config.batch_size || stopping || Instant::now() >= deadline {
+                    break;
+                }
+                if batch.is_empty() && buffer.first.is_none() {
+                    // Idle: wait for records or the stop signal without a deadline.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                        _ = stop.changed() => break,
+                    }
+                    continue;
+                }
+                tokio::time::sleep(Duration::from_millis(5).min(window)).await;
+            }
+            let lag = log.end_offset().saturating_sub(offset);
+            self.stats.lag.fetch_add(lag, Ordering::Relaxed);
+            self.stats.lag.fetch_sub(last_lag, Ordering::Relaxed);
+            last_lag = lag;
+            if !batch.is_empty() {
+                self.stats
+                    .records_in
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.handle(batch, &mut buffer)?;
+            }
+            let due = buffer
+                .since
+                .is_some_and(|t| t.elapsed() >= self.delivery.max_buffer)
+                || buffer.bytes >= self.delivery.max_buffer_bytes;
+            if due || (stopping && buffer.first.is_some()) {
+                self.deliver(&mut buffer).await?;
+            }
+            if stopping {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Processes a batch into the buffer; failures go to the dead-letter stream.
+    fn handle(&self, batch: Vec<Event>, buffer: &mut Buffer) -> Result<(), MappingError> {
+        let first = batch[0].sequence_number;
+        let last = batch[batch.len() - 1].sequence_number;
+        let (fresh, expired): (Vec<Event>, Vec<Event>) = match self.config.maximum_record_age_s {
+            Some(age) => {
+                let oldest = driftline_log::now_ms() - (age as i64).saturating_mul(1000);
+                batch.into_iter().partition(|e| e.arrival_ms >= oldest)
+            }
+            None => (batch, Vec::new()),
+        };
+        let mut failed: Vec<(Event, String)> = expired
+            .into_iter()
+            .map(|e| (e, "older than maximum_record_age_s".to_string()))
+            .collect();
+        let mut rows = Vec::new();
+        if !fresh.is_empty() {
+            self.process(fresh, &mut rows, &mut failed);
+        }
+        self.dead_letter(failed)?;
+        self.stats
+            .rows_out
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        buffer.bytes += rows.len() * 64;
+        buffer.rows.extend(rows);
+        buffer.first.get_or_insert(first);
+        buffer.last = last;
+        buffer.since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    /// Lambda's retry, partial-failure and bisect rules for one batch.
+    fn process(
+        &self,
+        mut pending: Vec<Event>,
+        rows: &mut Vec<Row>,
+        failed: &mut Vec<(Event, String)>,
+    ) {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let exhausted = attempts > self.config.maximum_retry_attempts;
+            match self.processor.process(&pending) {
+                Ok(outcome) => {
+                    rows.extend(outcome.rows);
+                    if outcome.failed.is_empty() {
+                        return;
+                    }
+                    let mut reasons: Vec<Option<String>> = vec![None; pending.len()];
+                    for (i, reason) in outcome.failed {
+                        if let Some(slot) = reasons.get_mut(i) {
+                            *slot = Some(reason);
+                        }
+                    }
+                    let retry: Vec<(Event, String)> = pending
+                        .into_iter()
+                        .zip(reasons)
+                        .filter_map(|(e, r)| r.map(|r| (e, r)))
+                        .collect();
+                    if exhausted {
+                        failed.extend(retry);
+                        return;
+                    }
+                    pending = retry.into_iter().map(|(e, _)| e).collect();
+                }
+                Err(reason) if exhausted => {
+                    if self.config.bisect_batch_on_error && pending.len() > 1 {
+                        let second = pending.split_off(pending.len() / 2);
+                        self.process(pending, rows, failed);
+                        self.process(second, rows, failed);
+                    } else {
+                        failed.extend(pending.into_iter().map(|e| (e, reason.clone())));
+                    }
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Writes failed records to the dead-letter stream (durably, before the
+    /// checkpoint can move past them), each as JSON with the reason.
+    fn dead_letter(&self, failed: Vec<(Event, String)>) -> Result<(), MappingError> {
+        if failed.is_empty() {
+            return Ok(());
+        }
+        self.stats
+            .dead_lettered
+            .fetch_add(failed.len() as u64, Ordering::Relaxed);
+        let Some(dead_letters) = &self.dead_letters else {
+            for (event, reason) in &failed {
+                tracing::warn!(shard = %self.shard, sequence_number = %event.sequence_number, %reason, "record failed and no on_failure stream is set");
+            }
+            return Ok(());
+        };
+        let records: Vec<NewRecord> = failed
+            .into_iter()
+            .map(|(event, reason)| {
+                let envelope = serde_json::json!({
+                    "reason": reason,
+                    "processor": self.consumer(),
+                    "stream": self.stream.name(),
+                    "shard": event.shard,
+                    "sequence_number": event.sequence_number.to_string(),
+                    "arrival_ms": event.arrival_ms,
+                    "partition_key": event.partition_key,
+                    "data": String::from_utf8_lossy(&event.data),
+                });
+                NewRecord {
+                    partition_key: event.partition_key,
+                    explicit_hash_key: None,
+                    data: envelope.to_string().into_bytes(),
+                }
+            })
+            .collect();
+        for result in dead_letters.put(records, driftline_log::now_ms()) {
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn deliver(&self, buffer: &mut Buffer) -> Result<(), MappingError> {
+        let Some(first) = buffer.first else {
+            return Ok(());
+        };
+        let written = self
+            .delivery
+            .lake
+            .write_delivery(
+                &self.delivery.table,
+                &self.delivery.schema,
+                &ObjectName {
+                    shard: self.shard.clone(),
+                    first,
+                    last: buffer.last,
+                },
+                &buffer.rows,
+                self.delivery.compression,
+            )
+            .await?;
+        let last = SequenceNumber::from_u128(buffer.last);
+        self.stream
+            .checkpoint(self.consumer(), self.shard_index, last)?;
+        self.stats
+            .objects
+            .fetch_add(written.len() as u64, Ordering::Relaxed);
+        if let Some(bus) = &self.delivery.bus {
+            for object in written {
+                // No subscriber is not an error: the objects are in the lake.
+                let _ = bus.send(object);
+            }
+        }
+        *buffer = Buffer::default();
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! `driftline run PIPELINE.toml` and `driftline validate PIPELINE.toml`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use driftline_lake::Lake;
+use driftline_log::{Durability, LogConfig, StreamSpec};
+use driftline_pipeline::mapping::Delivery;
+use driftline_pipeline::{run_mapping, MappingStats, PipelineConfig, SchemaProcessor};
+
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    /// The pipeline file.
+    pipeline: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The pipeline file.
+    pipeline: PathBuf,
+    /// Where the streams are stored.
+    #[arg(long, default_value = "driftline-data")]
+    data_dir: PathBuf,
+    /// Address of the Kinesis API and NDJSON ingest (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:4567")]
+    listen: SocketAddr,
+    /// The lake: a directory (overrides the pipeline's [lake] url).
+    #[arg(long)]
+    lake: Option<String>,
+    /// When a write to the stream is acknowledged: "fsync" (the default) or "os".
+    #[arg(long, default_value = "fsync")]
+    durability: Durability,
+    /// Seconds between progress lines.
+    #[arg(long, default_value_t = 2)]
+    progress_every: u64,
+}
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
+    let config = PipelineConfig::load(&args.pipeline)?;
+    println!(
+        "{}: valid ({} streams, {} schemas, {} processors)",
+        args.pipeline.display(),
+        config.streams.len(),
+        config.schemas.len(),
+        config.processors.len()
+    );
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = PipelineConfig::load(&args.pipeline)?;
+    let lake_config = config.lake.clone();
+    let lake_url = args
+        .lake
+        .clone()
+        .or_else(|| lake_config.as_ref().map(|l| l.url.clone()))
+        .unwrap_or_else(|| "./lake".into());
+    let lake = Lake::open(&lake_url)?;
+    let log_config = LogConfig {
+        durability: args.durability,
+        ..LogConfig::default()
+    };
+    let state = driftline_server::open_state(&args.data_dir, log_config)
+        .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
+    let store = state.kinesis.store.clone();
+    for stream in &config.streams {
+        let name = stream.name.get_ref();
+        if store.stream(name).is_err() {
+            let spec = StreamSpec {
+                name: name.clone(),
+                shard_count: stream.shards,
+                ..StreamSpec::default()
+            };
+            store
+                .create_stream(spec, driftline_log::now_ms())
+                .with_context(|| format!("cannot create stream {name}"))?;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "driftline running {} on http://{addr} (streams in {}, lake {lake_url})",
+            args.pipeline.display(),
+            args.data_dir.display()
+        );
+        std::io::stdout().flush()?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (bus, _) = tokio::sync::broadcast::channel(1024);
+        let mut mappings = Vec::new();
+        for processor in &config.processors {
+            let schema = config
+                .schema(processor.schema.get_ref())
+                .context("schema checked by validation")?
+                .table_schema()?;
+            let lake_config = lake_config
+                .clone()
+                .context("[lake] checked by validation")?;
+            let delivery = Delivery {
+                lake: lake.clone(),
+                table: processor.table().to_string(),
+                schema: schema.clone(),
+                compression: lake_config.compression,
+                max_buffer: Duration::from_secs(lake_config.max_buffer_seconds),
+                max_buffer_bytes: lake_config.max_buffer_bytes,
+                bus: Some(bus.clone()),
+            };
+            let stream = store.stream(processor.stream.get_ref())?;
+            let dead_letters = match &processor.on_failure {
+                Some(name) => Some(store.stream(name.get_ref())?),
+                None => None,
+            };
+            let stats = Arc::new(MappingStats::default());
+            let task = tokio::spawn(run_mapping(
+                stream,
+                dead_letters,
+                Arc::new(SchemaProcessor::new(schema)),
+                processor.clone(),
+                delivery,
+                stats.clone(),
+                stop_rx.clone(),
+            ));
+            mappings.push((processor.name.get_ref().clone(), stats, task));
+        }
+        let names_and_stats: Vec<(String, Arc<MappingStats>)> = mappings
+            .iter()
+            .map(|(n, s, _)| (n.clone(), s.clone()))
+            .collect();
+        let every = Duration::from_secs(args.progress_every.max(1));
+        let progress = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                print_progress(&names_and_stats);
+            }
+        });
+        let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(driftline_server::serve(state, listener, async move {
+            let _ = server_stop_rx.await;
+        }));
+        shutdown_signal().await;
+        eprintln!("stopping: delivering what is buffered");
+        let _ = stop_tx.send(true);
+        let mut failure = None;
+        for (name, stats, task) in mappings {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => failure = Some(anyhow::anyhow!("processor {name}: {error}")),
+                Err(error) => failure = Some(anyhow::anyhow!("processor {name}: {error}")),
+            }
+            print_progress(&[(name, stats)]);
+        }
+        progress.abort();
+        let _ = server_stop_tx.send(());
+        server.await.context("server task")??;
+        failure.map_or(Ok(()), Err)
+    })
+}
+
+fn print_progress(mappings: &[(String, Arc<MappingStats>)]) {
+    // A closed stdout (the reader went away) must not stop the pipeline.
+    let mut out = std::io::stdout().lock();
+    for (name, stats) in mappings {
+        let _ = writeln!(
+            out,
+            "{name}: in {} out {} dead-lettered {} objects {} lag {}",
+            stats.records_in.load(Ordering::Relaxed),
+            stats.rows_out.load(Ordering::Relaxed),
+            stats.dead_lettered.load(Ordering::Relaxed),
+            stats.objects.load(Ordering::Relaxed),
+            stats.lag.load(Ordering::Relaxed),
+        );
+    }
+    let _ = out.flush();
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
