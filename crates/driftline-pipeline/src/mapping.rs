@@ -12,7 +12,10 @@
 //! `driftline_lake`): every record reaches the lake exactly once.
 //!
 //! The read loop waits for each delivery before reading on, so a slow lake
-//! slows the reads instead of growing a queue.
+//! slows the reads instead of growing a queue. Reads, dead-letter writes and
+//! checkpoints are file I/O with fsyncs: they run in `block_in_place`, so the
+//! mapping needs tokio's multi-threaded runtime (the one `driftline run` uses)
+//! and does not stall the server's tasks on the same runtime.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -152,9 +155,10 @@ impl ShardWorker {
             let deadline = Instant::now() + window;
             loop {
                 let want = self.config.batch_size - batch.len();
-                let read = self
-                    .stream
-                    .read(self.shard_index, offset, want, 6 * 1024 * 1024)?;
+                let read = tokio::task::block_in_place(|| {
+                    self.stream
+                        .read(self.shard_index, offset, want, 6 * 1024 * 1024)
+                })?;
                 offset = read.next_offset;
                 batch.extend(read.records.into_iter().map(|r| Event {
                     shard: self.shard.clone(),
@@ -184,7 +188,7 @@ impl ShardWorker {
                 self.stats
                     .records_in
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                self.handle(batch, &mut buffer)?;
+                tokio::task::block_in_place(|| self.handle(batch, &mut buffer))?;
             }
             let due = buffer
                 .since
@@ -340,8 +344,10 @@ impl ShardWorker {
             )
             .await?;
         let last = SequenceNumber::from_u128(buffer.last);
-        self.stream
-            .checkpoint(self.consumer(), self.shard_index, last)?;
+        tokio::task::block_in_place(|| {
+            self.stream
+                .checkpoint(self.consumer(), self.shard_index, last)
+        })?;
         self.stats
             .objects
             .fetch_add(written.len() as u64, Ordering::Relaxed);
