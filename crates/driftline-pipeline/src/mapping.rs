@@ -207,6 +207,8 @@ impl ShardWorker {
     fn handle(&self, batch: Vec<Event>, buffer: &mut Buffer) -> Result<(), MappingError> {
         let first = batch[0].sequence_number;
         let last = batch[batch.len() - 1].sequence_number;
+        // The buffer's size is reckoned in the records' bytes, as Firehose does.
+        let bytes: usize = batch.iter().map(|e| e.data.len()).sum();
         let (fresh, expired): (Vec<Event>, Vec<Event>) = match self.config.maximum_record_age_s {
             Some(age) => {
                 let oldest = driftline_log::now_ms() - (age as i64).saturating_mul(1000);
@@ -226,7 +228,7 @@ impl ShardWorker {
         self.stats
             .rows_out
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
-        buffer.bytes += rows.len() * 64;
+        buffer.bytes += bytes;
         buffer.rows.extend(rows);
         buffer.first.get_or_insert(first);
         buffer.last = last;
