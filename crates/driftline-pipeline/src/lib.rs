@@ -7,5 +7,5 @@ pub mod mapping;
 pub mod processor;
 
 pub use config::{ConfigError, PipelineConfig};
-pub use mapping::{run_mapping, Delivery, MappingError, MappingStats};
+pub use mapping::{run_mapping, Delivery, Mapping, MappingError, MappingStats};
 pub use processor::{Event, Outcome, Processor, SchemaProcessor};

@@ -61,26 +61,28 @@ pub enum MappingError {
     Join(String),
 }
 
-/// Runs the mapping on every shard of `stream` until `stop` is set, then
+/// One processor's event-source mapping: its source and dead-letter streams,
+/// the processor, its knobs and where its output goes.
+pub struct Mapping {
+    pub stream: Arc<Stream>,
+    pub dead_letters: Option<Arc<Stream>>,
+    pub processor: Arc<dyn Processor>,
+    pub config: ProcessorConfig,
+    pub delivery: Delivery,
+    pub stats: Arc<MappingStats>,
+}
+
+/// Runs the mapping on every shard of its stream until `stop` is set, then
 /// delivers what is buffered and returns.
 pub async fn run_mapping(
-    stream: Arc<Stream>,
-    dead_letters: Option<Arc<Stream>>,
-    processor: Arc<dyn Processor>,
-    config: ProcessorConfig,
-    delivery: Delivery,
-    stats: Arc<MappingStats>,
+    mapping: Mapping,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), MappingError> {
+    let mapping = Arc::new(mapping);
     let mut tasks = Vec::new();
-    for shard in stream.meta().shards {
+    for shard in mapping.stream.meta().shards {
         let worker = ShardWorker {
-            stream: stream.clone(),
-            dead_letters: dead_letters.clone(),
-            processor: processor.clone(),
-            config: config.clone(),
-            delivery: delivery.clone(),
-            stats: stats.clone(),
+            mapping: mapping.clone(),
             shard_index: shard.index,
             shard: shard.id(),
         };
@@ -94,12 +96,7 @@ pub async fn run_mapping(
 }
 
 struct ShardWorker {
-    stream: Arc<Stream>,
-    dead_letters: Option<Arc<Stream>>,
-    processor: Arc<dyn Processor>,
-    config: ProcessorConfig,
-    delivery: Delivery,
-    stats: Arc<MappingStats>,
+    mapping: Arc<Mapping>,
     shard_index: u32,
     shard: String,
 }
@@ -116,20 +113,22 @@ struct Buffer {
 
 impl ShardWorker {
     fn consumer(&self) -> &str {
-        self.config.name.get_ref()
+        self.mapping.config.name.get_ref()
     }
 
     async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), MappingError> {
         let committed = self
+            .mapping
             .stream
             .checkpoints(self.consumer())?
             .get(&self.shard_index)
             .copied();
         let removed = self
+            .mapping
             .delivery
             .lake
             .remove_uncommitted(
-                &self.delivery.table,
+                &self.mapping.delivery.table,
                 &self.shard,
                 committed.map(SequenceNumber::as_u128),
             )
@@ -137,16 +136,16 @@ impl ShardWorker {
         if !removed.is_empty() {
             tracing::info!(shard = %self.shard, objects = removed.len(), "removed objects of an interrupted delivery");
         }
-        let log = self.stream.shard(self.shard_index)?;
+        let log = self.mapping.stream.shard(self.shard_index)?;
         let mut offset = match committed {
             Some(sequence) => sequence.offset() + 1,
-            None => match self.config.starting_position {
+            None => match self.mapping.config.starting_position {
                 StartingPosition::TrimHorizon => log.trim_horizon(),
                 StartingPosition::Latest => log.end_offset(),
             },
         };
         let mut buffer = Buffer::default();
-        let window = Duration::from_millis(self.config.maximum_batching_window_ms);
+        let window = Duration::from_millis(self.mapping.config.maximum_batching_window_ms);
         let mut last_lag = 0;
         loop {
             let stopping = *stop.borrow();
@@ -154,9 +153,10 @@ impl ShardWorker {
             let mut batch: Vec<Event> = Vec::new();
             let deadline = Instant::now() + window;
             loop {
-                let want = self.config.batch_size - batch.len();
+                let want = self.mapping.config.batch_size - batch.len();
                 let read = tokio::task::block_in_place(|| {
-                    self.stream
+                    self.mapping
+                        .stream
                         .read(self.shard_index, offset, want, 6 * 1024 * 1024)
                 })?;
                 offset = read.next_offset;
@@ -167,7 +167,10 @@ impl ShardWorker {
                     partition_key: r.partition_key,
                     data: r.data,
                 }));
-                if batch.len() >= self.config.batch_size || stopping || Instant::now() >= deadline {
+                if batch.len() >= self.mapping.config.batch_size
+                    || stopping
+                    || Instant::now() >= deadline
+                {
                     break;
                 }
                 if batch.is_empty() && buffer.first.is_none() {
@@ -181,19 +184,23 @@ impl ShardWorker {
                 tokio::time::sleep(Duration::from_millis(5).min(window)).await;
             }
             let lag = log.end_offset().saturating_sub(offset);
-            self.stats.lag.fetch_add(lag, Ordering::Relaxed);
-            self.stats.lag.fetch_sub(last_lag, Ordering::Relaxed);
+            self.mapping.stats.lag.fetch_add(lag, Ordering::Relaxed);
+            self.mapping
+                .stats
+                .lag
+                .fetch_sub(last_lag, Ordering::Relaxed);
             last_lag = lag;
             if !batch.is_empty() {
-                self.stats
+                self.mapping
+                    .stats
                     .records_in
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 tokio::task::block_in_place(|| self.handle(batch, &mut buffer))?;
             }
             let due = buffer
                 .since
-                .is_some_and(|t| t.elapsed() >= self.delivery.max_buffer)
-                || buffer.bytes >= self.delivery.max_buffer_bytes;
+                .is_some_and(|t| t.elapsed() >= self.mapping.delivery.max_buffer)
+                || buffer.bytes >= self.mapping.delivery.max_buffer_bytes;
             if due || (stopping && buffer.first.is_some()) {
                 self.deliver(&mut buffer).await?;
             }
@@ -209,13 +216,14 @@ impl ShardWorker {
         let last = batch[batch.len() - 1].sequence_number;
         // The buffer's size is reckoned in the records' bytes, as Firehose does.
         let bytes: usize = batch.iter().map(|e| e.data.len()).sum();
-        let (fresh, expired): (Vec<Event>, Vec<Event>) = match self.config.maximum_record_age_s {
-            Some(age) => {
-                let oldest = driftline_log::now_ms() - (age as i64).saturating_mul(1000);
-                batch.into_iter().partition(|e| e.arrival_ms >= oldest)
-            }
-            None => (batch, Vec::new()),
-        };
+        let (fresh, expired): (Vec<Event>, Vec<Event>) =
+            match self.mapping.config.maximum_record_age_s {
+                Some(age) => {
+                    let oldest = driftline_log::now_ms() - (age as i64).saturating_mul(1000);
+                    batch.into_iter().partition(|e| e.arrival_ms >= oldest)
+                }
+                None => (batch, Vec::new()),
+            };
         let mut failed: Vec<(Event, String)> = expired
             .into_iter()
             .map(|e| (e, "older than maximum_record_age_s".to_string()))
@@ -225,7 +233,8 @@ impl ShardWorker {
             self.process(fresh, &mut rows, &mut failed);
         }
         self.dead_letter(failed)?;
-        self.stats
+        self.mapping
+            .stats
             .rows_out
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
         buffer.bytes += bytes;
@@ -246,8 +255,8 @@ impl ShardWorker {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let exhausted = attempts > self.config.maximum_retry_attempts;
-            match self.processor.process(&pending) {
+            let exhausted = attempts > self.mapping.config.maximum_retry_attempts;
+            match self.mapping.processor.process(&pending) {
                 Ok(outcome) => {
                     rows.extend(outcome.rows);
                     if outcome.failed.is_empty() {
@@ -271,7 +280,7 @@ impl ShardWorker {
                     pending = retry.into_iter().map(|(e, _)| e).collect();
                 }
                 Err(reason) if exhausted => {
-                    if self.config.bisect_batch_on_error && pending.len() > 1 {
+                    if self.mapping.config.bisect_batch_on_error && pending.len() > 1 {
                         let second = pending.split_off(pending.len() / 2);
                         self.process(pending, rows, failed);
                         self.process(second, rows, failed);
@@ -291,10 +300,11 @@ impl ShardWorker {
         if failed.is_empty() {
             return Ok(());
         }
-        self.stats
+        self.mapping
+            .stats
             .dead_lettered
             .fetch_add(failed.len() as u64, Ordering::Relaxed);
-        let Some(dead_letters) = &self.dead_letters else {
+        let Some(dead_letters) = &self.mapping.dead_letters else {
             for (event, reason) in &failed {
                 tracing::warn!(shard = %self.shard, sequence_number = %event.sequence_number, %reason, "record failed and no on_failure stream is set");
             }
@@ -306,7 +316,7 @@ impl ShardWorker {
                 let envelope = serde_json::json!({
                     "reason": reason,
                     "processor": self.consumer(),
-                    "stream": self.stream.name(),
+                    "stream": self.mapping.stream.name(),
                     "shard": event.shard,
                     "sequence_number": event.sequence_number.to_string(),
                     "arrival_ms": event.arrival_ms,
@@ -331,29 +341,32 @@ impl ShardWorker {
             return Ok(());
         };
         let written = self
+            .mapping
             .delivery
             .lake
             .write_delivery(
-                &self.delivery.table,
-                &self.delivery.schema,
+                &self.mapping.delivery.table,
+                &self.mapping.delivery.schema,
                 &ObjectName {
                     shard: self.shard.clone(),
                     first,
                     last: buffer.last,
                 },
                 &buffer.rows,
-                self.delivery.compression,
+                self.mapping.delivery.compression,
             )
             .await?;
         let last = SequenceNumber::from_u128(buffer.last);
         tokio::task::block_in_place(|| {
-            self.stream
+            self.mapping
+                .stream
                 .checkpoint(self.consumer(), self.shard_index, last)
         })?;
-        self.stats
+        self.mapping
+            .stats
             .objects
             .fetch_add(written.len() as u64, Ordering::Relaxed);
-        if let Some(bus) = &self.delivery.bus {
+        if let Some(bus) = &self.mapping.delivery.bus {
             for object in written {
                 // No subscriber is not an error: the objects are in the lake.
                 let _ = bus.send(object);

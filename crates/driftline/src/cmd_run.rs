@@ -11,7 +11,7 @@ use anyhow::Context;
 use driftline_lake::Lake;
 use driftline_log::{Durability, LogConfig, StreamSpec};
 use driftline_pipeline::mapping::Delivery;
-use driftline_pipeline::{run_mapping, MappingStats, PipelineConfig, SchemaProcessor};
+use driftline_pipeline::{run_mapping, Mapping, MappingStats, PipelineConfig, SchemaProcessor};
 
 #[derive(clap::Args)]
 pub struct ValidateArgs {
@@ -81,15 +81,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create stream {name}"))?;
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let addr = listener.local_addr()?;
+    crate::listen::runtime()?.block_on(async move {
+        let (listener, addr) = crate::listen::bind(args.listen).await?;
         println!(
             "driftline running {} on http://{addr} (streams in {}, lake {lake_url})",
             args.pipeline.display(),
@@ -122,15 +115,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 None => None,
             };
             let stats = Arc::new(MappingStats::default());
-            let task = tokio::spawn(run_mapping(
+            let mapping = Mapping {
                 stream,
                 dead_letters,
-                Arc::new(SchemaProcessor::new(schema)),
-                processor.clone(),
+                processor: Arc::new(SchemaProcessor::new(schema)),
+                config: processor.clone(),
                 delivery,
-                stats.clone(),
-                stop_rx.clone(),
-            ));
+                stats: stats.clone(),
+            };
+            let task = tokio::spawn(run_mapping(mapping, stop_rx.clone()));
             mappings.push((processor.name.get_ref().clone(), stats, task));
         }
         let names_and_stats: Vec<(String, Arc<MappingStats>)> = mappings

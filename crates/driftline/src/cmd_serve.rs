@@ -33,15 +33,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let state = driftline_server::open_state(&args.data_dir, config)
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let addr = listener.local_addr()?;
+    crate::listen::runtime()?.block_on(async move {
+        let (listener, addr) = crate::listen::bind(args.listen).await?;
         println!(
             "driftline listening on http://{addr} (data in {}, durability {:?})",
             args.data_dir.display(),

@@ -9,6 +9,7 @@ mod cmd_run;
 mod cmd_serve;
 mod cmd_stream;
 mod dataset;
+mod listen;
 mod report;
 
 use clap::{Parser, Subcommand};
