@@ -32,6 +32,8 @@ use crate::processor::{Event, Processor};
 pub struct MappingStats {
     pub records_in: AtomicU64,
     pub rows_out: AtomicU64,
+    /// Rows written to the lake (and checkpointed).
+    pub rows_delivered: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub objects: AtomicU64,
     /// Records in the stream not yet read, summed over shards.
@@ -366,6 +368,10 @@ impl ShardWorker {
             .stats
             .objects
             .fetch_add(written.len() as u64, Ordering::Relaxed);
+        self.mapping
+            .stats
+            .rows_delivered
+            .fetch_add(buffer.rows.len() as u64, Ordering::Relaxed);
         if let Some(bus) = &self.mapping.delivery.bus {
             for object in written {
                 // No subscriber is not an error: the objects are in the lake.

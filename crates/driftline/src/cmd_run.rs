@@ -166,9 +166,10 @@ fn print_progress(mappings: &[(String, Arc<MappingStats>)]) {
     for (name, stats) in mappings {
         let _ = writeln!(
             out,
-            "{name}: in {} out {} dead-lettered {} objects {} lag {}",
+            "{name}: in {} out {} delivered {} dead-lettered {} objects {} lag {}",
             stats.records_in.load(Ordering::Relaxed),
             stats.rows_out.load(Ordering::Relaxed),
+            stats.rows_delivered.load(Ordering::Relaxed),
             stats.dead_lettered.load(Ordering::Relaxed),
             stats.objects.load(Ordering::Relaxed),
             stats.lag.load(Ordering::Relaxed),
