@@ -92,6 +92,8 @@ pub struct ProcessorConfig {
     pub bisect_batch_on_error: bool,
     /// The dead-letter stream: failed records, with the reason, go there.
     pub on_failure: Option<Spanned<String>>,
+    /// A jq program run on each event before the schema (see `transform`).
+    pub transform: Option<Spanned<String>>,
 }
 
 fn default_batch_size() -> usize {
@@ -217,6 +219,10 @@ impl PipelineConfig {
                     .collect();
                 return Err(undefined("schema", &processor.schema, known));
             }
+            if let Some(code) = &processor.transform {
+                crate::transform::JqTransform::compile(code.get_ref())
+                    .map_err(|e| invalid(code.span().start, e))?;
+            }
             if processor.batch_size == 0 || processor.batch_size > 10_000 {
                 return Err(invalid(
                     processor.name.span().start,
@@ -250,6 +256,14 @@ impl SchemaConfig {
 impl ProcessorConfig {
     pub fn table(&self) -> &str {
         self.table.as_deref().unwrap_or(self.name.get_ref())
+    }
+
+    /// The compiled transform, if the processor has one.
+    pub fn compiled_transform(&self) -> Result<Option<crate::transform::JqTransform>, String> {
+        self.transform
+            .as_ref()
+            .map(|code| crate::transform::JqTransform::compile(code.get_ref()))
+            .transpose()
     }
 }
 
@@ -328,6 +342,19 @@ max_buffer_seconds = 5
         let error = error_of(&GOOD.replace("schema = \"event\"", "schema = \"evnt\""));
         assert!(
             error.starts_with("p.toml:20: schema \"evnt\" is not defined"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_transform_that_does_not_compile_names_its_line() {
+        let text = GOOD.replace(
+            "on_failure = \"events-dlq\"",
+            "on_failure = \"events-dlq\"\ntransform = \".a | nosuch(1)\"",
+        );
+        let error = error_of(&text);
+        assert!(
+            error.starts_with("p.toml:22: the jq program uses undefined names: nosuch"),
             "{error}"
         );
     }

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod mapping;
 pub mod processor;
+pub mod transform;
 
 pub use config::{ConfigError, PipelineConfig};
 pub use mapping::{run_mapping, Delivery, Mapping, MappingError, MappingStats};

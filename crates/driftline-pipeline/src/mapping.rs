@@ -35,6 +35,8 @@ pub struct MappingStats {
     /// Rows written to the lake (and checkpointed).
     pub rows_delivered: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Records the transform dropped (no output), by design.
+    pub filtered: AtomicU64,
     pub objects: AtomicU64,
     /// Records in the stream not yet read, summed over shards.
     pub lag: AtomicU64,
@@ -260,6 +262,10 @@ impl ShardWorker {
             let exhausted = attempts > self.mapping.config.maximum_retry_attempts;
             match self.mapping.processor.process(&pending) {
                 Ok(outcome) => {
+                    self.mapping
+                        .stats
+                        .filtered
+                        .fetch_add(outcome.filtered as u64, Ordering::Relaxed);
                     rows.extend(outcome.rows);
                     if outcome.failed.is_empty() {
                         return;

@@ -2,6 +2,8 @@
 
 use driftline_lake::{FieldType, Row, TableSchema, Value};
 
+use crate::transform::JqTransform;
+
 /// A record as a processor sees it: where it sits in the stream and its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -19,6 +21,8 @@ pub struct Event {
 pub struct Outcome {
     pub rows: Vec<Row>,
     pub failed: Vec<(usize, String)>,
+    /// Records dropped on purpose (a transform's `select`), neither rows nor failures.
+    pub filtered: usize,
 }
 
 /// A batch processor. `Err` fails the whole batch (as a Lambda function
@@ -28,26 +32,51 @@ pub trait Processor: Send + Sync {
     fn process(&self, batch: &[Event]) -> Result<Outcome, String>;
 }
 
-/// Parses JSON events, casts each field to its declared type and validates
-/// them against the schema; a record that does not fit is reported failed
-/// with the reason, never dropped.
+/// Parses JSON events, runs the optional jq transform, casts each field to
+/// its declared type and validates it against the schema; a record that does
+/// not fit is reported failed with the reason, never dropped.
 pub struct SchemaProcessor {
     schema: TableSchema,
+    transform: Option<JqTransform>,
 }
 
 impl SchemaProcessor {
     pub fn new(schema: TableSchema) -> Self {
-        SchemaProcessor { schema }
+        SchemaProcessor {
+            schema,
+            transform: None,
+        }
+    }
+
+    pub fn with_transform(mut self, transform: Option<JqTransform>) -> Self {
+        self.transform = transform;
+        self
     }
 
     pub fn schema(&self) -> &TableSchema {
         &self.schema
     }
 
-    /// One event to one row, or the reason it does not fit.
+    /// One event to one row (ignoring the transform), or the reason it does not fit.
     pub fn row(&self, event: &Event) -> Result<Row, String> {
+        self.row_from(event, &event.data)
+    }
+
+    /// The rows of one event: through the transform when there is one.
+    fn rows(&self, event: &Event) -> Result<Vec<Row>, String> {
+        match &self.transform {
+            None => Ok(vec![self.row(event)?]),
+            Some(transform) => transform
+                .apply(&event.data)?
+                .iter()
+                .map(|json| self.row_from(event, json))
+                .collect(),
+        }
+    }
+
+    fn row_from(&self, event: &Event, json: &[u8]) -> Result<Row, String> {
         let object: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&event.data).map_err(|e| format!("not a JSON object: {e}"))?;
+            serde_json::from_slice(json).map_err(|e| format!("not a JSON object: {e}"))?;
         let mut values = Vec::with_capacity(self.schema.fields.len());
         for field in &self.schema.fields {
             let value = match object.get(&field.name) {
@@ -77,8 +106,9 @@ impl Processor for SchemaProcessor {
     fn process(&self, batch: &[Event]) -> Result<Outcome, String> {
         let mut outcome = Outcome::default();
         for (i, event) in batch.iter().enumerate() {
-            match self.row(event) {
-                Ok(row) => outcome.rows.push(row),
+            match self.rows(event) {
+                Ok(rows) if rows.is_empty() => outcome.filtered += 1,
+                Ok(rows) => outcome.rows.extend(rows),
                 Err(reason) => outcome.failed.push((i, reason)),
             }
         }
@@ -155,6 +185,30 @@ mod tests {
         assert_eq!(row.values[1], Value::Float(12.5));
         assert_eq!(row.values[2], Value::Null);
         assert_eq!(row.partition_time_us, 1_795_610_700_000_000);
+    }
+
+    #[test]
+    fn a_transform_renames_derives_and_filters_before_the_schema() {
+        let transform =
+            JqTransform::compile(r#"select(.kind == "pay") | {id, amount: .cents / 100, ts: .at}"#)
+                .expect("compiles");
+        let processor = processor().with_transform(Some(transform));
+        let batch = [
+            event(r#"{"kind":"pay","id":"a","cents":1250,"at":"2026-11-25T13:45:00Z"}"#),
+            event(r#"{"kind":"view","id":"b"}"#),
+            event(r#"{"kind":"pay","id":"c","cents":"x","at":"2026-11-25T13:45:00Z"}"#),
+        ];
+        let outcome = processor.process(&batch).expect("outcome");
+        assert_eq!(outcome.rows.len(), 1);
+        assert_eq!(outcome.rows[0].values[1], Value::Float(12.5));
+        assert_eq!(outcome.filtered, 1);
+        assert_eq!(outcome.failed.len(), 1);
+        assert_eq!(outcome.failed[0].0, 2);
+        assert!(
+            outcome.failed[0].1.starts_with("transform failed"),
+            "{:?}",
+            outcome.failed
+        );
     }
 
     #[test]

@@ -115,14 +115,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 None => None,
             };
             let stats = Arc::new(MappingStats::default());
-            let mapping = Mapping {
-                stream,
-                dead_letters,
-                processor: Arc::new(SchemaProcessor::new(schema)),
-                config: processor.clone(),
-                delivery,
-                stats: stats.clone(),
-            };
+            let mapping =
+                Mapping {
+                    stream,
+                    dead_letters,
+                    processor: Arc::new(SchemaProcessor::new(schema).with_transform(
+                        processor.compiled_transform().map_err(anyhow::Error::msg)?,
+                    )),
+                    config: processor.clone(),
+                    delivery,
+                    stats: stats.clone(),
+                };
             let task = tokio::spawn(run_mapping(mapping, stop_rx.clone()));
             mappings.push((processor.name.get_ref().clone(), stats, task));
         }
@@ -166,10 +169,11 @@ fn print_progress(mappings: &[(String, Arc<MappingStats>)]) {
     for (name, stats) in mappings {
         let _ = writeln!(
             out,
-            "{name}: in {} out {} delivered {} dead-lettered {} objects {} lag {}",
+            "{name}: in {} out {} delivered {} filtered {} dead-lettered {} objects {} lag {}",
             stats.records_in.load(Ordering::Relaxed),
             stats.rows_out.load(Ordering::Relaxed),
             stats.rows_delivered.load(Ordering::Relaxed),
+            stats.filtered.load(Ordering::Relaxed),
             stats.dead_lettered.load(Ordering::Relaxed),
             stats.objects.load(Ordering::Relaxed),
             stats.lag.load(Ordering::Relaxed),

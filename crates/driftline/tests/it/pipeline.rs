@@ -242,3 +242,120 @@ fn a_sigkill_during_delivery_leaves_every_record_in_the_lake_exactly_once() {
     let doubled: Vec<_> = rows.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "rows written twice: {doubled:?}");
 }
+
+#[test]
+fn every_example_pipeline_validates_and_a_bad_one_is_refused_with_its_line() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let output = Command::new(env!("CARGO_BIN_EXE_driftline"))
+                .arg("validate")
+                .arg(&path)
+                .output()
+                .expect("validate");
+            assert!(
+                output.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "{checked} examples");
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(quickstart()).expect("quickstart");
+    std::fs::write(
+        &bad,
+        text.replace("batch_size = 1000", "batch_size = \"many\""),
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .arg("validate")
+        .arg(&bad)
+        .output()
+        .expect("validate");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("batch_size"))
+        .expect("line")
+        + 1;
+    assert!(
+        stderr.contains(&format!(
+            "bad.toml:{line}: invalid type: string \"many\", expected usize"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_transform_in_jq_reshapes_events_before_they_reach_the_lake() {
+    let dir = tempfile::tempdir().expect("dir");
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/transform.toml");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
+    command
+        .arg("run")
+        .arg(pipeline)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--progress-every",
+            "60",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--lake")
+        .arg(dir.path().join("lake"));
+    let mut server = Server::spawn(command);
+    let lines: Vec<String> = (0..100)
+        .map(|i| {
+            json!({
+                "payment_id": format!("p{i}"),
+                "status": if i % 4 == 0 { "failed" } else { "completed" },
+                "amount_cents": i * 2000,
+                "customer": {"id": format!("c{}", i % 7), "country": "FR"},
+                "created_at": "2026-11-25T09:30:00Z",
+            })
+            .to_string()
+        })
+        .collect();
+    let mut response = crate::util::agent()
+        .post(format!("{}/v1/streams/payments/records", server.endpoint))
+        .send(lines.join("\n"))
+        .expect("ingest");
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        response.body_mut().read_to_string().unwrap_or_default()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let script = format!(
+        "import duckdb\n\
+         print(duckdb.sql(\"select count(*), sum(amount), count_if(large), min(user), min(country) from read_parquet('{}/payments/*/*/*.parquet')\").fetchall()[0])",
+        dir.path().join("lake").display()
+    );
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        let output = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python3");
+        text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if text.starts_with("(75,") {
+            break;
+        }
+    }
+    stop(&mut server);
+    // 75 completed payments (every fourth failed one filtered), amounts in units
+    let completed: Vec<i64> = (0..100).filter(|i| i % 4 != 0).collect();
+    let sum: i64 = completed.iter().map(|i| i * 20).sum();
+    let large = completed.iter().filter(|i| **i * 2000 >= 100_000).count();
+    assert_eq!(text, format!("(75, {sum}.0, {large}, 'c0', 'FR')"));
+}
