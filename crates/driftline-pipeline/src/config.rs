@@ -84,6 +84,9 @@ pub struct ProcessorConfig {
     pub maximum_batching_window_ms: u64,
     #[serde(default)]
     pub starting_position: StartingPosition,
+    /// Concurrent batches per shard (1..=10), each partition key in one of them.
+    #[serde(default = "one")]
+    pub parallelization_factor: usize,
     #[serde(default = "default_retries")]
     pub maximum_retry_attempts: u32,
     /// Records older than this (by arrival) are not processed but dead-lettered.
@@ -101,6 +104,9 @@ fn default_batch_size() -> usize {
 }
 fn default_window_ms() -> u64 {
     500
+}
+fn one() -> usize {
+    1
 }
 fn default_retries() -> u32 {
     2
@@ -222,6 +228,15 @@ impl PipelineConfig {
             if let Some(code) = &processor.transform {
                 crate::transform::JqTransform::compile(code.get_ref())
                     .map_err(|e| invalid(code.span().start, e))?;
+            }
+            if !(1..=10).contains(&processor.parallelization_factor) {
+                return Err(invalid(
+                    processor.name.span().start,
+                    format!(
+                        "parallelization_factor must be 1..=10, not {}",
+                        processor.parallelization_factor
+                    ),
+                ));
             }
             if processor.batch_size == 0 || processor.batch_size > 10_000 {
                 return Err(invalid(

@@ -17,6 +17,8 @@
 //! mapping needs tokio's multi-threaded runtime (the one `driftline run` uses)
 //! and does not stall the server's tasks on the same runtime.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +37,8 @@ pub struct MappingStats {
     /// Rows written to the lake (and checkpointed).
     pub rows_delivered: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Shard workers restarted after an error (a failed delivery, say).
+    pub errors: AtomicU64,
     /// Records the transform dropped (no output), by design.
     pub filtered: AtomicU64,
     pub objects: AtomicU64,
@@ -77,26 +81,76 @@ pub struct Mapping {
 }
 
 /// Runs the mapping on every shard of its stream until `stop` is set, then
-/// delivers what is buffered and returns.
+/// delivers what is buffered and returns. Resharding is followed as Lambda
+/// follows it: a shard's worker starts once its parents' workers have read
+/// them to their end, so records of one key stay in order across a split or
+/// a merge; shards created while the mapping runs are picked up.
 pub async fn run_mapping(
     mapping: Mapping,
-    stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), MappingError> {
     let mapping = Arc::new(mapping);
-    let mut tasks = Vec::new();
-    for shard in mapping.stream.meta().shards {
-        let worker = ShardWorker {
-            mapping: mapping.clone(),
-            shard_index: shard.index,
-            shard: shard.id(),
-        };
-        tasks.push(tokio::spawn(worker.run(stop.clone())));
+    let mut running: BTreeMap<u32, tokio::task::JoinHandle<Result<(), MappingError>>> =
+        BTreeMap::new();
+    let mut finished: BTreeSet<u32> = BTreeSet::new();
+    let mut retry_at: BTreeMap<u32, Instant> = BTreeMap::new();
+    loop {
+        let stopping = *stop.borrow();
+        if !stopping {
+            let meta = mapping.stream.meta();
+            for shard in &meta.shards {
+                let parents_done = shard
+                    .parents
+                    .iter()
+                    .all(|p| finished.contains(p) || meta.shard(*p).is_none());
+                let waiting = retry_at
+                    .get(&shard.index)
+                    .is_some_and(|t| Instant::now() < *t);
+                if parents_done
+                    && !waiting
+                    && !running.contains_key(&shard.index)
+                    && !finished.contains(&shard.index)
+                {
+                    let worker = ShardWorker {
+                        mapping: mapping.clone(),
+                        shard_index: shard.index,
+                        shard: shard.id(),
+                    };
+                    running.insert(shard.index, tokio::spawn(worker.run(stop.clone())));
+                }
+            }
+        }
+        let done: Vec<u32> = running
+            .iter()
+            .filter(|(_, task)| task.is_finished() || stopping)
+            .map(|(index, _)| *index)
+            .collect();
+        for index in done {
+            let Some(task) = running.remove(&index) else {
+                continue;
+            };
+            match task.await.map_err(|e| MappingError::Join(e.to_string()))? {
+                Ok(()) => {
+                    finished.insert(index);
+                }
+                Err(error) if stopping => return Err(error),
+                Err(error) => {
+                    // The worker starts again from its checkpoint (removing what
+                    // the failed delivery left), as a retried Lambda batch would.
+                    mapping.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(shard = index, %error, "shard worker failed; restarting in 1 s");
+                    retry_at.insert(index, Instant::now() + Duration::from_secs(1));
+                }
+            }
+        }
+        if stopping {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.changed() => {}
+        }
     }
-    for task in tasks {
-        task.await
-            .map_err(|e| MappingError::Join(e.to_string()))??;
-    }
-    Ok(())
 }
 
 struct ShardWorker {
@@ -104,6 +158,9 @@ struct ShardWorker {
     shard_index: u32,
     shard: String,
 }
+
+/// A record that could not be processed, and why.
+type Failed = (Event, String);
 
 /// Rows waiting for delivery and the stream range they cover.
 #[derive(Default)]
@@ -177,6 +234,10 @@ impl ShardWorker {
                 {
                     break;
                 }
+                if batch.is_empty() && log.is_finished_at(offset) {
+                    // A closed parent read to its end: its children take over.
+                    break;
+                }
                 if batch.is_empty() && buffer.first.is_none() {
                     // Idle: wait for records or the stop signal without a deadline.
                     tokio::select! {
@@ -205,10 +266,15 @@ impl ShardWorker {
                 .since
                 .is_some_and(|t| t.elapsed() >= self.mapping.delivery.max_buffer)
                 || buffer.bytes >= self.mapping.delivery.max_buffer_bytes;
-            if due || (stopping && buffer.first.is_some()) {
+            let finished = log.is_finished_at(offset);
+            if due || ((stopping || finished) && buffer.first.is_some()) {
                 self.deliver(&mut buffer).await?;
             }
-            if stopping {
+            if stopping || finished {
+                self.mapping
+                    .stats
+                    .lag
+                    .fetch_sub(last_lag, Ordering::Relaxed);
                 return Ok(());
             }
         }
@@ -233,8 +299,44 @@ impl ShardWorker {
             .map(|e| (e, "older than maximum_record_age_s".to_string()))
             .collect();
         let mut rows = Vec::new();
-        if !fresh.is_empty() {
-            self.process(fresh, &mut rows, &mut failed);
+        let factor = self.mapping.config.parallelization_factor.max(1);
+        if factor == 1 || fresh.len() < 2 {
+            if !fresh.is_empty() {
+                self.process(fresh, &mut rows, &mut failed);
+            }
+        } else {
+            // Several batches of one shard at once, each key in one of them,
+            // in order: what Lambda's parallelization factor promises.
+            let mut groups: Vec<Vec<Event>> = vec![Vec::new(); factor];
+            for event in fresh {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                event.partition_key.hash(&mut hasher);
+                groups[(hasher.finish() % factor as u64) as usize].push(event);
+            }
+            let results: Vec<(Vec<Row>, Vec<Failed>)> = std::thread::scope(|scope| {
+                let workers: Vec<_> = groups
+                    .into_iter()
+                    .filter(|g| !g.is_empty())
+                    .map(|group| {
+                        scope.spawn(move || {
+                            let (mut rows, mut failed) = (Vec::new(), Vec::new());
+                            self.process(group, &mut rows, &mut failed);
+                            (rows, failed)
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| {
+                        w.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            });
+            for (group_rows, group_failed) in results {
+                rows.extend(group_rows);
+                failed.extend(group_failed);
+            }
         }
         self.dead_letter(failed)?;
         self.mapping
