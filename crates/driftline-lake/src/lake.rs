@@ -22,6 +22,17 @@ pub struct WrittenObject {
     pub bytes: usize,
 }
 
+/// An object as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    pub path: String,
+    pub size: u64,
+    pub last_modified_ms: i64,
+    /// The store's ETag, or size and modification time where it has none:
+    /// changes when the object is replaced.
+    pub version: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
@@ -120,6 +131,50 @@ impl Lake {
             }
         }
         Ok(removed)
+    }
+
+    /// Every object under `prefix`, sorted by path.
+    pub async fn objects(&self, prefix: &str) -> Result<Vec<StoredObject>> {
+        let prefix = Path::from(prefix);
+        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let mut objects: Vec<StoredObject> = objects
+            .into_iter()
+            .map(|o| StoredObject {
+                path: o.location.to_string(),
+                size: o.size,
+                last_modified_ms: o.last_modified.timestamp_millis(),
+                version: o.e_tag.unwrap_or_else(|| {
+                    format!(
+                        "{}-{}",
+                        o.size,
+                        o.last_modified.timestamp_nanos_opt().unwrap_or(0)
+                    )
+                }),
+            })
+            .collect();
+        objects.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(objects)
+    }
+
+    /// The bytes of one object; `None` when there is none at `path`.
+    pub async fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.store.get(&Path::from(path)).await {
+            Ok(result) => Ok(Some(result.bytes().await?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Writes (or replaces) one object.
+    pub async fn write(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store
+            .put_opts(
+                &Path::from(path),
+                PutPayload::from(bytes),
+                PutOptions::default(),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Paths of every object under `prefix`, sorted.

@@ -16,7 +16,7 @@ mod parquet_io;
 mod table;
 
 pub use error::{LakeError, Result};
-pub use lake::{Lake, WrittenObject};
+pub use lake::{Lake, StoredObject, WrittenObject};
 pub use object_name::{partition_path, ObjectName};
 pub use parquet_io::{encode_parquet, Compression};
 pub use table::{Field, FieldType, Row, TableSchema, Value};

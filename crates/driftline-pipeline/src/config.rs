@@ -37,6 +37,8 @@ pub struct PipelineConfig {
     pub schemas: Vec<SchemaConfig>,
     #[serde(default, rename = "processor")]
     pub processors: Vec<ProcessorConfig>,
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
     pub lake: Option<LakeConfig>,
 }
 
@@ -115,6 +117,47 @@ fn yes() -> bool {
     true
 }
 
+/// A landing source: files dropped under `prefix` in the lake are processed once.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: Spanned<String>,
+    /// A folder of the lake, e.g. `landing/uploads`.
+    pub prefix: Spanned<String>,
+    pub schema: Spanned<String>,
+    /// The lake table its rows go to (default: the source's name).
+    pub table: Option<String>,
+    pub transform: Option<Spanned<String>>,
+    pub on_failure: Option<Spanned<String>>,
+    /// Seconds between looks at the prefix.
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u64,
+}
+
+fn default_poll() -> u64 {
+    2
+}
+
+impl SourceConfig {
+    pub fn table(&self) -> &str {
+        self.table.as_deref().unwrap_or(self.name.get_ref())
+    }
+
+    /// The compiled transform, if the source has one.
+    pub fn compiled_transform(&self) -> Result<Option<crate::transform::JqTransform>, String> {
+        compile(&self.transform)
+    }
+}
+
+fn compile(
+    transform: &Option<Spanned<String>>,
+) -> Result<Option<crate::transform::JqTransform>, String> {
+    transform
+        .as_ref()
+        .map(|code| crate::transform::JqTransform::compile(code.get_ref()))
+        .transpose()
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LakeConfig {
@@ -127,6 +170,17 @@ pub struct LakeConfig {
     pub max_buffer_bytes: usize,
     #[serde(default)]
     pub compression: Compression,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            url: default_lake(),
+            max_buffer_seconds: default_buffer_s(),
+            max_buffer_bytes: default_buffer_bytes(),
+            compression: Compression::default(),
+        }
+    }
 }
 
 fn default_lake() -> String {
@@ -179,37 +233,61 @@ impl PipelineConfig {
                 .table_schema()
                 .map_err(|e| invalid(schema.name.span().start, e.to_string()))?;
         }
-        let mut names = BTreeSet::new();
-        for processor in &config.processors {
-            if !names.insert(processor.name.get_ref().as_str()) {
-                return Err(invalid(
-                    processor.name.span().start,
-                    format!("processor {:?} is declared twice", processor.name.get_ref()),
-                ));
+        let undefined = |what: &str, reference: &Spanned<String>, known: Vec<&str>| {
+            invalid(
+                reference.span().start,
+                format!(
+                    "{what} {:?} is not defined; expected one of {known:?}",
+                    reference.get_ref()
+                ),
+            )
+        };
+        let stream_names = || {
+            config
+                .streams
+                .iter()
+                .map(|s| s.name.get_ref().as_str())
+                .collect()
+        };
+        // What processors and landing sources both name: a dead-letter stream,
+        // a schema and a transform.
+        let check_outputs = |on_failure: &Option<Spanned<String>>,
+                             schema: &Spanned<String>,
+                             transform: &Option<Spanned<String>>| {
+            if let Some(dlq) = on_failure {
+                if !streams.contains(dlq.get_ref().as_str()) {
+                    return Err(undefined("on_failure stream", dlq, stream_names()));
+                }
             }
-            let undefined = |what: &str, reference: &Spanned<String>, known: Vec<&str>| {
-                invalid(
-                    reference.span().start,
-                    format!(
-                        "{what} {:?} is not defined; expected one of {known:?}",
-                        reference.get_ref()
-                    ),
-                )
-            };
-            let stream_names = || {
-                config
-                    .streams
+            if config.schema(schema.get_ref()).is_none() {
+                let known = config
+                    .schemas
                     .iter()
                     .map(|s| s.name.get_ref().as_str())
-                    .collect()
-            };
+                    .collect();
+                return Err(undefined("schema", schema, known));
+            }
+            if let Some(code) = transform {
+                crate::transform::JqTransform::compile(code.get_ref())
+                    .map_err(|e| invalid(code.span().start, e))?;
+            }
+            Ok(())
+        };
+        let mut names = BTreeSet::new();
+        let processor_names = config.processors.iter().map(|p| &p.name);
+        for name in processor_names.chain(config.sources.iter().map(|s| &s.name)) {
+            if !names.insert(name.get_ref().as_str()) {
+                return Err(invalid(
+                    name.span().start,
+                    format!("{:?} names two processors or sources", name.get_ref()),
+                ));
+            }
+        }
+        for processor in &config.processors {
             if !streams.contains(processor.stream.get_ref().as_str()) {
                 return Err(undefined("stream", &processor.stream, stream_names()));
             }
             if let Some(dlq) = &processor.on_failure {
-                if !streams.contains(dlq.get_ref().as_str()) {
-                    return Err(undefined("on_failure stream", dlq, stream_names()));
-                }
                 if dlq.get_ref() == processor.stream.get_ref() {
                     return Err(invalid(
                         dlq.span().start,
@@ -217,18 +295,11 @@ impl PipelineConfig {
                     ));
                 }
             }
-            if config.schema(processor.schema.get_ref()).is_none() {
-                let known = config
-                    .schemas
-                    .iter()
-                    .map(|s| s.name.get_ref().as_str())
-                    .collect();
-                return Err(undefined("schema", &processor.schema, known));
-            }
-            if let Some(code) = &processor.transform {
-                crate::transform::JqTransform::compile(code.get_ref())
-                    .map_err(|e| invalid(code.span().start, e))?;
-            }
+            check_outputs(
+                &processor.on_failure,
+                &processor.schema,
+                &processor.transform,
+            )?;
             if !(1..=10).contains(&processor.parallelization_factor) {
                 return Err(invalid(
                     processor.name.span().start,
@@ -245,10 +316,32 @@ impl PipelineConfig {
                 ));
             }
         }
-        if !config.processors.is_empty() && config.lake.is_none() {
+        let tables: Vec<&str> = config
+            .processors
+            .iter()
+            .map(ProcessorConfig::table)
+            .chain(config.sources.iter().map(SourceConfig::table))
+            .collect();
+        for source in &config.sources {
+            check_outputs(&source.on_failure, &source.schema, &source.transform)?;
+            let prefix = source.prefix.get_ref().trim_matches('/');
+            let inside_a_table = tables
+                .iter()
+                .any(|t| prefix == *t || prefix.starts_with(&format!("{t}/")));
+            if prefix.is_empty() || prefix.starts_with('_') || inside_a_table {
+                return Err(invalid(
+                    source.prefix.span().start,
+                    format!(
+                        "prefix {:?} must be a folder of the lake of its own: not empty, not starting with '_', not a table's ({tables:?})",
+                        source.prefix.get_ref()
+                    ),
+                ));
+            }
+        }
+        if (!config.processors.is_empty() || !config.sources.is_empty()) && config.lake.is_none() {
             return Err(invalid(
                 text.len(),
-                "processors deliver to the lake: add a [lake] section".into(),
+                "processors and sources deliver to the lake: add a [lake] section".into(),
             ));
         }
         Ok(config)
@@ -275,10 +368,7 @@ impl ProcessorConfig {
 
     /// The compiled transform, if the processor has one.
     pub fn compiled_transform(&self) -> Result<Option<crate::transform::JqTransform>, String> {
-        self.transform
-            .as_ref()
-            .map(|code| crate::transform::JqTransform::compile(code.get_ref()))
-            .transpose()
+        compile(&self.transform)
     }
 }
 
@@ -370,6 +460,41 @@ max_buffer_seconds = 5
         let error = error_of(&text);
         assert!(
             error.starts_with("p.toml:22: the jq program uses undefined names: nosuch"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_landing_source_is_checked_like_a_processor_and_its_prefix_kept_apart() {
+        let source =
+            "\n[[source]]\nname = \"uploads\"\nprefix = \"landing/uploads\"\nschema = \"event\"\n";
+        let config =
+            PipelineConfig::parse(&format!("{GOOD}{source}"), Path::new("p.toml")).expect("valid");
+        assert_eq!(config.sources[0].table(), "uploads");
+        let error = error_of(&format!(
+            "{GOOD}{}",
+            source.replace("landing/uploads", "to-lake/x")
+        ));
+        assert!(
+            error.starts_with(
+                "p.toml:28: prefix \"to-lake/x\" must be a folder of the lake of its own"
+            ),
+            "{error}"
+        );
+        let error = error_of(&format!(
+            "{GOOD}{}",
+            source.replace("\"event\"", "\"nope\"")
+        ));
+        assert!(
+            error.starts_with("p.toml:29: schema \"nope\" is not defined"),
+            "{error}"
+        );
+        let error = error_of(&format!(
+            "{GOOD}{}",
+            source.replace("uploads\"\nprefix", "to-lake\"\nprefix")
+        ));
+        assert!(
+            error.contains("\"to-lake\" names two processors or sources"),
             "{error}"
         );
     }

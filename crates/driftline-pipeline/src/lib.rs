@@ -3,6 +3,8 @@
 //! delivery of their output to the Parquet lake.
 
 pub mod config;
+mod dead_letter;
+pub mod landing;
 pub mod mapping;
 pub mod processor;
 pub mod transform;

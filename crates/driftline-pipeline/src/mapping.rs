@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use driftline_lake::{Compression, Lake, ObjectName, Row, TableSchema, WrittenObject};
-use driftline_log::{NewRecord, SequenceNumber, Stream};
+use driftline_log::{SequenceNumber, Stream};
 
 use crate::config::{ProcessorConfig, StartingPosition};
 use crate::processor::{Event, Processor};
@@ -294,7 +294,7 @@ impl ShardWorker {
                 }
                 None => (batch, Vec::new()),
             };
-        let mut failed: Vec<(Event, String)> = expired
+        let mut failed: Vec<Failed> = expired
             .into_iter()
             .map(|e| (e, "older than maximum_record_age_s".to_string()))
             .collect();
@@ -352,12 +352,7 @@ impl ShardWorker {
     }
 
     /// Lambda's retry, partial-failure and bisect rules for one batch.
-    fn process(
-        &self,
-        mut pending: Vec<Event>,
-        rows: &mut Vec<Row>,
-        failed: &mut Vec<(Event, String)>,
-    ) {
+    fn process(&self, mut pending: Vec<Event>, rows: &mut Vec<Row>, failed: &mut Vec<Failed>) {
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -378,7 +373,7 @@ impl ShardWorker {
                             *slot = Some(reason);
                         }
                     }
-                    let retry: Vec<(Event, String)> = pending
+                    let retry: Vec<Failed> = pending
                         .into_iter()
                         .zip(reasons)
                         .filter_map(|(e, r)| r.map(|r| (e, r)))
@@ -406,24 +401,11 @@ impl ShardWorker {
 
     /// Writes failed records to the dead-letter stream (durably, before the
     /// checkpoint can move past them), each as JSON with the reason.
-    fn dead_letter(&self, failed: Vec<(Event, String)>) -> Result<(), MappingError> {
-        if failed.is_empty() {
-            return Ok(());
-        }
-        self.mapping
-            .stats
-            .dead_lettered
-            .fetch_add(failed.len() as u64, Ordering::Relaxed);
-        let Some(dead_letters) = &self.mapping.dead_letters else {
-            for (event, reason) in &failed {
-                tracing::warn!(shard = %self.shard, sequence_number = %event.sequence_number, %reason, "record failed and no on_failure stream is set");
-            }
-            return Ok(());
-        };
-        let records: Vec<NewRecord> = failed
+    fn dead_letter(&self, failed: Vec<Failed>) -> Result<(), MappingError> {
+        let letters = failed
             .into_iter()
             .map(|(event, reason)| {
-                let envelope = serde_json::json!({
+                let letter = serde_json::json!({
                     "reason": reason,
                     "processor": self.consumer(),
                     "stream": self.mapping.stream.name(),
@@ -433,16 +415,14 @@ impl ShardWorker {
                     "partition_key": event.partition_key,
                     "data": String::from_utf8_lossy(&event.data),
                 });
-                NewRecord {
-                    partition_key: event.partition_key,
-                    explicit_hash_key: None,
-                    data: envelope.to_string().into_bytes(),
-                }
+                (event.partition_key, letter)
             })
             .collect();
-        for result in dead_letters.put(records, driftline_log::now_ms()) {
-            result?;
-        }
+        crate::dead_letter::send(
+            self.mapping.dead_letters.as_deref(),
+            letters,
+            &self.mapping.stats,
+        )?;
         Ok(())
     }
 

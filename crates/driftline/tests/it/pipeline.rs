@@ -359,3 +359,123 @@ fn a_transform_in_jq_reshapes_events_before_they_reach_the_lake() {
     let large = completed.iter().filter(|i| **i * 2000 >= 100_000).count();
     assert_eq!(text, format!("(75, {sum}.0, {large}, 'c0', 'FR')"));
 }
+
+/// A Parquet file of `rows` events, as another tool would write it.
+fn parquet_file(rows: usize) -> Vec<u8> {
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, TimestampMicrosecondArray};
+    use std::sync::Arc;
+    let ids: Vec<String> = (0..rows).map(|i| format!("pq-{i}")).collect();
+    let users: Vec<String> = (0..rows).map(|i| format!("u{}", i % 3)).collect();
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", Arc::new(StringArray::from(ids))),
+        ("user", Arc::new(StringArray::from(users))),
+        (
+            "amount",
+            Arc::new(Float64Array::from_iter_values((0..rows).map(|i| i as f64))),
+        ),
+        (
+            "ts",
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(
+                    (0..rows).map(|_| 1_795_614_300_000_000),
+                )
+                .with_timezone("UTC"),
+            ),
+        ),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).expect("batch");
+    let mut bytes = Vec::new();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+    bytes
+}
+
+fn duckdb_count(lake: &Path, table: &str) -> String {
+    let script = format!(
+        "import duckdb\nprint(duckdb.sql(\"select count(*), count(distinct _shard || _sequence_number) from read_parquet('{}/{table}/*/*/*.parquet')\").fetchall()[0])",
+        lake.display()
+    );
+    let output = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn files_dropped_under_a_landing_prefix_are_processed_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let lake = dir.path().join("lake");
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/landing.toml");
+    let start = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
+        command
+            .arg("run")
+            .arg(&pipeline)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--progress-every",
+                "60",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .arg("--lake")
+            .arg(&lake);
+        Server::spawn(command)
+    };
+    let mut server = start();
+    let landing = lake.join("landing/uploads");
+    std::fs::create_dir_all(&landing).expect("landing dir");
+    let mut csv = String::from("id,user,amount,ts\n");
+    for i in 0..40 {
+        csv.push_str(&format!("csv-{i},u{},{i}.5,2026-11-25T08:00:00Z\n", i % 5));
+    }
+    csv.push_str("csv-bad,u1,not-a-number,2026-11-25T08:00:00Z\n");
+    std::fs::write(landing.join("batch-1.csv"), csv).expect("csv");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for i in 0..25 {
+        let line = json!({"id": format!("nd-{i}"), "user": "u9", "amount": i, "ts": "2026-11-25T09:00:00Z"});
+        std::io::Write::write_all(&mut gz, format!("{line}\n").as_bytes()).expect("gzip");
+    }
+    std::fs::write(
+        landing.join("batch-2.ndjson.gz"),
+        gz.finish().expect("gzip"),
+    )
+    .expect("ndjson");
+    std::fs::write(landing.join("batch-3.parquet"), parquet_file(30)).expect("parquet");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while duckdb_count(&lake, "uploads") != "(95, 95)" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(duckdb_count(&lake, "uploads"), "(95, 95)");
+    stop(&mut server);
+
+    // a restart finds the markers and processes nothing again
+    let mut server = start();
+    std::thread::sleep(Duration::from_secs(3));
+    stop(&mut server);
+    assert_eq!(duckdb_count(&lake, "uploads"), "(95, 95)");
+
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let output = crate::util::driftline(&server.endpoint)
+        .args(["get", "uploads-dlq", "--from", "trim-horizon"])
+        .output()
+        .expect("get");
+    let letters: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["object"], "landing/uploads/batch-1.csv");
+    assert_eq!(letters[0]["record"], 40);
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("field \"amount\""),
+        "{letters:?}"
+    );
+}

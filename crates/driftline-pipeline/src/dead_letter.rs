@@ -1,0 +1,42 @@
+//! The on-failure destination: records that could not be processed, each as
+//! a JSON envelope with the reason, written durably to a dead-letter stream.
+
+use std::sync::atomic::Ordering;
+
+use driftline_log::{LogError, NewRecord, Stream};
+
+use crate::mapping::MappingStats;
+
+/// Writes `letters` (partition key, envelope) to `stream`, or logs them when
+/// no on-failure stream is configured (as Lambda discards without one).
+/// Returns once they are acknowledged, so a checkpoint can move past them.
+pub(crate) fn send(
+    stream: Option<&Stream>,
+    letters: Vec<(String, serde_json::Value)>,
+    stats: &MappingStats,
+) -> Result<(), LogError> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    stats
+        .dead_lettered
+        .fetch_add(letters.len() as u64, Ordering::Relaxed);
+    let Some(stream) = stream else {
+        for (_, letter) in &letters {
+            tracing::warn!(%letter, "record failed and no on_failure stream is set");
+        }
+        return Ok(());
+    };
+    let records: Vec<NewRecord> = letters
+        .into_iter()
+        .map(|(partition_key, letter)| NewRecord {
+            partition_key,
+            explicit_hash_key: None,
+            data: letter.to_string().into_bytes(),
+        })
+        .collect();
+    for result in stream.put(records, driftline_log::now_ms()) {
+        result?;
+    }
+    Ok(())
+}
