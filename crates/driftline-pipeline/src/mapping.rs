@@ -177,7 +177,19 @@ impl ShardWorker {
         self.mapping.config.name.get_ref()
     }
 
-    async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), MappingError> {
+    async fn run(self, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), MappingError> {
+        // This shard's share of the lag leaves the total however the worker ends.
+        let mut lag = 0;
+        let result = self.consume(stop, &mut lag).await;
+        self.mapping.stats.lag.fetch_sub(lag, Ordering::Relaxed);
+        result
+    }
+
+    async fn consume(
+        &self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        last_lag: &mut u64,
+    ) -> Result<(), MappingError> {
         let committed = self
             .mapping
             .stream
@@ -202,12 +214,24 @@ impl ShardWorker {
             Some(sequence) => sequence.offset() + 1,
             None => match self.mapping.config.starting_position {
                 StartingPosition::TrimHorizon => log.trim_horizon(),
-                StartingPosition::Latest => log.end_offset(),
+                StartingPosition::Latest => {
+                    // LATEST is where the mapping began, once: record it, so a
+                    // restart resumes there instead of skipping to a newer end.
+                    let end = log.end_offset();
+                    if end > 0 {
+                        let last = SequenceNumber::new(self.shard_index, end - 1);
+                        tokio::task::block_in_place(|| {
+                            self.mapping
+                                .stream
+                                .checkpoint(self.consumer(), self.shard_index, last)
+                        })?;
+                    }
+                    end
+                }
             },
         };
         let mut buffer = Buffer::default();
         let window = Duration::from_millis(self.mapping.config.maximum_batching_window_ms);
-        let mut last_lag = 0;
         loop {
             let stopping = *stop.borrow();
             // Gather a batch: batch_size records, or what the window brought.
@@ -253,8 +277,8 @@ impl ShardWorker {
             self.mapping
                 .stats
                 .lag
-                .fetch_sub(last_lag, Ordering::Relaxed);
-            last_lag = lag;
+                .fetch_sub(*last_lag, Ordering::Relaxed);
+            *last_lag = lag;
             if !batch.is_empty() {
                 self.mapping
                     .stats
@@ -271,10 +295,6 @@ impl ShardWorker {
                 self.deliver(&mut buffer).await?;
             }
             if stopping || finished {
-                self.mapping
-                    .stats
-                    .lag
-                    .fetch_sub(last_lag, Ordering::Relaxed);
                 return Ok(());
             }
         }

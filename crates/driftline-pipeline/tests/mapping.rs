@@ -469,3 +469,32 @@ fn every_object_written_is_announced_on_the_bus() {
     assert_eq!(announced, objects.len());
     assert!(!objects.is_empty());
 }
+
+#[test]
+fn latest_starts_at_the_end_once_and_a_restart_resumes_there() {
+    let setup = setup(1, "starting_position = \"latest\"");
+    let src = setup.store.stream("src").expect("src");
+    put(
+        &src,
+        (0..30).map(|i| ("k".to_string(), format!("before-{i}"))),
+        driftline_log::now_ms(),
+    );
+    // the first run starts at the end: the 30 earlier records are not read
+    let began = Instant::now();
+    let stats = run(&setup, Arc::new(schema_processor(&setup)), |_| {
+        began.elapsed() > Duration::from_millis(500)
+    });
+    assert_eq!(stats.records_in.load(Ordering::Relaxed), 0);
+    // records written while no mapping runs are read by the next run
+    put(
+        &src,
+        (0..20).map(|i| ("k".to_string(), format!("after-{i}"))),
+        driftline_log::now_ms(),
+    );
+    let stats = run(&setup, Arc::new(schema_processor(&setup)), |s| {
+        s.rows_delivered.load(Ordering::Relaxed) >= 20
+    });
+    assert_eq!(stats.rows_delivered.load(Ordering::Relaxed), 20);
+    assert_eq!(stats.records_in.load(Ordering::Relaxed), 20);
+    assert_eq!(stats.lag.load(Ordering::Relaxed), 0);
+}
