@@ -116,7 +116,27 @@ impl Encoder {
     }
 
     /// Encodes a JSON object; field order in the object does not matter.
+    /// Numeric values seen feed the running means of the `Mean` policy.
     pub fn encode_json(&mut self, record: &Value) -> Result<Vec<f64>, EncodeError> {
+        let mut observed = Vec::new();
+        let out = self.encode_json_observing(record, &mut observed)?;
+        for (i, value) in observed {
+            self.learn_mean(i, value);
+        }
+        Ok(out)
+    }
+
+    /// Encodes a JSON object without learning from it: what serving uses, so
+    /// a shared model encodes requests exactly as training left it.
+    pub fn encode_json_frozen(&self, record: &Value) -> Result<Vec<f64>, EncodeError> {
+        self.encode_json_observing(record, &mut Vec::new())
+    }
+
+    fn encode_json_observing(
+        &self,
+        record: &Value,
+        observed: &mut Vec<(usize, Option<f64>)>,
+    ) -> Result<Vec<f64>, EncodeError> {
         let Value::Object(map) = record else {
             return Err(EncodeError::NotAnObject);
         };
@@ -136,7 +156,7 @@ impl Encoder {
                     })
                 }
             };
-            self.encode_field(i, raw, &mut out)?;
+            observed.push((i, self.encode_field(i, raw, &mut out)?));
         }
         Ok(out)
     }
@@ -153,7 +173,8 @@ impl Encoder {
         for (i, text) in row.iter().enumerate() {
             let text = text.trim();
             let raw = (!text.is_empty()).then_some(Raw::Text(text));
-            self.encode_field(i, raw, &mut out)?;
+            let observed = self.encode_field(i, raw, &mut out)?;
+            self.learn_mean(i, observed);
         }
         Ok(out)
     }
@@ -174,17 +195,21 @@ impl Encoder {
                 Field::Text(t) => Some(Raw::Text(t)),
                 Field::Missing => None,
             };
-            self.encode_field(i, raw, &mut out)?;
+            let observed = self.encode_field(i, raw, &mut out)?;
+            self.learn_mean(i, observed);
         }
         Ok(out)
     }
 
+    /// Encodes one field into `out`; returns the numeric value seen, which
+    /// the `Mean` missing policy learns from (callers that learn apply it).
     fn encode_field(
-        &mut self,
+        &self,
         i: usize,
         raw: Option<Raw>,
         out: &mut Vec<f64>,
-    ) -> Result<(), EncodeError> {
+    ) -> Result<Option<f64>, EncodeError> {
+        let mut observed = None;
         let spec = &self.features[i];
         let wrong = |expected: &'static str, got: String| EncodeError::WrongType {
             field: spec.name.clone(),
@@ -204,8 +229,7 @@ impl Encoder {
                 };
                 let value = match (value, spec.missing) {
                     (Some(v), _) if v.is_finite() => {
-                        self.means[i].0 += v;
-                        self.means[i].1 += 1.0;
+                        observed = Some(v);
                         v
                     }
                     (Some(v), _) => return Err(wrong("a finite number", v.to_string())),
@@ -285,7 +309,14 @@ impl Encoder {
                 }
             }
         }
-        Ok(())
+        Ok(observed)
+    }
+
+    fn learn_mean(&mut self, i: usize, observed: Option<f64>) {
+        if let Some(v) = observed {
+            self.means[i].0 += v;
+            self.means[i].1 += 1.0;
+        }
     }
 }
 
@@ -397,6 +428,31 @@ mod tests {
                 missing: MissingPolicy::Zero,
             },
         ])
+    }
+
+    #[test]
+    fn frozen_encoding_does_not_learn_the_running_means() {
+        let mut encoder = schema();
+        encoder
+            .encode_json(&json!({"online": true, "amount": 10.0}))
+            .expect("learn");
+        let before = encoder.clone();
+        let missing = json!({"online": false});
+        encoder
+            .encode_json_frozen(&json!({"online": true, "amount": 1000.0}))
+            .expect("frozen");
+        assert_eq!(encoder, before);
+        assert_eq!(
+            encoder.encode_json_frozen(&missing).expect("frozen")[0],
+            10.0
+        );
+        encoder
+            .encode_json(&json!({"online": true, "amount": 20.0}))
+            .expect("learn");
+        assert_eq!(
+            encoder.encode_json_frozen(&missing).expect("frozen")[0],
+            15.0
+        );
     }
 
     #[test]
