@@ -13,10 +13,12 @@ mod error;
 mod lake;
 mod object_name;
 mod parquet_io;
+pub mod registry;
 mod table;
 
 pub use error::{LakeError, Result};
 pub use lake::{Lake, StoredObject, WrittenObject};
 pub use object_name::{partition_path, ObjectName};
 pub use parquet_io::{encode_parquet, Compression};
+pub use registry::{Decision, Registry, Status, TrainingData, VersionRecord, VersionState};
 pub use table::{Field, FieldType, Row, TableSchema, Value};
