@@ -8,6 +8,7 @@ pub mod features;
 pub mod learn;
 pub mod metrics;
 pub mod stats;
+pub mod synth;
 
 /// A parameter that is out of its range, named with the value given.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
