@@ -5,6 +5,7 @@
 pub mod config;
 mod dead_letter;
 pub mod landing;
+pub mod lifecycle;
 pub mod mapping;
 pub mod processor;
 pub mod transform;

@@ -19,7 +19,7 @@ pub use linear::{LinearClassifier, LinearRegression, Optimizer, Regularization};
 pub use select::BestRecentClassifier;
 
 /// A classifier over dense feature vectors and classes `0..n_classes`.
-pub trait Classifier: Send {
+pub trait Classifier: Send + Sync {
     /// Learns from one labelled example.
     fn learn_one(&mut self, x: &[f64], y: usize);
 

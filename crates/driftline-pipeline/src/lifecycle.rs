@@ -1,0 +1,855 @@
+//! A model's lifecycle: serving with an atomic swap, late labels joined to
+//! logged predictions, monitors, retraining, the promotion gate and rollback
+//! (what SageMaker endpoints, Model Monitor and a retraining pipeline do in
+//! the reference architecture).
+//!
+//! - `predict` reads the champion through an `ArcSwap`: a promotion replaces
+//!   it in one atomic store, so no request fails or waits during a swap. Each
+//!   prediction gets a request id, waits (bounded by count and age) for its
+//!   label, and is logged to the prediction stream by a writer thread behind a
+//!   bounded queue.
+//! - `label` joins a label to its prediction; the joined example feeds the
+//!   live accuracy (a sliding window), ADWIN on the error stream, the rollback
+//!   watch and the training window. Unmatched labels and predictions that
+//!   expired unlabelled are counted.
+//! - A drift alarm (after a cooldown), every N labels, or the live accuracy
+//!   under a floor starts a retrain on a bounded pool (one at a time, never on
+//!   the request path) with the examples since the drift point (ADWIN's window).
+//!   The newest quarter is held out; challenger and champion are scored on it
+//!   and the challenger is promoted only through the gate (minimum gain,
+//!   prediction latency, size), else rejected. Every decision goes to the
+//!   registry with its reason.
+//! - After a promotion the predecessor keeps being scored on the next labels;
+//!   if it beats the new champion by the rollback margin, it comes back.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use driftline_lake::{Registry, Status, TrainingData, VersionRecord};
+use driftline_log::{NewRecord, Stream};
+use driftline_ml::drift::{Adwin, DriftDetector, DriftState};
+use driftline_ml::features::Encoder;
+use driftline_ml::learn::{artifact, classifier_by_name, Classifier};
+use serde::Serialize;
+
+#[derive(Clone, Debug)]
+pub struct LifecycleConfig {
+    /// The learner retrains use (`gbt`, `lr`, `arf`, ...).
+    pub learner: String,
+    /// Labelled examples kept for training.
+    pub window: usize,
+    /// Fewest examples a retrain needs.
+    pub min_train: usize,
+    /// Share of the newest examples held out to compare challenger and champion.
+    pub holdout_fraction: f64,
+    /// Accuracy the challenger must gain on the holdout to be promoted.
+    pub min_gain: f64,
+    /// Largest mean prediction time of a challenger, in microseconds.
+    pub max_latency_us: f64,
+    /// Largest challenger, in bytes.
+    pub max_size_bytes: usize,
+    /// Least time between two drift-triggered retrains.
+    pub cooldown: Duration,
+    /// Retrain every this many labels as well (0: never).
+    pub retrain_every_labels: u64,
+    /// Retrain when the live accuracy falls under this (0: never).
+    pub accuracy_floor: f64,
+    /// Predictions waiting for labels, at most, and for how long.
+    pub label_horizon: usize,
+    pub label_horizon_ms: i64,
+    /// Labels over which the live accuracy is measured.
+    pub metric_window: usize,
+    /// Labels after a promotion over which the predecessor is still scored.
+    pub rollback_after: usize,
+    /// How much better the predecessor must do to come back.
+    pub rollback_margin: f64,
+    pub seed: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            learner: "gbt".into(),
+            window: 20_000,
+            min_train: 400,
+            holdout_fraction: 0.25,
+            min_gain: 0.005,
+            max_latency_us: 1000.0,
+            max_size_bytes: 64 << 20,
+            cooldown: Duration::from_secs(2),
+            retrain_every_labels: 0,
+            accuracy_floor: 0.0,
+            label_horizon: 200_000,
+            label_horizon_ms: 3_600_000,
+            metric_window: 1000,
+            rollback_after: 500,
+            rollback_margin: 0.02,
+            seed: 1,
+        }
+    }
+}
+
+/// The model that answers, with the encoder it was trained with.
+pub struct Served {
+    pub version: u64,
+    pub learner: String,
+    pub model: Box<dyn Classifier>,
+    pub encoder: Encoder,
+}
+
+impl Served {
+    fn probabilities(&self, x: &[f64]) -> Vec<f64> {
+        self.model.predict_proba_one(x)
+    }
+}
+
+/// What happened in the lifecycle, as the demo and the logs show it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LifecycleEvent {
+    DriftAlarm {
+        label: u64,
+        detector: String,
+        /// ADWIN's error estimate after the change.
+        statistic: f64,
+        /// ADWIN's confidence parameter.
+        threshold: f64,
+        /// Examples since the estimated drift point.
+        window: u64,
+    },
+    Retrain {
+        version: u64,
+        examples: usize,
+        trigger: String,
+    },
+    Promoted {
+        version: u64,
+        previous: Option<u64>,
+        accuracy: f64,
+        previous_accuracy: f64,
+        /// From the drift alarm that started it to the new model serving.
+        drift_to_serving_ms: Option<u64>,
+    },
+    Rejected {
+        version: u64,
+        reason: String,
+    },
+    RolledBack {
+        from: u64,
+        to: u64,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Prediction {
+    pub request_id: String,
+    pub version: u64,
+    pub class: usize,
+    pub probabilities: Vec<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("no model is serving yet")]
+    NoChampion,
+    #[error("the event does not fit the model's features: {0}")]
+    Encode(#[from] driftline_ml::features::EncodeError),
+    #[error("no prediction waits for request id {0:?} (unknown, already labelled or expired)")]
+    Unmatched(String),
+    #[error("label {label} is not a class of the model (0..{classes})")]
+    BadLabel { label: usize, classes: usize },
+    #[error(transparent)]
+    Lake(#[from] driftline_lake::LakeError),
+    #[error("artifact: {0}")]
+    Artifact(String),
+}
+
+/// Counters of the lifecycle, for the status API and the demo.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counters {
+    pub predictions: u64,
+    pub labels: u64,
+    pub joined: u64,
+    pub unmatched_labels: u64,
+    pub expired_predictions: u64,
+    pub drift_alarms: u64,
+    pub retrains: u64,
+    pub promotions: u64,
+    pub rejections: u64,
+    pub rollbacks: u64,
+}
+
+struct Pending {
+    x: Vec<f64>,
+    class: usize,
+    version: u64,
+}
+
+struct Watch {
+    previous: Arc<Served>,
+    remaining: usize,
+    champion_correct: usize,
+    previous_correct: usize,
+    seen: usize,
+}
+
+struct State {
+    pending: HashMap<String, Pending>,
+    order: VecDeque<(String, i64)>,
+    window: VecDeque<(Vec<f64>, usize)>,
+    live: VecDeque<bool>,
+    live_correct: usize,
+    detector: Adwin,
+    alarm: Option<Instant>,
+    last_retrain: Option<Instant>,
+    /// The joined-label count at the last estimated drift point, and when the
+    /// examples since then have grown enough to retrain on them again.
+    drift_point: Option<u64>,
+    grow_at: Option<u64>,
+    watch: Option<Watch>,
+    counters: Counters,
+}
+
+pub struct ModelService {
+    name: String,
+    config: LifecycleConfig,
+    n_classes: usize,
+    registry: Registry,
+    champion: ArcSwap<Served>,
+    state: Mutex<State>,
+    training: tokio::sync::Semaphore,
+    events: tokio::sync::broadcast::Sender<LifecycleEvent>,
+    history: Mutex<Vec<LifecycleEvent>>,
+    log: Option<std::sync::mpsc::SyncSender<NewRecord>>,
+    next_request: AtomicU64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ModelService {
+    /// Starts a service around `champion`; predictions are logged to
+    /// `prediction_log` when given. Needs to be called inside a tokio runtime.
+    pub fn new(
+        name: &str,
+        config: LifecycleConfig,
+        n_classes: usize,
+        registry: Registry,
+        champion: Served,
+        prediction_log: Option<Arc<Stream>>,
+    ) -> Arc<ModelService> {
+        let log = prediction_log.map(|stream| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<NewRecord>(10_000);
+            std::thread::spawn(move || write_prediction_log(&stream, &receiver));
+            sender
+        });
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        Arc::new(ModelService {
+            name: name.to_string(),
+            n_classes,
+            registry,
+            champion: ArcSwap::from_pointee(champion),
+            state: Mutex::new(State {
+                pending: HashMap::new(),
+                order: VecDeque::new(),
+                window: VecDeque::new(),
+                live: VecDeque::new(),
+                live_correct: 0,
+                detector: Adwin::default(),
+                alarm: None,
+                last_retrain: None,
+                drift_point: None,
+                grow_at: None,
+                watch: None,
+                counters: Counters::default(),
+            }),
+            config,
+            training: tokio::sync::Semaphore::new(1),
+            events,
+            history: Mutex::new(Vec::new()),
+            log,
+            next_request: AtomicU64::new(0),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// Trains a first version on `examples`, registers it and makes it the
+    /// champion: the cold start of a model that has no version yet.
+    pub async fn bootstrap(
+        registry: &Registry,
+        config: &LifecycleConfig,
+        encoder: Encoder,
+        n_classes: usize,
+        examples: Vec<(Vec<f64>, usize)>,
+    ) -> Result<Served, LifecycleError> {
+        let learner = config.learner.clone();
+        let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = examples.into_iter().unzip();
+        let width = encoder.width();
+        let seed = config.seed;
+        let (model, accuracy) = tokio::task::spawn_blocking(move || {
+            let mut model = classifier_by_name(&learner, width, n_classes, seed)
+                .map_err(|e| LifecycleError::Artifact(e.to_string()))?;
+            model.fit(&xs, &ys);
+            let accuracy = accuracy(model.as_ref(), &xs, &ys);
+            Ok::<_, LifecycleError>((model, accuracy))
+        })
+        .await
+        .map_err(|e| LifecycleError::Artifact(e.to_string()))??;
+        let record = VersionRecord {
+            version: 0,
+            parent: None,
+            learner: config.learner.clone(),
+            parameters: serde_json::json!({"learner": config.learner, "seed": config.seed}),
+            training: TrainingData {
+                examples: 0,
+                window: "bootstrap: the first labelled events".into(),
+                ..TrainingData::default()
+            },
+            metrics: BTreeMap::from([("training_accuracy".to_string(), accuracy)]),
+            created_ms: 0,
+            artifact: String::new(),
+        };
+        let record = registry
+            .register(record, artifact::save(model.as_ref(), Some(&encoder)))
+            .await?;
+        registry
+            .decide(
+                record.version,
+                Status::Champion,
+                "bootstrap: the first version",
+                BTreeMap::new(),
+            )
+            .await?;
+        Ok(Served {
+            version: record.version,
+            learner: config.learner.clone(),
+            model,
+            encoder,
+        })
+    }
+
+    /// The registry's champion, loaded from its artifact.
+    pub async fn load_champion(registry: &Registry) -> Result<Option<Served>, LifecycleError> {
+        let Some(champion) = registry.champion().await? else {
+            return Ok(None);
+        };
+        let bytes = registry.artifact(&champion.record).await?;
+        let (model, encoder) =
+            artifact::load(&bytes).map_err(|e| LifecycleError::Artifact(e.to_string()))?;
+        let encoder = encoder
+            .ok_or_else(|| LifecycleError::Artifact("the artifact has no encoder".into()))?;
+        Ok(Some(Served {
+            version: champion.record.version,
+            learner: champion.record.learner,
+            model,
+            encoder,
+        }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LifecycleEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn history(&self) -> Vec<LifecycleEvent> {
+        self.history.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    pub fn champion_version(&self) -> u64 {
+        self.champion.load().version
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.lock().counters.clone()
+    }
+
+    /// Accuracy over the last `metric_window` joined labels.
+    pub fn live_accuracy(&self) -> Option<f64> {
+        let state = self.lock();
+        (!state.live.is_empty()).then(|| state.live_correct as f64 / state.live.len() as f64)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn emit(&self, event: LifecycleEvent) {
+        tracing::info!(model = %self.name, event = ?event, "lifecycle");
+        if let Ok(mut history) = self.history.lock() {
+            history.push(event.clone());
+        }
+        let _ = self.events.send(event);
+    }
+
+    /// Predicts one event with the champion and remembers it for its label.
+    pub fn predict(&self, features: &serde_json::Value) -> Result<Prediction, LifecycleError> {
+        let served = self.champion.load();
+        let x = served.encoder.encode_json_frozen(features)?;
+        let probabilities = served.probabilities(&x);
+        let class = driftline_ml::learn::argmax(&probabilities);
+        let request_id = format!(
+            "{}-{}",
+            self.name,
+            self.next_request.fetch_add(1, Ordering::Relaxed)
+        );
+        let now = driftline_log::now_ms();
+        {
+            let mut state = self.lock();
+            state.counters.predictions += 1;
+            state.pending.insert(
+                request_id.clone(),
+                Pending {
+                    x,
+                    class,
+                    version: served.version,
+                },
+            );
+            state.order.push_back((request_id.clone(), now));
+            while let Some((id, at)) = state.order.front().cloned() {
+                let full = state.order.len() > self.config.label_horizon;
+                if !full && at >= now - self.config.label_horizon_ms {
+                    break;
+                }
+                state.order.pop_front();
+                if state.pending.remove(&id).is_some() {
+                    state.counters.expired_predictions += 1;
+                }
+            }
+        }
+        let prediction = Prediction {
+            request_id,
+            version: served.version,
+            class,
+            probabilities,
+        };
+        if let Some(log) = &self.log {
+            let record = serde_json::json!({
+                "request_id": prediction.request_id,
+                "model": self.name,
+                "version": prediction.version,
+                "class": prediction.class,
+                "probabilities": prediction.probabilities,
+                "features": features,
+                "at_ms": now,
+            });
+            // Blocks when the writer is behind: the queue is bounded.
+            let _ = log.send(NewRecord {
+                partition_key: prediction.request_id.clone(),
+                explicit_hash_key: None,
+                data: record.to_string().into_bytes(),
+            });
+        }
+        Ok(prediction)
+    }
+
+    /// Joins a label to its prediction and feeds the monitors; may start a
+    /// retrain or a rollback in the background.
+    pub fn label(self: &Arc<Self>, request_id: &str, label: usize) -> Result<bool, LifecycleError> {
+        if label >= self.n_classes {
+            return Err(LifecycleError::BadLabel {
+                label,
+                classes: self.n_classes,
+            });
+        }
+        let mut state = self.lock();
+        state.counters.labels += 1;
+        let Some(pending) = state.pending.remove(request_id) else {
+            state.counters.unmatched_labels += 1;
+            return Err(LifecycleError::Unmatched(request_id.to_string()));
+        };
+        state.counters.joined += 1;
+        let correct = pending.class == label;
+        state.live.push_back(correct);
+        state.live_correct += usize::from(correct);
+        if state.live.len() > self.config.metric_window {
+            let dropped = state.live.pop_front().unwrap_or(false);
+            state.live_correct -= usize::from(dropped);
+        }
+        let champion = self.champion.load();
+        let rolled_back = self.watch(&mut state, &pending, label, champion.version);
+        state.window.push_back((pending.x, label));
+        if state.window.len() > self.config.window {
+            state.window.pop_front();
+        }
+        if rolled_back {
+            return Ok(true);
+        }
+        // Concept drift on the champion's error stream.
+        let drifted = pending.version == champion.version
+            && state.detector.update(f64::from(u8::from(!correct))) == DriftState::Drift;
+        let joined = state.counters.joined;
+        let mut trigger = None;
+        if drifted {
+            state.counters.drift_alarms += 1;
+            let window = state.detector.width() as u64;
+            self.emit(LifecycleEvent::DriftAlarm {
+                label: joined,
+                detector: "adwin".into(),
+                statistic: state.detector.estimation(),
+                threshold: 0.002,
+                window,
+            });
+            state.alarm = Some(Instant::now());
+            state.drift_point = Some(joined.saturating_sub(window));
+            let cooled = state
+                .last_retrain
+                .is_none_or(|t| t.elapsed() >= self.config.cooldown);
+            if cooled {
+                trigger = Some(("drift".to_string(), window as usize));
+            }
+        }
+        // The first retrain after a drift has few examples of the new concept:
+        // retrain each time those have doubled, up to the training window.
+        if trigger.is_none() && state.grow_at.is_some_and(|g| joined >= g) {
+            let since = joined - state.drift_point.unwrap_or(0);
+            trigger = Some((
+                format!("{since} examples since the drift point"),
+                since as usize,
+            ));
+        }
+        if trigger.is_none()
+            && self.config.retrain_every_labels > 0
+            && joined.is_multiple_of(self.config.retrain_every_labels)
+        {
+            trigger = Some((
+                format!("every {} labels", self.config.retrain_every_labels),
+                self.config.window,
+            ));
+        }
+        let live = state.live_correct as f64 / state.live.len().max(1) as f64;
+        if trigger.is_none()
+            && self.config.accuracy_floor > 0.0
+            && state.live.len() >= self.config.metric_window
+            && live < self.config.accuracy_floor
+            && state
+                .last_retrain
+                .is_none_or(|t| t.elapsed() >= self.config.cooldown)
+        {
+            trigger = Some((
+                format!("live accuracy {live:.3} under the floor"),
+                self.config.window,
+            ));
+        }
+        let Some((why, since)) = trigger else {
+            return Ok(false);
+        };
+        // Since the drift point, but never fewer than a retrain needs.
+        let take = since.max(self.config.min_train).min(state.window.len());
+        if take < self.config.min_train || self.training.available_permits() == 0 {
+            return Ok(false);
+        }
+        let examples: Vec<(Vec<f64>, usize)> = state
+            .window
+            .iter()
+            .skip(state.window.len() - take)
+            .cloned()
+            .collect();
+        state.grow_at = match state.drift_point {
+            Some(point) if take < self.config.window => Some(joined.max(point + 2 * take as u64)),
+            _ => None,
+        };
+        state.last_retrain = Some(Instant::now());
+        let alarm = state.alarm;
+        drop(state);
+        let service = Arc::clone(self);
+        self.runtime.spawn(async move {
+            let name = service.name.clone();
+            if let Err(error) = service.retrain(why, examples, alarm).await {
+                tracing::warn!(model = %name, %error, "retrain failed");
+            }
+        });
+        Ok(true)
+    }
+
+    /// The rollback watch: scores the predecessor beside the new champion and
+    /// brings it back if it does better. True when it rolled back.
+    fn watch(&self, state: &mut State, pending: &Pending, label: usize, champion: u64) -> bool {
+        let Some(watch) = state.watch.as_mut() else {
+            return false;
+        };
+        if pending.version != champion {
+            return false;
+        }
+        watch.seen += 1;
+        watch.champion_correct += usize::from(pending.class == label);
+        let previous = driftline_ml::learn::argmax(&watch.previous.probabilities(&pending.x));
+        watch.previous_correct += usize::from(previous == label);
+        watch.remaining = watch.remaining.saturating_sub(1);
+        if watch.remaining > 0 {
+            return false;
+        }
+        let Some(watch) = state.watch.take() else {
+            return false;
+        };
+        let (mine, theirs) = (
+            watch.champion_correct as f64 / watch.seen as f64,
+            watch.previous_correct as f64 / watch.seen as f64,
+        );
+        if theirs <= mine + self.config.rollback_margin {
+            return false;
+        }
+        let from = champion;
+        let to = watch.previous.version;
+        self.champion.store(watch.previous);
+        state.detector.reset();
+        state.counters.rollbacks += 1;
+        let reason = format!(
+            "live accuracy over {} labels: v{from} {mine:.3}, v{to} {theirs:.3} (margin {})",
+            watch.seen, self.config.rollback_margin
+        );
+        self.emit(LifecycleEvent::RolledBack {
+            from,
+            to,
+            reason: reason.clone(),
+        });
+        let registry = self.registry.clone();
+        let metrics = BTreeMap::from([
+            ("live_accuracy_rolled_back".to_string(), mine),
+            ("live_accuracy".to_string(), theirs),
+        ]);
+        self.runtime.spawn(async move {
+            let rollback = format!("rollback from v{from}: {reason}");
+            if let Err(error) = registry
+                .decide(to, Status::Champion, &rollback, metrics)
+                .await
+            {
+                tracing::warn!(%error, "cannot record the rollback");
+            }
+        });
+        true
+    }
+
+    /// Makes a registered version the champion by hand (`driftline models
+    /// promote`); the rollback watch guards it like any promotion.
+    pub async fn promote(&self, version: u64, reason: &str) -> Result<(), LifecycleError> {
+        let target = self
+            .registry
+            .versions()
+            .await?
+            .into_iter()
+            .find(|v| v.record.version == version)
+            .ok_or_else(|| {
+                LifecycleError::Artifact(format!("version {version} is not in the registry"))
+            })?;
+        let bytes = self.registry.artifact(&target.record).await?;
+        let (model, encoder) =
+            artifact::load(&bytes).map_err(|e| LifecycleError::Artifact(e.to_string()))?;
+        let encoder = encoder
+            .ok_or_else(|| LifecycleError::Artifact("the artifact has no encoder".into()))?;
+        self.registry
+            .decide(version, Status::Champion, reason, BTreeMap::new())
+            .await?;
+        let previous = self.champion.load_full();
+        let previous_version = previous.version;
+        {
+            let mut state = self.lock();
+            self.champion.store(Arc::new(Served {
+                version,
+                learner: target.record.learner.clone(),
+                model,
+                encoder,
+            }));
+            state.detector.reset();
+            state.counters.promotions += 1;
+            state.watch = Some(Watch {
+                previous,
+                remaining: self.config.rollback_after,
+                champion_correct: 0,
+                previous_correct: 0,
+                seen: 0,
+            });
+        }
+        let holdout = |key: &str| target.record.metrics.get(key).copied().unwrap_or(f64::NAN);
+        self.emit(LifecycleEvent::Promoted {
+            version,
+            previous: Some(previous_version),
+            accuracy: holdout("holdout_accuracy"),
+            previous_accuracy: holdout("champion_holdout_accuracy"),
+            drift_to_serving_ms: None,
+        });
+        Ok(())
+    }
+
+    /// Trains a challenger, scores it against the champion on the newest
+    /// examples neither trained on, and promotes or rejects it.
+    async fn retrain(
+        self: Arc<Self>,
+        trigger: String,
+        examples: Vec<(Vec<f64>, usize)>,
+        alarm: Option<Instant>,
+    ) -> Result<(), LifecycleError> {
+        let Ok(_permit) = self.training.try_acquire() else {
+            return Ok(()); // one retrain at a time
+        };
+        let champion = self.champion.load_full();
+        let config = self.config.clone();
+        let n_classes = self.n_classes;
+        let count = examples.len();
+        let scored_champion = champion.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let holdout = ((count as f64 * config.holdout_fraction) as usize).max(1);
+            let (train, test) = examples.split_at(count - holdout);
+            let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = train.iter().cloned().unzip();
+            let mut model = classifier_by_name(
+                &config.learner,
+                scored_champion.encoder.width(),
+                n_classes,
+                config.seed,
+            )
+            .map_err(|e| LifecycleError::Artifact(e.to_string()))?;
+            model.fit(&xs, &ys);
+            let (test_x, test_y): (Vec<Vec<f64>>, Vec<usize>) = test.iter().cloned().unzip();
+            let started = Instant::now();
+            let challenger_accuracy = accuracy(model.as_ref(), &test_x, &test_y);
+            let latency_us = started.elapsed().as_secs_f64() * 1e6 / test_x.len().max(1) as f64;
+            let champion_accuracy = accuracy(scored_champion.model.as_ref(), &test_x, &test_y);
+            Ok::<_, LifecycleError>((
+                model,
+                challenger_accuracy,
+                champion_accuracy,
+                latency_us,
+                train.len(),
+                holdout,
+            ))
+        })
+        .await
+        .map_err(|e| LifecycleError::Artifact(e.to_string()))??;
+        let (model, challenger_accuracy, champion_accuracy, latency_us, trained_on, holdout) =
+            outcome;
+        let size = model.size_bytes();
+        let metrics = BTreeMap::from([
+            ("holdout_accuracy".to_string(), challenger_accuracy),
+            ("champion_holdout_accuracy".to_string(), champion_accuracy),
+            ("predict_latency_us".to_string(), latency_us),
+            ("size_bytes".to_string(), size as f64),
+        ]);
+        let record = VersionRecord {
+            version: 0,
+            parent: Some(champion.version),
+            learner: self.config.learner.clone(),
+            parameters: serde_json::json!({"learner": self.config.learner, "seed": self.config.seed}),
+            training: TrainingData {
+                examples: trained_on,
+                window: format!(
+                    "{trigger}: the last {count} joined examples, the newest {holdout} held out"
+                ),
+                ..TrainingData::default()
+            },
+            metrics: metrics.clone(),
+            created_ms: 0,
+            artifact: String::new(),
+        };
+        let record = self
+            .registry
+            .register(
+                record,
+                artifact::save(model.as_ref(), Some(&champion.encoder)),
+            )
+            .await?;
+        self.lock().counters.retrains += 1;
+        self.emit(LifecycleEvent::Retrain {
+            version: record.version,
+            examples: trained_on,
+            trigger,
+        });
+        let gain = challenger_accuracy - champion_accuracy;
+        let refusal = if gain < self.config.min_gain {
+            Some(format!(
+                "gain {gain:.4} on {holdout} held-out examples is under the minimum {} (challenger {challenger_accuracy:.4}, champion {champion_accuracy:.4})",
+                self.config.min_gain
+            ))
+        } else if latency_us > self.config.max_latency_us {
+            Some(format!(
+                "prediction takes {latency_us:.1} µs, over the bound {}",
+                self.config.max_latency_us
+            ))
+        } else if size > self.config.max_size_bytes {
+            Some(format!(
+                "{size} bytes, over the bound {}",
+                self.config.max_size_bytes
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.registry
+                .decide(record.version, Status::Rejected, &reason, metrics)
+                .await?;
+            self.lock().counters.rejections += 1;
+            self.emit(LifecycleEvent::Rejected {
+                version: record.version,
+                reason,
+            });
+            return Ok(());
+        }
+        let reason = format!(
+            "gain {gain:.4} on {holdout} held-out examples (challenger {challenger_accuracy:.4}, champion v{} {champion_accuracy:.4})",
+            champion.version
+        );
+        self.registry
+            .decide(record.version, Status::Champion, &reason, metrics)
+            .await?;
+        let served = Arc::new(Served {
+            version: record.version,
+            learner: record.learner.clone(),
+            model,
+            encoder: champion.encoder.clone(),
+        });
+        {
+            let mut state = self.lock();
+            self.champion.store(served);
+            state.detector.reset();
+            state.counters.promotions += 1;
+            state.watch = Some(Watch {
+                previous: champion.clone(),
+                remaining: self.config.rollback_after,
+                champion_correct: 0,
+                previous_correct: 0,
+                seen: 0,
+            });
+        }
+        let drift_to_serving_ms = alarm.map(|t| t.elapsed().as_millis() as u64);
+        self.emit(LifecycleEvent::Promoted {
+            version: record.version,
+            previous: Some(champion.version),
+            accuracy: challenger_accuracy,
+            previous_accuracy: champion_accuracy,
+            drift_to_serving_ms,
+        });
+        Ok(())
+    }
+}
+
+fn accuracy(model: &dyn Classifier, xs: &[Vec<f64>], ys: &[usize]) -> f64 {
+    let correct = xs
+        .iter()
+        .zip(ys)
+        .filter(|(x, y)| model.predict_one(x) == **y)
+        .count();
+    correct as f64 / xs.len().max(1) as f64
+}
+
+/// Writes logged predictions to the stream in batches, until every sender is gone.
+fn write_prediction_log(stream: &Stream, receiver: &std::sync::mpsc::Receiver<NewRecord>) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 500 {
+            match receiver.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
+        }
+        for result in stream.put(batch, driftline_log::now_ms()) {
+            if let Err(error) = result {
+                tracing::warn!(%error, "cannot log a prediction");
+            }
+        }
+    }
+}

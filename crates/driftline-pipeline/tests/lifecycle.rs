@@ -1,0 +1,269 @@
+//! The model lifecycle on the drifting fraud stream: a drift alarm leads to a
+//! retrain, a gate and a promotion with its lineage in the registry; a model
+//! made worse on purpose is rolled back; a challenger that does not clear the
+//! gate never serves; predictions go to the stream.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driftline_lake::{Lake, Registry, Status, TrainingData, VersionRecord};
+use driftline_log::{Durability, LogConfig, LogStore, StreamSpec};
+use driftline_ml::features::Encoder;
+use driftline_ml::learn::{artifact, classifier_by_name};
+use driftline_ml::synth::{FraudStream, FRAUD_FEATURES};
+use driftline_pipeline::lifecycle::{LifecycleConfig, LifecycleEvent, ModelService};
+
+fn encoder() -> Encoder {
+    Encoder::numeric(&FRAUD_FEATURES)
+}
+
+fn examples(stream: &mut FraudStream, n: usize) -> Vec<(Vec<f64>, usize)> {
+    let mut encoder = encoder();
+    stream
+        .take(n)
+        .map(|t| {
+            (
+                encoder.encode_json(&t.features).expect("encode"),
+                usize::from(t.fraud),
+            )
+        })
+        .collect()
+}
+
+/// Predicts `n` events and labels each `delay` events later.
+fn drive(service: &Arc<ModelService>, stream: &mut FraudStream, n: usize, delay: usize) {
+    let mut waiting: VecDeque<(String, usize)> = VecDeque::new();
+    for transaction in stream.take(n) {
+        let prediction = service.predict(&transaction.features).expect("predict");
+        waiting.push_back((prediction.request_id, usize::from(transaction.fraud)));
+        if waiting.len() > delay {
+            let (id, label) = waiting.pop_front().expect("waiting");
+            service.label(&id, label).expect("label");
+        }
+    }
+    for (id, label) in waiting {
+        service.label(&id, label).expect("label");
+    }
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn drift_leads_to_a_retrain_a_gate_and_a_promotion_with_lineage() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let dir = tempfile::tempdir().expect("dir");
+    let lake = Lake::open(dir.path().join("lake").to_str().expect("utf-8")).expect("lake");
+    let registry = Registry::new(lake, "fraud").expect("registry");
+    let store = LogStore::open(
+        &dir.path().join("data"),
+        LogConfig {
+            durability: Durability::Os,
+            ..LogConfig::default()
+        },
+    )
+    .expect("store");
+    let log = store
+        .create_stream(
+            StreamSpec {
+                name: "predictions".into(),
+                shard_count: 1,
+                ..StreamSpec::default()
+            },
+            0,
+        )
+        .expect("stream");
+    let config = LifecycleConfig {
+        cooldown: Duration::from_millis(200),
+        ..LifecycleConfig::default()
+    };
+    let mut stream = FraudStream::new(3, 30_000);
+    let service = runtime.block_on(async {
+        let first = ModelService::bootstrap(
+            &registry,
+            &config,
+            encoder(),
+            2,
+            examples(&mut stream, 2000),
+        )
+        .await
+        .expect("bootstrap");
+        ModelService::new(
+            "fraud",
+            config.clone(),
+            2,
+            registry.clone(),
+            first,
+            Some(log.clone()),
+        )
+    });
+    assert_eq!(service.champion_version(), 1);
+    // up to the abrupt change at 10,000, then the card-testing pattern
+    drive(&service, &mut stream, 8000, 50);
+    let before = service.live_accuracy().expect("accuracy");
+    drive(&service, &mut stream, 6000, 50);
+    wait_until("a promotion", || service.counters().promotions >= 1);
+    let history = service.history();
+    let alarm = history
+        .iter()
+        .position(|e| matches!(e, LifecycleEvent::DriftAlarm { .. }))
+        .expect("an alarm");
+    let promoted = history
+        .iter()
+        .position(|e| matches!(e, LifecycleEvent::Promoted { .. }))
+        .expect("a promotion");
+    assert!(alarm < promoted, "{history:?}");
+    let LifecycleEvent::Promoted {
+        version,
+        previous,
+        accuracy,
+        previous_accuracy,
+        drift_to_serving_ms,
+    } = history[promoted].clone()
+    else {
+        unreachable!()
+    };
+    assert!(
+        accuracy > previous_accuracy,
+        "{accuracy} vs {previous_accuracy}"
+    );
+    assert!(drift_to_serving_ms.is_some());
+    assert_eq!(previous, Some(1));
+    // later retrains on the growing window since the drift point may replace it
+    assert!(service.champion_version() >= version);
+    // the champion serves and does well on the new pattern
+    drive(&service, &mut stream, 3000, 50);
+    let after = service.live_accuracy().expect("accuracy");
+    assert!(
+        after > 0.85,
+        "live accuracy {after} (before the change {before}): {:#?}",
+        service.history()
+    );
+    // lineage in the registry, read by another handle
+    let states = runtime.block_on(registry.versions()).expect("versions");
+    let promoted_state = states
+        .iter()
+        .find(|s| s.record.version == version)
+        .expect("version");
+    assert_eq!(promoted_state.record.parent, previous);
+    assert!(
+        promoted_state.record.training.window.starts_with("drift"),
+        "{:?}",
+        promoted_state.record.training
+    );
+    assert!(
+        promoted_state.decisions[0].reason.contains("gain"),
+        "{:?}",
+        promoted_state.decisions
+    );
+    let champion = states
+        .iter()
+        .find(|s| s.status == Status::Champion)
+        .expect("a champion");
+    assert_eq!(champion.record.version, service.champion_version());
+    let counters = service.counters();
+    assert_eq!(counters.predictions, 17_000);
+    assert_eq!(counters.joined, 17_000);
+    // every prediction reached the stream
+    wait_until("the prediction log", || {
+        log.read_all().map(|r| r.len()).unwrap_or(0) == 17_000
+    });
+}
+
+#[test]
+fn a_model_made_worse_on_purpose_is_rolled_back_and_a_weak_challenger_never_serves() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let dir = tempfile::tempdir().expect("dir");
+    let lake = Lake::open(dir.path().to_str().expect("utf-8")).expect("lake");
+    let registry = Registry::new(lake, "fraud").expect("registry");
+    let config = LifecycleConfig {
+        rollback_after: 300,
+        retrain_every_labels: 1000,
+        min_gain: 0.5, // no challenger can gain 50 points: every retrain is rejected
+        ..LifecycleConfig::default()
+    };
+    let mut stream = FraudStream::new(5, 300_000);
+    let service = runtime.block_on(async {
+        let first = ModelService::bootstrap(
+            &registry,
+            &config,
+            encoder(),
+            2,
+            examples(&mut stream, 2000),
+        )
+        .await
+        .expect("bootstrap");
+        ModelService::new("fraud", config.clone(), 2, registry.clone(), first, None)
+    });
+    // a model trained on flipped labels, registered and promoted by hand
+    let bad = runtime.block_on(async {
+        let mut model = classifier_by_name("gbt", FRAUD_FEATURES.len(), 2, 1).expect("gbt");
+        let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = examples(&mut stream, 2000)
+            .into_iter()
+            .map(|(x, y)| (x, 1 - y))
+            .unzip();
+        model.fit(&xs, &ys);
+        let record = VersionRecord {
+            version: 0,
+            parent: Some(1),
+            learner: "gbt".into(),
+            parameters: serde_json::json!({}),
+            training: TrainingData {
+                window: "flipped labels, on purpose".into(),
+                ..TrainingData::default()
+            },
+            metrics: Default::default(),
+            created_ms: 0,
+            artifact: String::new(),
+        };
+        let record = registry
+            .register(record, artifact::save(model.as_ref(), Some(&encoder())))
+            .await
+            .expect("register");
+        service
+            .promote(record.version, "made worse on purpose")
+            .await
+            .expect("promote");
+        record.version
+    });
+    assert_eq!(service.champion_version(), bad);
+    drive(&service, &mut stream, 400, 0);
+    assert_eq!(
+        service.champion_version(),
+        1,
+        "rolled back to the predecessor"
+    );
+    assert!(service
+        .history()
+        .iter()
+        .any(|e| matches!(e, LifecycleEvent::RolledBack { from, to: 1, .. } if *from == bad)));
+    // scheduled retrains happen, are rejected by the gate, and never serve
+    drive(&service, &mut stream, 2500, 0);
+    wait_until("a rejection", || service.counters().rejections >= 1);
+    assert_eq!(service.champion_version(), 1);
+    let states = runtime.block_on(registry.versions()).expect("versions");
+    let statuses: Vec<(u64, Status)> = states
+        .iter()
+        .map(|s| (s.record.version, s.status))
+        .collect();
+    assert_eq!(statuses[0], (1, Status::Champion), "{statuses:?}");
+    assert_eq!(statuses[1], (bad, Status::Archived), "{statuses:?}");
+    assert!(
+        statuses[2..].iter().all(|(_, s)| *s == Status::Rejected),
+        "{statuses:?}"
+    );
+}
