@@ -352,6 +352,10 @@ impl ModelService {
         &self.name
     }
 
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LifecycleEvent> {
         self.events.subscribe()
     }
@@ -381,7 +385,7 @@ impl ModelService {
     }
 
     fn emit(&self, event: LifecycleEvent) {
-        tracing::info!(model = %self.name, event = ?event, "lifecycle");
+        tracing::debug!(model = %self.name, event = ?event, "lifecycle");
         if let Ok(mut history) = self.history.lock() {
             history.push(event.clone());
         }
@@ -556,7 +560,8 @@ impl ModelService {
             _ => None,
         };
         state.last_retrain = Some(Instant::now());
-        let alarm = state.alarm;
+        // Drift-to-serving time is measured for the retrain a drift alarm started.
+        let alarm = if drifted { state.alarm } else { None };
         drop(state);
         let service = Arc::clone(self);
         self.runtime.spawn(async move {

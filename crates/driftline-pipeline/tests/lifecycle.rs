@@ -267,3 +267,75 @@ fn a_model_made_worse_on_purpose_is_rolled_back_and_a_weak_challenger_never_serv
         "{statuses:?}"
     );
 }
+
+#[test]
+fn no_prediction_fails_during_swaps_under_concurrent_load() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let dir = tempfile::tempdir().expect("dir");
+    let registry = Registry::new(
+        Lake::open(dir.path().to_str().expect("utf-8")).expect("lake"),
+        "fraud",
+    )
+    .expect("registry");
+    // a retrain every 500 labels, promoted whenever it is no worse: many swaps
+    let config = LifecycleConfig {
+        retrain_every_labels: 500,
+        min_gain: -1.0,
+        rollback_after: usize::MAX,
+        ..LifecycleConfig::default()
+    };
+    let mut stream = FraudStream::new(9, 40_000);
+    let service = runtime.block_on(async {
+        let first = ModelService::bootstrap(
+            &registry,
+            &config,
+            encoder(),
+            2,
+            examples(&mut stream, 1000),
+        )
+        .await
+        .expect("bootstrap");
+        ModelService::new("fraud", config.clone(), 2, registry.clone(), first, None)
+    });
+    let events: Vec<serde_json::Value> = FraudStream::new(10, 1000)
+        .take(1000)
+        .map(|t| t.features)
+        .collect();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let (service, events, done) = (service.clone(), events.clone(), done.clone());
+            std::thread::spawn(move || {
+                let (mut served, mut failed) = (0usize, 0usize);
+                let mut versions = std::collections::BTreeSet::new();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    for event in &events {
+                        match service.predict(event) {
+                            Ok(p) => {
+                                served += 1;
+                                versions.insert(p.version);
+                            }
+                            Err(_) => failed += 1,
+                        }
+                    }
+                }
+                (served, failed, versions)
+            })
+        })
+        .collect();
+    drive(&service, &mut stream, 6000, 0);
+    wait_until("several promotions", || service.counters().promotions >= 3);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = std::collections::BTreeSet::new();
+    for worker in load {
+        let (served, failed, versions) = worker.join().expect("load thread");
+        assert!(served > 0);
+        assert_eq!(failed, 0, "predictions failed during swaps");
+        seen.extend(versions);
+    }
+    assert!(seen.len() >= 2, "the load saw the swaps: {seen:?}");
+}

@@ -3,6 +3,7 @@
 
 pub mod ingest;
 pub mod kinesis;
+pub mod models;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,8 @@ pub const MAX_INGEST_BYTES: usize = 64 * 1024 * 1024;
 
 pub struct AppState {
     pub kinesis: Arc<KinesisState>,
+    /// The models served by the prediction API (none for a bare stream server).
+    pub models: models::Models,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,7 @@ pub fn open_state(
         source,
     })?;
     Ok(Arc::new(AppState {
+        models: models::Models::default(),
         kinesis: Arc::new(KinesisState {
             store,
             signer,
@@ -73,8 +77,17 @@ pub fn router(state: Arc<AppState>) -> Router {
     let ingest = Router::new()
         .route("/v1/streams/{name}/records", post(ingest::ingest))
         .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES));
+    let models = Router::new()
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{name}", get(models::show))
+        .route("/v1/models/{name}/predict", post(models::predict))
+        .route("/v1/models/{name}/labels", post(models::labels))
+        .route("/ping", get(models::ping))
+        .route("/invocations", post(models::invocations))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES));
     kinesis
         .merge(ingest)
+        .merge(models)
         .route("/health", get(|| async { "ok" }))
         .with_state(state)
 }

@@ -3,7 +3,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use driftline_log::{Durability, LogConfig};
+use driftline_lake::{Lake, Registry};
+use driftline_log::{Durability, LogConfig, StreamSpec};
+use driftline_pipeline::lifecycle::{LifecycleConfig, ModelService};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -22,6 +24,13 @@ pub struct ServeArgs {
     /// Retention by size: the most bytes a shard keeps (default: by time only).
     #[arg(long)]
     max_shard_bytes: Option<u64>,
+    /// The lake whose registry holds the models to serve.
+    #[arg(long, default_value = "./lake")]
+    lake: String,
+    /// Serve this model's champion from the registry on /v1/models/NAME
+    /// (repeatable); its predictions are logged to stream NAME-predictions.
+    #[arg(long = "model")]
+    models: Vec<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -34,12 +43,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = driftline_server::open_state(&args.data_dir, config)
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
     crate::listen::runtime()?.block_on(async move {
+        for name in &args.models {
+            let service = load_model(&state, &args.lake, name).await?;
+            state.models.add(service);
+        }
         let (listener, addr) = crate::listen::bind(args.listen).await?;
         println!(
             "driftline listening on http://{addr} (data in {}, durability {:?})",
             args.data_dir.display(),
             args.durability
         );
+        for name in &args.models {
+            if let Some(service) = state.models.get(name) {
+                println!(
+                    "serving model {name} v{} on http://{addr}/v1/models/{name}/predict",
+                    service.champion_version()
+                );
+            }
+        }
         std::io::stdout().flush()?;
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -47,4 +68,45 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         driftline_server::serve(state, listener, shutdown).await?;
         Ok(())
     })
+}
+
+/// A model's champion from the lake's registry, ready to serve and learn.
+async fn load_model(
+    state: &driftline_server::AppState,
+    lake: &str,
+    name: &str,
+) -> anyhow::Result<std::sync::Arc<ModelService>> {
+    let registry = Registry::new(Lake::open(lake)?, name)?;
+    let served = ModelService::load_champion(&registry)
+        .await?
+        .with_context(|| format!("model {name:?} has no champion in the registry of {lake}"))?;
+    let n_classes = served
+        .model
+        .predict_proba_one(&vec![0.0; served.encoder.width()])
+        .len();
+    let store = &state.kinesis.store;
+    let log_name = format!("{name}-predictions");
+    let log = match store.stream(&log_name) {
+        Ok(stream) => stream,
+        Err(_) => store.create_stream(
+            StreamSpec {
+                name: log_name,
+                shard_count: 1,
+                ..StreamSpec::default()
+            },
+            driftline_log::now_ms(),
+        )?,
+    };
+    let config = LifecycleConfig {
+        learner: served.learner.clone(),
+        ..LifecycleConfig::default()
+    };
+    Ok(ModelService::new(
+        name,
+        config,
+        n_classes,
+        registry,
+        served,
+        Some(log),
+    ))
 }

@@ -3,6 +3,7 @@
 mod client;
 mod cmd_backtest;
 mod cmd_bench;
+mod cmd_demo;
 mod cmd_get;
 mod cmd_put;
 mod cmd_run;
@@ -24,6 +25,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole loop on a built-in drifting fraud stream: ingest, lake,
+    /// serving, late labels, drift alarms, retraining, promotion.
+    Demo(cmd_demo::DemoArgs),
     /// Run the stream server: the Kinesis API and NDJSON ingest on one port.
     Serve(cmd_serve::ServeArgs),
     /// Create, list, describe and delete streams on a running server.
@@ -54,6 +58,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Demo(args) => cmd_demo::run(args),
         Command::Serve(args) => cmd_serve::run(args),
         Command::Stream(command) => cmd_stream::run(command),
         Command::Put(args) => cmd_put::run(args),

@@ -5,6 +5,7 @@ mod backtest;
 mod cbor;
 mod cli;
 mod crash;
+mod demo;
 mod disk_full;
 mod pipeline;
 mod python;

@@ -31,11 +31,15 @@ impl Server {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read banner");
-        let endpoint = line
+        let Some(endpoint) = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in banner {line:?}"))
-            .to_string();
+            .map(str::to_string)
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no address in banner {line:?}");
+        };
         Server { child, endpoint }
     }
 

@@ -1,0 +1,235 @@
+//! The prediction API: `POST /v1/models/{name}/predict` (one event, or a
+//! batch as `{"instances": [...]}` or an array), `POST /v1/models/{name}/labels`
+//! (`{"request_id": ..., "label": ...}` or an array of them), `GET
+//! /v1/models` and `GET /v1/models/{name}` (the registry and the live state),
+//! and SageMaker's container routes `GET /ping` and `POST /invocations`
+//! (served by the only model, or the one named by `DRIFTLINE_MODEL`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use driftline_pipeline::lifecycle::{LifecycleError, ModelService};
+use serde_json::{json, Value};
+
+use crate::AppState;
+
+/// The models this server serves, by name.
+#[derive(Default)]
+pub struct Models {
+    services: RwLock<BTreeMap<String, Arc<ModelService>>>,
+}
+
+impl Models {
+    pub fn add(&self, service: Arc<ModelService>) {
+        if let Ok(mut services) = self.services.write() {
+            services.insert(service.name().to_string(), service);
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<ModelService>> {
+        self.services.read().ok()?.get(name).cloned()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.services
+            .read()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The model `/invocations` serves: `DRIFTLINE_MODEL`, or the only one.
+    fn default_model(&self) -> Option<Arc<ModelService>> {
+        if let Ok(name) = std::env::var("DRIFTLINE_MODEL") {
+            return self.get(&name);
+        }
+        let services = self.services.read().ok()?;
+        (services.len() == 1)
+            .then(|| services.values().next().cloned())
+            .flatten()
+    }
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"error": message.to_string()}))).into_response()
+}
+
+fn not_found(name: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no model named {name:?} is served"),
+    )
+}
+
+fn lifecycle_error(e: LifecycleError) -> Response {
+    let status = match e {
+        LifecycleError::NoChampion => StatusCode::SERVICE_UNAVAILABLE,
+        LifecycleError::Encode(_) | LifecycleError::BadLabel { .. } => StatusCode::BAD_REQUEST,
+        LifecycleError::Unmatched(_) => StatusCode::NOT_FOUND,
+        LifecycleError::Lake(_) | LifecycleError::Artifact(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e)
+}
+
+/// The events of a request body: one object, `{"instances": [...]}` or an
+/// array; the flag says whether it was a batch. `Err` is what was wrong.
+fn instances(body: Value) -> Result<(Vec<Value>, bool), String> {
+    match body {
+        Value::Array(items) => Ok((items, true)),
+        Value::Object(mut map) if map.contains_key("instances") => match map.remove("instances") {
+            Some(Value::Array(items)) => Ok((items, true)),
+            _ => Err("\"instances\" must be an array of events".into()),
+        },
+        Value::Object(map) => Ok((vec![Value::Object(map)], false)),
+        other => Err(format!(
+            "expected an event object, an array of them or {{\"instances\": [...]}}, got {other}"
+        )),
+    }
+}
+
+fn predict_with(service: &ModelService, body: Value) -> Response {
+    let (events, batch) = match instances(body) {
+        Ok(parsed) => parsed,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let mut predictions = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        match service.predict(event) {
+            Ok(p) => predictions.push(p),
+            Err(e) if batch => {
+                return error(StatusCode::BAD_REQUEST, format!("instance {i}: {e}"));
+            }
+            Err(e) => return lifecycle_error(e),
+        }
+    }
+    if batch {
+        Json(json!({"model": service.name(), "predictions": predictions})).into_response()
+    } else {
+        let p = &predictions[0];
+        Json(json!({
+            "model": service.name(),
+            "version": p.version,
+            "request_id": p.request_id,
+            "class": p.class,
+            "probabilities": p.probabilities,
+        }))
+        .into_response()
+    }
+}
+
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let Some(service) = state.models.get(&name) else {
+        return not_found(&name);
+    };
+    let Some(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body must be JSON (content-type: application/json)",
+        );
+    };
+    predict_with(&service, body)
+}
+
+pub async fn labels(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let Some(service) = state.models.get(&name) else {
+        return not_found(&name);
+    };
+    let Some(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body must be JSON (content-type: application/json)",
+        );
+    };
+    let items = match body {
+        Value::Array(items) => items,
+        one @ Value::Object(_) => vec![one],
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected a label object or an array, got {other}"),
+            )
+        }
+    };
+    let (mut joined, mut unmatched) = (0, Vec::new());
+    for (i, item) in items.iter().enumerate() {
+        let (Some(id), Some(label)) = (item["request_id"].as_str(), label_of(&item["label"]))
+        else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("label {i}: needs \"request_id\" (a string) and \"label\" (a class number or a boolean), got {item}"),
+            );
+        };
+        match service.label(id, label) {
+            Ok(_) => joined += 1,
+            Err(LifecycleError::Unmatched(id)) => unmatched.push(id),
+            Err(e) => return lifecycle_error(e),
+        }
+    }
+    Json(json!({"model": name, "joined": joined, "unmatched": unmatched})).into_response()
+}
+
+fn label_of(value: &Value) -> Option<usize> {
+    match value {
+        Value::Bool(b) => Some(usize::from(*b)),
+        Value::Number(n) => n.as_u64().map(|n| n as usize),
+        _ => None,
+    }
+}
+
+pub async fn list(State(state): State<Arc<AppState>>) -> Response {
+    Json(json!({"models": state.models.names()})).into_response()
+}
+
+pub async fn show(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    let Some(service) = state.models.get(&name) else {
+        return not_found(&name);
+    };
+    let versions = match service.registry().versions().await {
+        Ok(versions) => versions,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    Json(json!({
+        "model": name,
+        "champion": service.champion_version(),
+        "live_accuracy": service.live_accuracy(),
+        "counters": service.counters(),
+        "versions": versions,
+    }))
+    .into_response()
+}
+
+/// SageMaker's health check: 200 once a model serves.
+pub async fn ping(State(state): State<Arc<AppState>>) -> Response {
+    match state.models.default_model() {
+        Some(_) => StatusCode::OK.into_response(),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded"),
+    }
+}
+
+/// SageMaker's inference route.
+pub async fn invocations(
+    State(state): State<Arc<AppState>>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let Some(service) = state.models.default_model() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no model is loaded (set DRIFTLINE_MODEL when several are)",
+        );
+    };
+    let Some(Json(body)) = body else {
+        return error(StatusCode::BAD_REQUEST, "the body must be JSON");
+    };
+    predict_with(&service, body)
+}
