@@ -560,8 +560,8 @@ impl ModelService {
             _ => None,
         };
         state.last_retrain = Some(Instant::now());
-        // Drift-to-serving time is measured for the retrain a drift alarm started.
-        let alarm = if drifted { state.alarm } else { None };
+        // Drift-to-serving time runs from an alarm to the first promotion after it.
+        let alarm = state.alarm;
         drop(state);
         let service = Arc::clone(self);
         self.runtime.spawn(async move {
@@ -680,6 +680,39 @@ impl ModelService {
             drift_to_serving_ms: None,
         });
         Ok(())
+    }
+
+    /// Brings back the champion before the current one (`driftline models
+    /// rollback`). Returns the version that serves now.
+    pub async fn rollback(&self, reason: &str) -> Result<u64, LifecycleError> {
+        let current = self.champion_version();
+        let mut champions: Vec<(u64, u64)> = self
+            .registry
+            .versions()
+            .await?
+            .iter()
+            .flat_map(|v| v.decisions.iter())
+            .filter(|d| d.status == Status::Champion)
+            .map(|d| (d.seq, d.version))
+            .collect();
+        champions.sort_unstable();
+        let previous = champions
+            .iter()
+            .rev()
+            .map(|(_, version)| *version)
+            .find(|version| *version != current)
+            .ok_or_else(|| {
+                LifecycleError::Artifact(format!("v{current} has no predecessor to roll back to"))
+            })?;
+        self.promote(previous, &format!("rollback from v{current}: {reason}"))
+            .await?;
+        self.lock().counters.rollbacks += 1;
+        self.emit(LifecycleEvent::RolledBack {
+            from: current,
+            to: previous,
+            reason: reason.to_string(),
+        });
+        Ok(previous)
     }
 
     /// Trains a challenger, scores it against the champion on the newest
@@ -820,7 +853,15 @@ impl ModelService {
                 seen: 0,
             });
         }
-        let drift_to_serving_ms = alarm.map(|t| t.elapsed().as_millis() as u64);
+        let drift_to_serving_ms = {
+            let mut state = self.lock();
+            // only if no newer alarm came meanwhile; the alarm is answered now
+            let answered = alarm.filter(|a| state.alarm == Some(*a));
+            if answered.is_some() {
+                state.alarm = None;
+            }
+            answered.map(|t| t.elapsed().as_millis() as u64)
+        };
         self.emit(LifecycleEvent::Promoted {
             version: record.version,
             previous: Some(champion.version),

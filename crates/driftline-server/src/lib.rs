@@ -82,6 +82,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{name}", get(models::show))
         .route("/v1/models/{name}/predict", post(models::predict))
         .route("/v1/models/{name}/labels", post(models::labels))
+        .route("/v1/models/{name}/promote", post(models::promote))
+        .route("/v1/models/{name}/rollback", post(models::rollback))
         .route("/ping", get(models::ping))
         .route("/invocations", post(models::invocations))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES));

@@ -233,3 +233,40 @@ pub async fn invocations(
     };
     predict_with(&service, body)
 }
+
+/// `POST /v1/models/{name}/promote` with `{"version": N, "reason": "..."}`.
+pub async fn promote(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let Some(service) = state.models.get(&name) else {
+        return not_found(&name);
+    };
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let Some(version) = body["version"].as_u64() else {
+        return error(StatusCode::BAD_REQUEST, "needs {\"version\": N}");
+    };
+    let reason = body["reason"].as_str().unwrap_or("promoted by hand");
+    match service.promote(version, reason).await {
+        Ok(()) => Json(json!({"model": name, "champion": version})).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// `POST /v1/models/{name}/rollback`: the previous champion serves again.
+pub async fn rollback(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let Some(service) = state.models.get(&name) else {
+        return not_found(&name);
+    };
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let reason = body["reason"].as_str().unwrap_or("rolled back by hand");
+    match service.rollback(reason).await {
+        Ok(version) => Json(json!({"model": name, "champion": version})).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}

@@ -55,7 +55,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
         for name in &args.models {
             if let Some(service) = state.models.get(name) {
-                println!(
+                eprintln!(
                     "serving model {name} v{} on http://{addr}/v1/models/{name}/predict",
                     service.champion_version()
                 );

@@ -5,6 +5,7 @@ mod cmd_backtest;
 mod cmd_bench;
 mod cmd_demo;
 mod cmd_get;
+mod cmd_models;
 mod cmd_put;
 mod cmd_run;
 mod cmd_serve;
@@ -37,6 +38,9 @@ enum Command {
     Put(cmd_put::PutArgs),
     /// Read a stream's records to standard output as NDJSON.
     Get(cmd_get::GetArgs),
+    /// Read and steer the model registry.
+    #[command(subcommand)]
+    Models(cmd_models::ModelsCommand),
     /// Run a pipeline: its streams (with the Kinesis API), processors and delivery to the lake.
     Run(cmd_run::RunArgs),
     /// Check a pipeline file without running it.
@@ -63,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::Stream(command) => cmd_stream::run(command),
         Command::Put(args) => cmd_put::run(args),
         Command::Get(args) => cmd_get::run(args),
+        Command::Models(command) => cmd_models::run(command),
         Command::Run(args) => cmd_run::run(args),
         Command::Validate(args) => cmd_run::validate(args),
         Command::Backtest(args) => cmd_backtest::run_backtest(args),

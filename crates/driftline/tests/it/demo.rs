@@ -198,6 +198,65 @@ fn the_demo_retrains_after_drift_and_leaves_a_registry_that_serves() {
             .is_some_and(|r| !r.is_empty()),
         "{champion}"
     );
+
+    // the CLI reads the registry and steers the server
+    let lake = demo_dir.join("lake");
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_driftline"))
+            .args(args)
+            .arg("--lake")
+            .arg(&lake)
+            .output()
+            .expect("driftline models");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    assert_eq!(cli(&["models", "list"]).trim(), "fraud");
+    let table = cli(&["models", "list", "fraud"]);
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("champion"))
+            .count(),
+        1,
+        "{table}"
+    );
+    let shown: Value = serde_json::from_str(&cli(&["models", "show", "fraud", "1"])).expect("json");
+    assert_eq!(shown["version"], 1);
+    let steer = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_driftline"))
+            .args(args)
+            .args(["--endpoint", base])
+            .output()
+            .expect("driftline models");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<Value>(&output.stdout).expect("json")
+    };
+    let before = summary["champion"].as_u64().expect("champion");
+    let rolled = steer(&["models", "rollback", "fraud"]);
+    let previous = rolled["champion"].as_u64().expect("champion");
+    assert_ne!(previous, before);
+    let (_, prediction) = call(
+        "POST",
+        &format!("{base}/v1/models/fraud/predict"),
+        Some(event.clone()),
+    );
+    assert_eq!(prediction["version"], previous);
+    steer(&["models", "promote", "fraud", &before.to_string()]);
+    let (_, prediction) = call(
+        "POST",
+        &format!("{base}/v1/models/fraud/predict"),
+        Some(event),
+    );
+    assert_eq!(prediction["version"], before);
 }
 
 #[test]
