@@ -327,8 +327,15 @@ fn no_prediction_fails_during_swaps_under_concurrent_load() {
             })
         })
         .collect();
-    drive(&service, &mut stream, 6000, 0);
-    wait_until("several promotions", || service.counters().promotions >= 3);
+    // labels keep coming until the scheduled retrains have swapped the model a few times
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while service.counters().promotions < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for several promotions"
+        );
+        drive(&service, &mut stream, 500, 0);
+    }
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut seen = std::collections::BTreeSet::new();
     for worker in load {
