@@ -66,6 +66,12 @@ pub struct LifecycleConfig {
     pub rollback_after: usize,
     /// How much better the predecessor must do to come back.
     pub rollback_margin: f64,
+    /// Recent predictions the data-drift monitor compares with the reference,
+    /// how often it looks, and the PSI above which a feature (or the
+    /// prediction) has drifted.
+    pub data_window: usize,
+    pub data_check_every: usize,
+    pub psi_threshold: f64,
     pub seed: u64,
 }
 
@@ -87,6 +93,9 @@ impl Default for LifecycleConfig {
             metric_window: 1000,
             rollback_after: 500,
             rollback_margin: 0.02,
+            data_window: 2000,
+            data_check_every: 1000,
+            psi_threshold: 0.25,
             seed: 1,
         }
     }
@@ -98,6 +107,47 @@ pub struct Served {
     pub learner: String,
     pub model: Box<dyn Classifier>,
     pub encoder: Encoder,
+    /// What it was trained on, for the data-drift monitor (absent for a
+    /// model loaded from the registry: it comes with the next retrain).
+    pub reference: Option<Reference>,
+}
+
+/// A sample of a model's training inputs, column by column, and of its
+/// scores on them: the reference the data-drift monitor compares traffic with.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reference {
+    pub columns: Vec<Vec<f64>>,
+    pub scores: Vec<f64>,
+}
+
+/// Rows kept in a reference sample.
+const REFERENCE_ROWS: usize = 2000;
+
+impl Reference {
+    pub fn of(model: &dyn Classifier, xs: &[Vec<f64>]) -> Reference {
+        let step = xs.len().div_ceil(REFERENCE_ROWS).max(1);
+        let rows: Vec<&Vec<f64>> = xs.iter().step_by(step).collect();
+        let width = rows.first().map_or(0, |r| r.len());
+        Reference {
+            columns: (0..width)
+                .map(|c| rows.iter().map(|r| r[c]).collect())
+                .collect(),
+            scores: rows
+                .iter()
+                .map(|r| score(&model.predict_proba_one(r)))
+                .collect(),
+        }
+    }
+}
+
+/// One number per prediction for the prediction-drift monitor: the positive
+/// class's probability for two classes, else the predicted class.
+fn score(probabilities: &[f64]) -> f64 {
+    if probabilities.len() == 2 {
+        probabilities[1]
+    } else {
+        driftline_ml::learn::argmax(probabilities) as f64
+    }
 }
 
 impl Served {
@@ -119,6 +169,16 @@ pub enum LifecycleEvent {
         threshold: f64,
         /// Examples since the estimated drift point.
         window: u64,
+    },
+    /// A feature's (or the prediction's) distribution in recent traffic
+    /// moved away from the champion's training reference.
+    DataDrift {
+        version: u64,
+        feature: String,
+        /// Population stability index over 10 quantile bins of the reference.
+        statistic: f64,
+        threshold: f64,
+        window: usize,
     },
     Retrain {
         version: u64,
@@ -177,6 +237,7 @@ pub struct Counters {
     pub unmatched_labels: u64,
     pub expired_predictions: u64,
     pub drift_alarms: u64,
+    pub data_drift_alarms: u64,
     pub retrains: u64,
     pub promotions: u64,
     pub rejections: u64,
@@ -212,6 +273,11 @@ struct State {
     grow_at: Option<u64>,
     watch: Option<Watch>,
     counters: Counters,
+    /// Recent inputs and scores, for the data-drift monitor.
+    recent: VecDeque<(Vec<f64>, f64)>,
+    since_check: usize,
+    /// Features (and "prediction") currently past the PSI threshold.
+    drifting: std::collections::BTreeSet<String>,
 }
 
 pub struct ModelService {
@@ -264,6 +330,9 @@ impl ModelService {
                 grow_at: None,
                 watch: None,
                 counters: Counters::default(),
+                recent: VecDeque::new(),
+                since_check: 0,
+                drifting: std::collections::BTreeSet::new(),
             }),
             config,
             training: tokio::sync::Semaphore::new(1),
@@ -288,12 +357,13 @@ impl ModelService {
         let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = examples.into_iter().unzip();
         let width = encoder.width();
         let seed = config.seed;
-        let (model, accuracy) = tokio::task::spawn_blocking(move || {
+        let (model, accuracy, reference) = tokio::task::spawn_blocking(move || {
             let mut model = classifier_by_name(&learner, width, n_classes, seed)
                 .map_err(|e| LifecycleError::Artifact(e.to_string()))?;
             model.fit(&xs, &ys);
             let accuracy = accuracy(model.as_ref(), &xs, &ys);
-            Ok::<_, LifecycleError>((model, accuracy))
+            let reference = Reference::of(model.as_ref(), &xs);
+            Ok::<_, LifecycleError>((model, accuracy, reference))
         })
         .await
         .map_err(|e| LifecycleError::Artifact(e.to_string()))??;
@@ -327,6 +397,7 @@ impl ModelService {
             learner: config.learner.clone(),
             model,
             encoder,
+            reference: Some(reference),
         })
     }
 
@@ -345,6 +416,7 @@ impl ModelService {
             learner: champion.record.learner,
             model,
             encoder,
+            reference: None,
         }))
     }
 
@@ -393,7 +465,10 @@ impl ModelService {
     }
 
     /// Predicts one event with the champion and remembers it for its label.
-    pub fn predict(&self, features: &serde_json::Value) -> Result<Prediction, LifecycleError> {
+    pub fn predict(
+        self: &Arc<Self>,
+        features: &serde_json::Value,
+    ) -> Result<Prediction, LifecycleError> {
         let served = self.champion.load();
         let x = served.encoder.encode_json_frozen(features)?;
         let probabilities = served.probabilities(&x);
@@ -407,6 +482,24 @@ impl ModelService {
         {
             let mut state = self.lock();
             state.counters.predictions += 1;
+            state.recent.push_back((x.clone(), score(&probabilities)));
+            if state.recent.len() > self.config.data_window {
+                state.recent.pop_front();
+            }
+            state.since_check += 1;
+            if state.since_check >= self.config.data_check_every {
+                state.since_check = 0;
+                if let Some(reference) = served.reference.clone() {
+                    let recent: Vec<(Vec<f64>, f64)> = state.recent.iter().cloned().collect();
+                    let service = Arc::clone(self);
+                    let version = served.version;
+                    let names = served.encoder.feature_names();
+                    // Off the request path: the statistics cost a few sorts.
+                    self.runtime.spawn_blocking(move || {
+                        service.check_data_drift(version, &names, &reference, &recent)
+                    });
+                }
+            }
             state.pending.insert(
                 request_id.clone(),
                 Pending {
@@ -451,6 +544,67 @@ impl ModelService {
             });
         }
         Ok(prediction)
+    }
+
+    /// Compares recent traffic with the champion's training reference, feature
+    /// by feature and for the prediction, by PSI; alarms when one crosses the
+    /// threshold (once, until it comes back under it).
+    fn check_data_drift(
+        &self,
+        version: u64,
+        names: &[String],
+        reference: &Reference,
+        recent: &[(Vec<f64>, f64)],
+    ) {
+        let mut checks: Vec<(String, &[f64], Vec<f64>)> = reference
+            .columns
+            .iter()
+            .zip(names)
+            .enumerate()
+            .map(|(c, (column, name))| {
+                let current = recent
+                    .iter()
+                    .filter_map(|(x, _)| x.get(c).copied())
+                    .collect();
+                (name.clone(), column.as_slice(), current)
+            })
+            .collect();
+        checks.push((
+            "prediction".into(),
+            reference.scores.as_slice(),
+            recent.iter().map(|(_, s)| *s).collect(),
+        ));
+        for (name, reference, current) in checks {
+            let Ok(result) = driftline_ml::drift::data::psi(reference, &current, 10) else {
+                continue;
+            };
+            let threshold = self.config.psi_threshold;
+            let alarm = {
+                let mut state = self.lock();
+                if self.champion_version() != version {
+                    return; // a newer champion has its own reference
+                }
+                if result.statistic > threshold {
+                    let new = state.drifting.insert(name.clone());
+                    if new {
+                        state.counters.data_drift_alarms += 1;
+                    }
+                    new
+                } else {
+                    state.drifting.remove(&name);
+                    false
+                }
+            };
+            if alarm {
+                self.emit(LifecycleEvent::DataDrift {
+                    version,
+                    feature: name,
+                    statistic: result.statistic,
+                    threshold,
+                    window: current.len(),
+                });
+            }
+        }
     }
 
     /// Joins a label to its prediction and feeds the monitors; may start a
@@ -604,6 +758,7 @@ impl ModelService {
         let to = watch.previous.version;
         self.champion.store(watch.previous);
         state.detector.reset();
+        state.drifting.clear();
         state.counters.rollbacks += 1;
         let reason = format!(
             "live accuracy over {} labels: v{from} {mine:.3}, v{to} {theirs:.3} (margin {})",
@@ -660,8 +815,10 @@ impl ModelService {
                 learner: target.record.learner.clone(),
                 model,
                 encoder,
+                reference: None,
             }));
             state.detector.reset();
+            state.drifting.clear();
             state.counters.promotions += 1;
             state.watch = Some(Watch {
                 previous,
@@ -748,8 +905,9 @@ impl ModelService {
             let challenger_accuracy = accuracy(model.as_ref(), &test_x, &test_y);
             let latency_us = started.elapsed().as_secs_f64() * 1e6 / test_x.len().max(1) as f64;
             let champion_accuracy = accuracy(scored_champion.model.as_ref(), &test_x, &test_y);
+            let reference = Reference::of(model.as_ref(), &xs);
             Ok::<_, LifecycleError>((
-                model,
+                (model, reference),
                 challenger_accuracy,
                 champion_accuracy,
                 latency_us,
@@ -759,8 +917,14 @@ impl ModelService {
         })
         .await
         .map_err(|e| LifecycleError::Artifact(e.to_string()))??;
-        let (model, challenger_accuracy, champion_accuracy, latency_us, trained_on, holdout) =
-            outcome;
+        let (
+            (model, reference),
+            challenger_accuracy,
+            champion_accuracy,
+            latency_us,
+            trained_on,
+            holdout,
+        ) = outcome;
         let size = model.size_bytes();
         let metrics = BTreeMap::from([
             ("holdout_accuracy".to_string(), challenger_accuracy),
@@ -839,11 +1003,13 @@ impl ModelService {
             learner: record.learner.clone(),
             model,
             encoder: champion.encoder.clone(),
+            reference: Some(reference),
         });
         {
             let mut state = self.lock();
             self.champion.store(served);
             state.detector.reset();
+            state.drifting.clear();
             state.counters.promotions += 1;
             state.watch = Some(Watch {
                 previous: champion.clone(),

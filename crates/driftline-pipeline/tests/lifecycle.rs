@@ -346,3 +346,71 @@ fn no_prediction_fails_during_swaps_under_concurrent_load() {
     }
     assert!(seen.len() >= 2, "the load saw the swaps: {seen:?}");
 }
+
+#[test]
+fn a_shifted_feature_raises_a_data_drift_alarm_naming_it() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let dir = tempfile::tempdir().expect("dir");
+    let registry = Registry::new(
+        Lake::open(dir.path().to_str().expect("utf-8")).expect("lake"),
+        "fraud",
+    )
+    .expect("registry");
+    let config = LifecycleConfig::default();
+    let mut stream = FraudStream::new(11, 100_000);
+    let service = runtime.block_on(async {
+        let first = ModelService::bootstrap(
+            &registry,
+            &config,
+            encoder(),
+            2,
+            examples(&mut stream, 3000),
+        )
+        .await
+        .expect("bootstrap");
+        ModelService::new("fraud", config.clone(), 2, registry.clone(), first, None)
+    });
+    // traffic like the training data: no alarm
+    for t in stream.by_ref().take(3000) {
+        service.predict(&t.features).expect("predict");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        service.counters().data_drift_alarms,
+        0,
+        "{:?}",
+        service.history()
+    );
+    // then amounts in another currency: ten times larger
+    for t in stream.by_ref().take(3000) {
+        let mut features = t.features.clone();
+        let amount = features["amount"].as_f64().expect("amount");
+        features["amount"] = serde_json::json!(amount * 10.0);
+        service.predict(&features).expect("predict");
+    }
+    wait_until("a data drift alarm", || {
+        service.counters().data_drift_alarms >= 1
+    });
+    let drifted: Vec<String> = service
+        .history()
+        .iter()
+        .filter_map(|e| match e {
+            LifecycleEvent::DataDrift {
+                feature,
+                statistic,
+                threshold,
+                ..
+            } => {
+                assert!(statistic > threshold);
+                Some(feature.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(drifted.contains(&"amount".to_string()), "{drifted:?}");
+    assert!(!drifted.contains(&"hour".to_string()), "{drifted:?}");
+}

@@ -90,7 +90,7 @@ fn instances(body: Value) -> Result<(Vec<Value>, bool), String> {
     }
 }
 
-fn predict_with(service: &ModelService, body: Value) -> Response {
+fn predict_with(service: &Arc<ModelService>, body: Value) -> Response {
     let (events, batch) = match instances(body) {
         Ok(parsed) => parsed,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),

@@ -375,6 +375,9 @@ fn describe(event: &LifecycleEvent) -> String {
         LifecycleEvent::DriftAlarm { label, statistic, threshold, window, detector } => format!(
             "DRIFT ALARM  {detector} on the error stream at label {label}: error {statistic:.3} over the last {window} labels (delta {threshold})"
         ),
+        LifecycleEvent::DataDrift { version, feature, statistic, threshold, window } => format!(
+            "DATA DRIFT   {feature} in the last {window} requests to v{version}: PSI {statistic:.3} over {threshold}"
+        ),
         LifecycleEvent::Retrain { version, examples, trigger } => {
             format!("RETRAIN      v{version} on {examples} examples ({trigger})")
         }
