@@ -35,6 +35,21 @@ use driftline_ml::features::Encoder;
 use driftline_ml::learn::{artifact, classifier_by_name, Classifier};
 use serde::Serialize;
 
+/// How a challenger that passed the gate reaches the traffic.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Promotion {
+    /// It serves at once.
+    Direct,
+    /// It scores every request beside the champion (logged, not answered)
+    /// until `trial_labels` of them are labelled, then serves if it did at
+    /// least as well on those same requests.
+    Shadow,
+    /// It answers this share of the requests until `trial_labels` of its own
+    /// are labelled, then serves if its accuracy is at least the champion's
+    /// on the rest.
+    Canary(f64),
+}
+
 #[derive(Clone, Debug)]
 pub struct LifecycleConfig {
     /// The learner retrains use (`gbt`, `lr`, `arf`, ...).
@@ -66,6 +81,9 @@ pub struct LifecycleConfig {
     pub rollback_after: usize,
     /// How much better the predecessor must do to come back.
     pub rollback_margin: f64,
+    pub promotion: Promotion,
+    /// Labels a shadow or canary trial runs for.
+    pub trial_labels: usize,
     /// Recent predictions the data-drift monitor compares with the reference,
     /// how often it looks, and the PSI above which a feature (or the
     /// prediction) has drifted.
@@ -73,6 +91,15 @@ pub struct LifecycleConfig {
     pub data_check_every: usize,
     pub psi_threshold: f64,
     pub seed: u64,
+}
+
+impl LifecycleConfig {
+    fn promotion_share(&self) -> Option<f64> {
+        match self.promotion {
+            Promotion::Canary(share) => Some(share),
+            _ => None,
+        }
+    }
 }
 
 impl Default for LifecycleConfig {
@@ -93,6 +120,8 @@ impl Default for LifecycleConfig {
             metric_window: 1000,
             rollback_after: 500,
             rollback_margin: 0.02,
+            promotion: Promotion::Direct,
+            trial_labels: 500,
             data_window: 2000,
             data_check_every: 1000,
             psi_threshold: 0.25,
@@ -185,6 +214,11 @@ pub enum LifecycleEvent {
         examples: usize,
         trigger: String,
     },
+    /// A challenger that passed the gate is on trial beside the champion.
+    TrialStarted {
+        version: u64,
+        mode: String,
+    },
     Promoted {
         version: u64,
         previous: Option<u64>,
@@ -248,6 +282,20 @@ struct Pending {
     x: Vec<f64>,
     class: usize,
     version: u64,
+    /// A shadow challenger's class for the same request.
+    shadow: Option<(u64, usize)>,
+}
+
+/// A challenger on trial (shadow or canary) and how the two have done.
+struct Trial {
+    served: Arc<Served>,
+    canary_share: Option<f64>,
+    alarm: Option<Instant>,
+    reason: String,
+    challenger_seen: usize,
+    challenger_correct: usize,
+    champion_seen: usize,
+    champion_correct: usize,
 }
 
 struct Watch {
@@ -272,6 +320,7 @@ struct State {
     drift_point: Option<u64>,
     grow_at: Option<u64>,
     watch: Option<Watch>,
+    trial: Option<Trial>,
     counters: Counters,
     /// Recent inputs and scores, for the data-drift monitor.
     recent: VecDeque<(Vec<f64>, f64)>,
@@ -286,6 +335,8 @@ pub struct ModelService {
     n_classes: usize,
     registry: Registry,
     champion: ArcSwap<Served>,
+    /// The challenger on trial, read by predictions without a lock.
+    trial_model: arc_swap::ArcSwapOption<Served>,
     state: Mutex<State>,
     training: tokio::sync::Semaphore,
     events: tokio::sync::broadcast::Sender<LifecycleEvent>,
@@ -317,6 +368,7 @@ impl ModelService {
             n_classes,
             registry,
             champion: ArcSwap::from_pointee(champion),
+            trial_model: arc_swap::ArcSwapOption::empty(),
             state: Mutex::new(State {
                 pending: HashMap::new(),
                 order: VecDeque::new(),
@@ -329,6 +381,7 @@ impl ModelService {
                 drift_point: None,
                 grow_at: None,
                 watch: None,
+                trial: None,
                 counters: Counters::default(),
                 recent: VecDeque::new(),
                 since_check: 0,
@@ -469,15 +522,31 @@ impl ModelService {
         self: &Arc<Self>,
         features: &serde_json::Value,
     ) -> Result<Prediction, LifecycleError> {
-        let served = self.champion.load();
+        let champion = self.champion.load_full();
+        let number = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("{}-{}", self.name, number);
+        // A canary answers its share of the requests; a shadow scores them all.
+        let trial = self.trial_model.load_full();
+        let canary = self.config.promotion_share().filter(|share| {
+            // a fixed, well-mixed share of the request numbers
+            let draw =
+                (number.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+            trial.is_some() && draw < *share
+        });
+        let served = match (&trial, canary) {
+            (Some(challenger), Some(_)) => challenger.clone(),
+            _ => champion,
+        };
         let x = served.encoder.encode_json_frozen(features)?;
         let probabilities = served.probabilities(&x);
         let class = driftline_ml::learn::argmax(&probabilities);
-        let request_id = format!(
-            "{}-{}",
-            self.name,
-            self.next_request.fetch_add(1, Ordering::Relaxed)
-        );
+        let shadow = match (&trial, self.config.promotion) {
+            (Some(challenger), Promotion::Shadow) => Some((
+                challenger.version,
+                driftline_ml::learn::argmax(&challenger.probabilities(&x)),
+            )),
+            _ => None,
+        };
         let now = driftline_log::now_ms();
         {
             let mut state = self.lock();
@@ -506,6 +575,7 @@ impl ModelService {
                     x,
                     class,
                     version: served.version,
+                    shadow,
                 },
             );
             state.order.push_back((request_id.clone(), now));
@@ -632,11 +702,12 @@ impl ModelService {
         }
         let champion = self.champion.load();
         let rolled_back = self.watch(&mut state, &pending, label, champion.version);
+        let judged = self.judge_trial(&mut state, &pending, label, champion.version);
         state.window.push_back((pending.x, label));
         if state.window.len() > self.config.window {
             state.window.pop_front();
         }
-        if rolled_back {
+        if rolled_back || judged {
             return Ok(true);
         }
         // Concept drift on the champion's error stream.
@@ -700,7 +771,9 @@ impl ModelService {
         };
         // Since the drift point, but never fewer than a retrain needs.
         let take = since.max(self.config.min_train).min(state.window.len());
-        if take < self.config.min_train || self.training.available_permits() == 0 {
+        // One challenger at a time: none while one trains or is on trial.
+        let busy = self.training.available_permits() == 0 || state.trial.is_some();
+        if take < self.config.min_train || busy {
             return Ok(false);
         }
         let examples: Vec<(Vec<f64>, usize)> = state
@@ -810,23 +883,14 @@ impl ModelService {
         let previous_version = previous.version;
         {
             let mut state = self.lock();
-            self.champion.store(Arc::new(Served {
+            let served = Arc::new(Served {
                 version,
                 learner: target.record.learner.clone(),
                 model,
                 encoder,
                 reference: None,
-            }));
-            state.detector.reset();
-            state.drifting.clear();
-            state.counters.promotions += 1;
-            state.watch = Some(Watch {
-                previous,
-                remaining: self.config.rollback_after,
-                champion_correct: 0,
-                previous_correct: 0,
-                seen: 0,
             });
+            self.install(&mut state, served, previous, None);
         }
         let holdout = |key: &str| target.record.metrics.get(key).copied().unwrap_or(f64::NAN);
         self.emit(LifecycleEvent::Promoted {
@@ -995,9 +1059,6 @@ impl ModelService {
             "gain {gain:.4} on {holdout} held-out examples (challenger {challenger_accuracy:.4}, champion v{} {champion_accuracy:.4})",
             champion.version
         );
-        self.registry
-            .decide(record.version, Status::Champion, &reason, metrics)
-            .await?;
         let served = Arc::new(Served {
             version: record.version,
             learner: record.learner.clone(),
@@ -1005,28 +1066,26 @@ impl ModelService {
             encoder: champion.encoder.clone(),
             reference: Some(reference),
         });
-        {
-            let mut state = self.lock();
-            self.champion.store(served);
-            state.detector.reset();
-            state.drifting.clear();
-            state.counters.promotions += 1;
-            state.watch = Some(Watch {
-                previous: champion.clone(),
-                remaining: self.config.rollback_after,
-                champion_correct: 0,
-                previous_correct: 0,
-                seen: 0,
-            });
+        let canary_share = match self.config.promotion {
+            Promotion::Direct => None,
+            Promotion::Shadow => {
+                self.start_trial(served, None, alarm, reason, metrics)
+                    .await?;
+                return Ok(());
+            }
+            Promotion::Canary(share) => Some(share),
+        };
+        if let Some(share) = canary_share {
+            self.start_trial(served, Some(share), alarm, reason, metrics)
+                .await?;
+            return Ok(());
         }
+        self.registry
+            .decide(record.version, Status::Champion, &reason, metrics)
+            .await?;
         let drift_to_serving_ms = {
             let mut state = self.lock();
-            // only if no newer alarm came meanwhile; the alarm is answered now
-            let answered = alarm.filter(|a| state.alarm == Some(*a));
-            if answered.is_some() {
-                state.alarm = None;
-            }
-            answered.map(|t| t.elapsed().as_millis() as u64)
+            self.install(&mut state, served, champion.clone(), alarm)
         };
         self.emit(LifecycleEvent::Promoted {
             version: record.version,
@@ -1036,6 +1095,152 @@ impl ModelService {
             drift_to_serving_ms,
         });
         Ok(())
+    }
+
+    /// Puts a challenger that passed the gate on trial: as a shadow (`share`
+    /// none) or as a canary answering that share of the requests.
+    async fn start_trial(
+        &self,
+        served: Arc<Served>,
+        share: Option<f64>,
+        alarm: Option<Instant>,
+        reason: String,
+        metrics: BTreeMap<String, f64>,
+    ) -> Result<(), LifecycleError> {
+        let (status, mode) = match share {
+            None => (Status::Shadow, "shadow".to_string()),
+            Some(share) => (
+                Status::Canary,
+                format!("canary on {:.0} % of requests", share * 100.0),
+            ),
+        };
+        let version = served.version;
+        self.registry
+            .decide(version, status, &format!("{mode}: {reason}"), metrics)
+            .await?;
+        {
+            let mut state = self.lock();
+            state.trial = Some(Trial {
+                served: served.clone(),
+                canary_share: share,
+                alarm,
+                reason,
+                challenger_seen: 0,
+                challenger_correct: 0,
+                champion_seen: 0,
+                champion_correct: 0,
+            });
+            self.trial_model.store(Some(served));
+        }
+        self.emit(LifecycleEvent::TrialStarted { version, mode });
+        Ok(())
+    }
+
+    /// Makes `served` the champion (the caller holds the state): resets the
+    /// monitors and starts the rollback watch. Returns the time from the
+    /// drift alarm it answers, if that alarm is still the latest.
+    fn install(
+        &self,
+        state: &mut State,
+        served: Arc<Served>,
+        previous: Arc<Served>,
+        alarm: Option<Instant>,
+    ) -> Option<u64> {
+        self.champion.store(served);
+        state.detector.reset();
+        state.drifting.clear();
+        state.counters.promotions += 1;
+        state.watch = Some(Watch {
+            previous,
+            remaining: self.config.rollback_after,
+            champion_correct: 0,
+            previous_correct: 0,
+            seen: 0,
+        });
+        let answered = alarm.filter(|a| state.alarm == Some(*a));
+        if answered.is_some() {
+            state.alarm = None;
+        }
+        answered.map(|t| t.elapsed().as_millis() as u64)
+    }
+
+    /// Scores a trial on one joined label and ends it when it has run its
+    /// course: the challenger serves if it did at least as well, else it is
+    /// rejected. True when it ended.
+    fn judge_trial(
+        &self,
+        state: &mut State,
+        pending: &Pending,
+        label: usize,
+        champion: u64,
+    ) -> bool {
+        let Some(trial) = state.trial.as_mut() else {
+            return false;
+        };
+        let version = trial.served.version;
+        if pending.version == version {
+            trial.challenger_seen += 1;
+            trial.challenger_correct += usize::from(pending.class == label);
+        } else if pending.version == champion {
+            trial.champion_seen += 1;
+            trial.champion_correct += usize::from(pending.class == label);
+            if let Some((shadow_version, class)) = pending.shadow {
+                if shadow_version == version {
+                    trial.challenger_seen += 1;
+                    trial.challenger_correct += usize::from(class == label);
+                }
+            }
+        }
+        if trial.challenger_seen < self.config.trial_labels {
+            return false;
+        }
+        let Some(trial) = state.trial.take() else {
+            return false;
+        };
+        self.trial_model.store(None);
+        let mine = trial.challenger_correct as f64 / trial.challenger_seen as f64;
+        let theirs = trial.champion_correct as f64 / trial.champion_seen.max(1) as f64;
+        let mode = if trial.canary_share.is_some() {
+            "canary"
+        } else {
+            "shadow"
+        };
+        let metrics = BTreeMap::from([
+            (format!("{mode}_accuracy"), mine),
+            ("champion_live_accuracy".to_string(), theirs),
+        ]);
+        let summary = format!(
+            "{mode} over {} labels: v{version} {mine:.4}, v{champion} {theirs:.4} on {} labels",
+            trial.challenger_seen, trial.champion_seen
+        );
+        let (status, reason) = if mine >= theirs {
+            let previous = self.champion.load_full();
+            let drift_to_serving_ms =
+                self.install(state, trial.served.clone(), previous, trial.alarm);
+            self.emit(LifecycleEvent::Promoted {
+                version,
+                previous: Some(champion),
+                accuracy: mine,
+                previous_accuracy: theirs,
+                drift_to_serving_ms,
+            });
+            (Status::Champion, format!("{summary}; {}", trial.reason))
+        } else {
+            state.counters.rejections += 1;
+            let reason = format!("{summary}: the challenger did worse");
+            self.emit(LifecycleEvent::Rejected {
+                version,
+                reason: reason.clone(),
+            });
+            (Status::Rejected, reason)
+        };
+        let registry = self.registry.clone();
+        self.runtime.spawn(async move {
+            if let Err(error) = registry.decide(version, status, &reason, metrics).await {
+                tracing::warn!(%error, "cannot record the end of a trial");
+            }
+        });
+        true
     }
 }
 

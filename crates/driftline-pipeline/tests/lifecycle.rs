@@ -414,3 +414,123 @@ fn a_shifted_feature_raises_a_data_drift_alarm_naming_it() {
     assert!(drifted.contains(&"amount".to_string()), "{drifted:?}");
     assert!(!drifted.contains(&"hour".to_string()), "{drifted:?}");
 }
+
+/// Drives labelled traffic in chunks until `done` (or panics after a while).
+fn drive_until(
+    service: &Arc<ModelService>,
+    stream: &mut FraudStream,
+    what: &str,
+    done: impl Fn(&ModelService) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done(service) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:#?}",
+            service.history()
+        );
+        drive(service, stream, 200, 20);
+    }
+}
+
+#[test]
+fn a_shadow_challenger_is_scored_on_live_traffic_before_it_serves_and_a_canary_answers_its_share() {
+    use driftline_pipeline::lifecycle::Promotion;
+    for promotion in [Promotion::Shadow, Promotion::Canary(0.25)] {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let dir = tempfile::tempdir().expect("dir");
+        let registry = Registry::new(
+            Lake::open(dir.path().to_str().expect("utf-8")).expect("lake"),
+            "fraud",
+        )
+        .expect("registry");
+        let config = LifecycleConfig {
+            promotion,
+            trial_labels: 300,
+            ..LifecycleConfig::default()
+        };
+        let mut stream = FraudStream::new(3, 30_000);
+        let service = runtime.block_on(async {
+            let first = ModelService::bootstrap(
+                &registry,
+                &config,
+                encoder(),
+                2,
+                examples(&mut stream, 2000),
+            )
+            .await
+            .expect("bootstrap");
+            ModelService::new("fraud", config.clone(), 2, registry.clone(), first, None)
+        });
+        drive_until(&service, &mut stream, "a trial", |s| {
+            s.history()
+                .iter()
+                .any(|e| matches!(e, LifecycleEvent::TrialStarted { .. }))
+        });
+        let Some(LifecycleEvent::TrialStarted { version, mode }) = service
+            .history()
+            .into_iter()
+            .find(|e| matches!(e, LifecycleEvent::TrialStarted { .. }))
+        else {
+            unreachable!()
+        };
+        assert_eq!(service.champion_version(), 1, "on trial, not serving yet");
+        if let Promotion::Canary(share) = promotion {
+            assert!(mode.starts_with("canary"), "{mode}");
+            // the canary answers about its share of the requests while on trial
+            let answered = FraudStream::new(99, 2000)
+                .take(2000)
+                .filter(|t| service.predict(&t.features).expect("predict").version == version)
+                .count();
+            let seen = answered as f64 / 2000.0;
+            assert!(
+                (share - 0.08..share + 0.08).contains(&seen),
+                "canary answered {seen}"
+            );
+        } else {
+            assert_eq!(mode, "shadow");
+            // a shadow answers nothing
+            assert!(FraudStream::new(99, 500).take(500).all(|t| service
+                .predict(&t.features)
+                .expect("predict")
+                .version
+                == 1));
+        }
+        drive_until(&service, &mut stream, "the end of the trial", |s| {
+            let c = s.counters();
+            c.promotions + c.rejections >= 1
+        });
+        // the decision is written to the registry in the background
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let tried = loop {
+            let states = runtime.block_on(registry.versions()).expect("versions");
+            let tried = states
+                .into_iter()
+                .find(|s| s.record.version == version)
+                .expect("version");
+            if matches!(tried.status, Status::Champion | Status::Rejected)
+                || Instant::now() > deadline
+            {
+                break tried;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let expected = if matches!(promotion, Promotion::Shadow) {
+            Status::Shadow
+        } else {
+            Status::Canary
+        };
+        assert_eq!(tried.decisions[0].status, expected, "{:?}", tried.decisions);
+        assert!(
+            matches!(tried.status, Status::Champion | Status::Rejected),
+            "{:?}",
+            tried.status
+        );
+        let last = tried.decisions.last().expect("decision");
+        assert!(last.reason.contains("over 300 labels"), "{}", last.reason);
+    }
+}

@@ -18,7 +18,7 @@ use driftline_log::{LogConfig, StreamSpec};
 use driftline_ml::features::Encoder;
 use driftline_ml::learn::artifact;
 use driftline_ml::synth::{Concept, FraudStream, Transaction, FRAUD_FEATURES};
-use driftline_pipeline::lifecycle::{LifecycleConfig, LifecycleEvent, ModelService};
+use driftline_pipeline::lifecycle::{LifecycleConfig, LifecycleEvent, ModelService, Promotion};
 use driftline_pipeline::mapping::Delivery;
 use driftline_pipeline::{run_mapping, Mapping, MappingStats, PipelineConfig, SchemaProcessor};
 use serde_json::{json, Value};
@@ -84,9 +84,28 @@ pub struct DemoArgs {
     /// The learner retrains use.
     #[arg(long, default_value = "gbt")]
     learner: String,
+    /// How a challenger that passed the gate reaches traffic: direct, shadow,
+    /// or canary:SHARE (e.g. canary:0.1).
+    #[arg(long, default_value = "direct", value_parser = parse_promotion)]
+    promotion: Promotion,
     /// Address of the demo's server (the Kinesis API, ingest and predictions).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+}
+
+fn parse_promotion(text: &str) -> Result<Promotion, String> {
+    match text {
+        "direct" => Ok(Promotion::Direct),
+        "shadow" => Ok(Promotion::Shadow),
+        other => other
+            .strip_prefix("canary:")
+            .and_then(|share| share.parse::<f64>().ok())
+            .filter(|share| *share > 0.0 && *share < 1.0)
+            .map(Promotion::Canary)
+            .ok_or_else(|| {
+                format!("expected direct, shadow or canary:SHARE with 0 < SHARE < 1, not {other:?}")
+            }),
+    }
 }
 
 fn prepare(dir: &Path) -> anyhow::Result<()> {
@@ -175,6 +194,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let registry = Registry::new(lake.clone(), "fraud")?;
     let lifecycle = LifecycleConfig {
         learner: args.learner.clone(),
+        promotion: args.promotion,
         seed: args.seed,
         ..LifecycleConfig::default()
     };
@@ -386,6 +406,9 @@ fn describe(event: &LifecycleEvent) -> String {
             previous.unwrap_or_default(),
             drift_to_serving_ms.map_or(String::new(), |ms| format!(", {ms} ms from drift alarm to serving"))
         ),
+        LifecycleEvent::TrialStarted { version, mode } => {
+            format!("ON TRIAL     v{version} as a {mode}")
+        }
         LifecycleEvent::Rejected { version, reason } => format!("REJECTED     v{version}: {reason}"),
         LifecycleEvent::RolledBack { from, to, reason } => format!("ROLLED BACK  v{from} -> v{to}: {reason}"),
     }
