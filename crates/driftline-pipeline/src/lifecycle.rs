@@ -342,6 +342,8 @@ pub struct ModelService {
     events: tokio::sync::broadcast::Sender<LifecycleEvent>,
     history: Mutex<Vec<LifecycleEvent>>,
     log: Option<std::sync::mpsc::SyncSender<NewRecord>>,
+    /// Where joined examples go (a stream the lake delivery reads), if anywhere.
+    joined_log: std::sync::OnceLock<std::sync::mpsc::SyncSender<NewRecord>>,
     next_request: AtomicU64,
     runtime: tokio::runtime::Handle,
 }
@@ -357,11 +359,7 @@ impl ModelService {
         champion: Served,
         prediction_log: Option<Arc<Stream>>,
     ) -> Arc<ModelService> {
-        let log = prediction_log.map(|stream| {
-            let (sender, receiver) = std::sync::mpsc::sync_channel::<NewRecord>(10_000);
-            std::thread::spawn(move || write_prediction_log(&stream, &receiver));
-            sender
-        });
+        let log = prediction_log.map(log_writer);
         let (events, _) = tokio::sync::broadcast::channel(1024);
         Arc::new(ModelService {
             name: name.to_string(),
@@ -392,6 +390,7 @@ impl ModelService {
             events,
             history: Mutex::new(Vec::new()),
             log,
+            joined_log: std::sync::OnceLock::new(),
             next_request: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
         })
@@ -475,6 +474,12 @@ impl ModelService {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Writes every joined example (features, label, the prediction and its
+    /// version) to `stream` from now on, for the lake to keep as training data.
+    pub fn log_joined_to(&self, stream: Arc<Stream>) {
+        let _ = self.joined_log.set(log_writer(stream));
     }
 
     pub fn registry(&self) -> &Registry {
@@ -693,6 +698,30 @@ impl ModelService {
             return Err(LifecycleError::Unmatched(request_id.to_string()));
         };
         state.counters.joined += 1;
+        if let Some(log) = self.joined_log.get() {
+            let champion = self.champion.load();
+            let features: serde_json::Map<String, serde_json::Value> = champion
+                .encoder
+                .feature_names()
+                .into_iter()
+                .zip(&pending.x)
+                .map(|(name, value)| (name, serde_json::json!(value)))
+                .collect();
+            let record = serde_json::json!({
+                "request_id": request_id,
+                "model": self.name,
+                "version": pending.version,
+                "class": pending.class,
+                "label": label,
+                "features": features,
+            });
+            // Blocks when the writer is behind: the queue is bounded.
+            let _ = log.send(NewRecord {
+                partition_key: request_id.to_string(),
+                explicit_hash_key: None,
+                data: record.to_string().into_bytes(),
+            });
+        }
         let correct = pending.class == label;
         state.live.push_back(correct);
         state.live_correct += usize::from(correct);
@@ -1253,7 +1282,14 @@ fn accuracy(model: &dyn Classifier, xs: &[Vec<f64>], ys: &[usize]) -> f64 {
     correct as f64 / xs.len().max(1) as f64
 }
 
-/// Writes logged predictions to the stream in batches, until every sender is gone.
+/// A bounded queue to a thread that writes its records to `stream`.
+fn log_writer(stream: Arc<Stream>) -> std::sync::mpsc::SyncSender<NewRecord> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<NewRecord>(10_000);
+    std::thread::spawn(move || write_prediction_log(&stream, &receiver));
+    sender
+}
+
+/// Writes logged records to the stream in batches, until every sender is gone.
 fn write_prediction_log(stream: &Stream, receiver: &std::sync::mpsc::Receiver<NewRecord>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];

@@ -4,12 +4,11 @@
 //! Kinesis API and NDJSON ingest, the lake delivery, the prediction API, the
 //! lifecycle and the registry) and drives them over HTTP as a client would.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,8 +18,7 @@ use driftline_ml::features::Encoder;
 use driftline_ml::learn::artifact;
 use driftline_ml::synth::{Concept, FraudStream, Transaction, FRAUD_FEATURES};
 use driftline_pipeline::lifecycle::{LifecycleConfig, LifecycleEvent, ModelService, Promotion};
-use driftline_pipeline::mapping::Delivery;
-use driftline_pipeline::{run_mapping, Mapping, MappingStats, PipelineConfig, SchemaProcessor};
+use driftline_pipeline::PipelineConfig;
 use serde_json::{json, Value};
 
 /// The demo's pipeline: transactions into the lake, partitioned by event time.
@@ -53,6 +51,34 @@ name = "transactions"
 stream = "transactions"
 schema = "transaction"
 maximum_batching_window_ms = 100
+
+# labelled examples, joined to their predictions by the model's lifecycle
+[[stream]]
+name = "fraud-joined"
+shards = 2
+
+[[schema]]
+name = "joined"
+fields = [
+  { name = "request_id", type = "string" },
+  { name = "version", type = "int" },
+  { name = "class", type = "int" },
+  { name = "label", type = "int" },
+  { name = "amount", type = "float" },
+  { name = "hour", type = "float" },
+  { name = "distance_km", type = "float" },
+  { name = "merchant_risk", type = "float" },
+  { name = "card_present", type = "float" },
+  { name = "velocity_1h", type = "float" },
+  { name = "foreign", type = "float" },
+]
+
+[[processor]]
+name = "fraud_joined"
+stream = "fraud-joined"
+schema = "joined"
+maximum_batching_window_ms = 100
+transform = "{request_id, version, class, label} + .features"
 
 [lake]
 max_buffer_seconds = 2
@@ -221,29 +247,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let service = ModelService::new("fraud", lifecycle, 2, registry.clone(), first, Some(predictions));
         state.models.add(service.clone());
 
-        // the lake delivery of the transactions stream
+        service.log_joined_to(store.stream("fraud-joined")?);
+        // the lake delivery of the transactions and of the joined examples
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let processor = &config.processors[0];
-        let schema = config.schema("transaction").context("demo schema")?.table_schema()?;
-        let lake_config = config.lake.clone().unwrap_or_default();
-        let lake_stats = Arc::new(MappingStats::default());
-        let mapping = Mapping {
-            stream: store.stream("transactions")?,
-            dead_letters: None,
-            processor: Arc::new(SchemaProcessor::new(schema.clone())),
-            config: processor.clone(),
-            delivery: Delivery {
-                lake: lake.clone(),
-                table: "transactions".into(),
-                schema,
-                compression: lake_config.compression,
-                max_buffer: Duration::from_secs(lake_config.max_buffer_seconds),
-                max_buffer_bytes: lake_config.max_buffer_bytes,
-                bus: None,
-            },
-            stats: lake_stats.clone(),
-        };
-        let delivery = tokio::spawn(run_mapping(mapping, stop_rx));
+        let stages = crate::cmd_run::start_stages(&config, &store, &lake, None, &stop_rx)?;
         let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(driftline_server::serve(state, listener, async move {
             let _ = server_stopped.await;
@@ -270,11 +277,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         // let a retrain that is under way finish, then stop
         tokio::time::sleep(Duration::from_millis(500)).await;
         let _ = stop_tx.send(true);
-        delivery.await??;
+        let mut rows = BTreeMap::new();
+        for (name, stats, task) in stages {
+            task.await??;
+            rows.insert(name, stats.rows_delivered.load(Ordering::Relaxed));
+        }
         let _ = server_stop.send(());
         server.await??;
         printer.abort();
-        summarize(&args, &service, &outcome, lake_stats.rows_delivered.load(Ordering::Relaxed), started)
+        summarize(&args, &service, &outcome, &rows, started)
     })
 }
 
@@ -418,7 +429,7 @@ fn summarize(
     args: &DemoArgs,
     service: &ModelService,
     outcome: &Outcome,
-    lake_rows: u64,
+    lake_rows: &BTreeMap<String, u64>,
     started: Instant,
 ) -> anyhow::Result<()> {
     let counters = service.counters();
@@ -464,8 +475,12 @@ fn summarize(
         );
     }
     println!(
-        "  labels joined {} | unmatched {} | predictions expired {} | lake rows {lake_rows}",
-        counters.joined, counters.unmatched_labels, counters.expired_predictions
+        "  labels joined {} | unmatched {} | predictions expired {} | lake rows: transactions {}, joined examples {}",
+        counters.joined,
+        counters.unmatched_labels,
+        counters.expired_predictions,
+        lake_rows.get("transactions").copied().unwrap_or(0),
+        lake_rows.get("fraud_joined").copied().unwrap_or(0),
     );
     println!(
         "  serving v{} | registry and lake in {}",
@@ -485,7 +500,8 @@ fn summarize(
         "frozen_accuracy": frozen as f64 / total.max(1) as f64,
         "phases": phases,
         "labels_joined": counters.joined,
-        "lake_rows": lake_rows,
+        "lake_rows": lake_rows.get("transactions").copied().unwrap_or(0),
+        "joined_rows": lake_rows.get("fraud_joined").copied().unwrap_or(0),
         "champion": service.champion_version(),
         "dir": args.dir,
     });

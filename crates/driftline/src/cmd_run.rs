@@ -94,73 +94,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         std::io::stdout().flush()?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (bus, _) = tokio::sync::broadcast::channel(1024);
-        let lake_config = lake_config.unwrap_or_default();
-        // What a processor or a landing source writes with: its schema (and
-        // transform) and where its rows go.
-        let outputs =
-            |schema: &str,
-             transform: Result<Option<JqTransform>, String>,
-             table: &str,
-             on_failure: Option<&str>|
-             -> anyhow::Result<(Arc<SchemaProcessor>, Delivery, Option<Arc<Stream>>)> {
-                let schema = config
-                    .schema(schema)
-                    .context("schema checked by validation")?
-                    .table_schema()?;
-                let processor = SchemaProcessor::new(schema.clone())
-                    .with_transform(transform.map_err(anyhow::Error::msg)?);
-                let delivery = Delivery {
-                    lake: lake.clone(),
-                    table: table.to_string(),
-                    schema,
-                    compression: lake_config.compression,
-                    max_buffer: Duration::from_secs(lake_config.max_buffer_seconds),
-                    max_buffer_bytes: lake_config.max_buffer_bytes,
-                    bus: Some(bus.clone()),
-                };
-                let dead_letters = on_failure.map(|name| store.stream(name)).transpose()?;
-                Ok((Arc::new(processor), delivery, dead_letters))
-            };
-        let mut mappings = Vec::new();
-        for processor in &config.processors {
-            let (schema_processor, delivery, dead_letters) = outputs(
-                processor.schema.get_ref(),
-                processor.compiled_transform(),
-                processor.table(),
-                processor.on_failure.as_ref().map(|s| s.get_ref().as_str()),
-            )?;
-            let stats = Arc::new(MappingStats::default());
-            let mapping = Mapping {
-                stream: store.stream(processor.stream.get_ref())?,
-                dead_letters,
-                processor: schema_processor,
-                config: processor.clone(),
-                delivery,
-                stats: stats.clone(),
-            };
-            let task = tokio::spawn(run_mapping(mapping, stop_rx.clone()));
-            mappings.push((processor.name.get_ref().clone(), stats, task));
-        }
-        for source in &config.sources {
-            let (schema_processor, delivery, dead_letters) = outputs(
-                source.schema.get_ref(),
-                source.compiled_transform(),
-                source.table(),
-                source.on_failure.as_ref().map(|s| s.get_ref().as_str()),
-            )?;
-            let stats = Arc::new(MappingStats::default());
-            let landing = Landing {
-                name: source.name.get_ref().clone(),
-                prefix: source.prefix.get_ref().trim_matches('/').to_string(),
-                processor: schema_processor,
-                dead_letters,
-                delivery,
-                poll: Duration::from_secs(source.poll_seconds.max(1)),
-                stats: stats.clone(),
-            };
-            let task = tokio::spawn(run_landing(landing, stop_rx.clone()));
-            mappings.push((source.name.get_ref().clone(), stats, task));
-        }
+        let mappings = start_stages(&config, &store, &lake, Some(bus.clone()), &stop_rx)?;
         let names_and_stats: Vec<(String, Arc<MappingStats>)> = mappings
             .iter()
             .map(|(n, s, _)| (n.clone(), s.clone()))
@@ -193,6 +127,91 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         server.await.context("server task")??;
         failure.map_or(Ok(()), Err)
     })
+}
+
+/// A running stage: its name, counters and task.
+pub type Stage = (
+    String,
+    Arc<MappingStats>,
+    tokio::task::JoinHandle<Result<(), driftline_pipeline::MappingError>>,
+);
+
+/// Starts every processor (an event-source mapping on its stream) and every
+/// landing source of a validated pipeline, delivering to `lake`.
+pub fn start_stages(
+    config: &PipelineConfig,
+    store: &driftline_log::LogStore,
+    lake: &Lake,
+    bus: Option<tokio::sync::broadcast::Sender<driftline_lake::WrittenObject>>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<Stage>> {
+    let lake_config = config.lake.clone().unwrap_or_default();
+    // What a processor or a landing source writes with: its schema (and
+    // transform) and where its rows go.
+    let outputs = |schema: &str,
+                   transform: Result<Option<JqTransform>, String>,
+                   table: &str,
+                   on_failure: Option<&str>|
+     -> anyhow::Result<(Arc<SchemaProcessor>, Delivery, Option<Arc<Stream>>)> {
+        let schema = config
+            .schema(schema)
+            .context("schema checked by validation")?
+            .table_schema()?;
+        let processor = SchemaProcessor::new(schema.clone())
+            .with_transform(transform.map_err(anyhow::Error::msg)?);
+        let delivery = Delivery {
+            lake: lake.clone(),
+            table: table.to_string(),
+            schema,
+            compression: lake_config.compression,
+            max_buffer: Duration::from_secs(lake_config.max_buffer_seconds),
+            max_buffer_bytes: lake_config.max_buffer_bytes,
+            bus: bus.clone(),
+        };
+        let dead_letters = on_failure.map(|name| store.stream(name)).transpose()?;
+        Ok((Arc::new(processor), delivery, dead_letters))
+    };
+    let mut stages = Vec::new();
+    for processor in &config.processors {
+        let (schema_processor, delivery, dead_letters) = outputs(
+            processor.schema.get_ref(),
+            processor.compiled_transform(),
+            processor.table(),
+            processor.on_failure.as_ref().map(|s| s.get_ref().as_str()),
+        )?;
+        let stats = Arc::new(MappingStats::default());
+        let mapping = Mapping {
+            stream: store.stream(processor.stream.get_ref())?,
+            dead_letters,
+            processor: schema_processor,
+            config: processor.clone(),
+            delivery,
+            stats: stats.clone(),
+        };
+        let task = tokio::spawn(run_mapping(mapping, stop.clone()));
+        stages.push((processor.name.get_ref().clone(), stats, task));
+    }
+    for source in &config.sources {
+        let (schema_processor, delivery, dead_letters) = outputs(
+            source.schema.get_ref(),
+            source.compiled_transform(),
+            source.table(),
+            source.on_failure.as_ref().map(|s| s.get_ref().as_str()),
+        )?;
+        let stats = Arc::new(MappingStats::default());
+        let landing = Landing {
+            name: source.name.get_ref().clone(),
+            prefix: source.prefix.get_ref().trim_matches('/').to_string(),
+            processor: schema_processor,
+            dead_letters,
+            delivery,
+            poll: Duration::from_secs(source.poll_seconds.max(1)),
+            stats: stats.clone(),
+        };
+        let task = tokio::spawn(run_landing(landing, stop.clone()));
+        stages.push((source.name.get_ref().clone(), stats, task));
+    }
+    Ok(stages)
 }
 
 fn print_progress(mappings: &[(String, Arc<MappingStats>)]) {
