@@ -67,7 +67,10 @@ fn the_demo_retrains_after_drift_and_leaves_a_registry_that_serves() {
     assert_eq!(summary["events"], 12_000);
     assert_eq!(summary["labels_joined"], 12_000);
     assert_eq!(summary["lake_rows"], 12_000);
-    assert_eq!(summary["joined_rows"], 12_000, "every joined example reached the lake");
+    assert_eq!(
+        summary["joined_rows"], 12_000,
+        "every joined example reached the lake"
+    );
     assert!(summary["drift_alarms"].as_u64() >= Some(1), "{summary}");
     assert!(summary["promotions"].as_u64() >= Some(1), "{summary}");
     assert!(
