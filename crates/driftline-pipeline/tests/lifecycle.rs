@@ -55,6 +55,39 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
+/// A service bootstrapped on the first `bootstrap` events of `stream`, with a
+/// registry in a fresh lake; the runtime and the directory live as long as it.
+struct Setup {
+    runtime: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    registry: Registry,
+    service: Arc<ModelService>,
+}
+
+fn setup(config: &LifecycleConfig, stream: &mut FraudStream, bootstrap: usize) -> Setup {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let dir = tempfile::tempdir().expect("dir");
+    let lake = Lake::open(dir.path().join("lake").to_str().expect("utf-8")).expect("lake");
+    let registry = Registry::new(lake, "fraud").expect("registry");
+    let service = runtime.block_on(async {
+        let first =
+            ModelService::bootstrap(&registry, config, encoder(), 2, examples(stream, bootstrap))
+                .await
+                .expect("bootstrap");
+        ModelService::new("fraud", config.clone(), 2, registry.clone(), first, None)
+    });
+    Setup {
+        runtime,
+        dir,
+        registry,
+        service,
+    }
+}
+
 #[test]
 fn drift_leads_to_a_retrain_a_gate_and_a_promotion_with_lineage() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -182,14 +215,6 @@ fn drift_leads_to_a_retrain_a_gate_and_a_promotion_with_lineage() {
 
 #[test]
 fn a_model_made_worse_on_purpose_is_rolled_back_and_a_weak_challenger_never_serves() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    let dir = tempfile::tempdir().expect("dir");
-    let lake = Lake::open(dir.path().to_str().expect("utf-8")).expect("lake");
-    let registry = Registry::new(lake, "fraud").expect("registry");
     let config = LifecycleConfig {
         rollback_after: 300,
         retrain_every_labels: 1000,
@@ -197,18 +222,12 @@ fn a_model_made_worse_on_purpose_is_rolled_back_and_a_weak_challenger_never_serv
         ..LifecycleConfig::default()
     };
     let mut stream = FraudStream::new(5, 300_000);
-    let service = runtime.block_on(async {
-        let first = ModelService::bootstrap(
-            &registry,
-            &config,
-            encoder(),
-            2,
-            examples(&mut stream, 2000),
-        )
-        .await
-        .expect("bootstrap");
-        ModelService::new("fraud", config.clone(), 2, registry.clone(), first, None)
-    });
+    let Setup {
+        runtime,
+        dir: _dir,
+        registry,
+        service,
+    } = setup(&config, &mut stream, 2000);
     // a model trained on flipped labels, registered and promoted by hand
     let bad = runtime.block_on(async {
         let mut model = classifier_by_name("gbt", FRAUD_FEATURES.len(), 2, 1).expect("gbt");
@@ -270,18 +289,6 @@ fn a_model_made_worse_on_purpose_is_rolled_back_and_a_weak_challenger_never_serv
 
 #[test]
 fn no_prediction_fails_during_swaps_under_concurrent_load() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    let dir = tempfile::tempdir().expect("dir");
-    let registry = Registry::new(
-        Lake::open(dir.path().to_str().expect("utf-8")).expect("lake"),
-        "fraud",
-    )
-    .expect("registry");
-    // a retrain every 500 labels, promoted whenever it is no worse: many swaps
     let config = LifecycleConfig {
         retrain_every_labels: 500,
         min_gain: -1.0,
@@ -289,18 +296,12 @@ fn no_prediction_fails_during_swaps_under_concurrent_load() {
         ..LifecycleConfig::default()
     };
     let mut stream = FraudStream::new(9, 40_000);
-    let service = runtime.block_on(async {
-        let first = ModelService::bootstrap(
-            &registry,
-            &config,
-            encoder(),
-            2,
-            examples(&mut stream, 1000),
-        )
-        .await
-        .expect("bootstrap");
-        ModelService::new("fraud", config.clone(), 2, registry.clone(), first, None)
-    });
+    let Setup {
+        runtime: _runtime,
+        dir: _dir,
+        registry: _registry,
+        service,
+    } = setup(&config, &mut stream, 1000);
     let events: Vec<serde_json::Value> = FraudStream::new(10, 1000)
         .take(1000)
         .map(|t| t.features)
@@ -349,31 +350,14 @@ fn no_prediction_fails_during_swaps_under_concurrent_load() {
 
 #[test]
 fn a_shifted_feature_raises_a_data_drift_alarm_naming_it() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
-    let dir = tempfile::tempdir().expect("dir");
-    let registry = Registry::new(
-        Lake::open(dir.path().to_str().expect("utf-8")).expect("lake"),
-        "fraud",
-    )
-    .expect("registry");
     let config = LifecycleConfig::default();
     let mut stream = FraudStream::new(11, 100_000);
-    let service = runtime.block_on(async {
-        let first = ModelService::bootstrap(
-            &registry,
-            &config,
-            encoder(),
-            2,
-            examples(&mut stream, 3000),
-        )
-        .await
-        .expect("bootstrap");
-        ModelService::new("fraud", config.clone(), 2, registry.clone(), first, None)
-    });
+    let Setup {
+        runtime: _runtime,
+        dir: _dir,
+        registry: _registry,
+        service,
+    } = setup(&config, &mut stream, 3000);
     // traffic like the training data: no alarm
     for t in stream.by_ref().take(3000) {
         service.predict(&t.features).expect("predict");
@@ -437,35 +421,18 @@ fn drive_until(
 fn a_shadow_challenger_is_scored_on_live_traffic_before_it_serves_and_a_canary_answers_its_share() {
     use driftline_pipeline::lifecycle::Promotion;
     for promotion in [Promotion::Shadow, Promotion::Canary(0.25)] {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("rt");
-        let dir = tempfile::tempdir().expect("dir");
-        let registry = Registry::new(
-            Lake::open(dir.path().to_str().expect("utf-8")).expect("lake"),
-            "fraud",
-        )
-        .expect("registry");
         let config = LifecycleConfig {
             promotion,
             trial_labels: 300,
             ..LifecycleConfig::default()
         };
         let mut stream = FraudStream::new(3, 30_000);
-        let service = runtime.block_on(async {
-            let first = ModelService::bootstrap(
-                &registry,
-                &config,
-                encoder(),
-                2,
-                examples(&mut stream, 2000),
-            )
-            .await
-            .expect("bootstrap");
-            ModelService::new("fraud", config.clone(), 2, registry.clone(), first, None)
-        });
+        let Setup {
+            runtime,
+            dir: _dir,
+            registry,
+            service,
+        } = setup(&config, &mut stream, 2000);
         drive_until(&service, &mut stream, "a trial", |s| {
             s.history()
                 .iter()

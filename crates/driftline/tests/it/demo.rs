@@ -25,6 +25,24 @@ fn demo(dir: &std::path::Path, events: u64) -> Command {
     command
 }
 
+/// `driftline serve --model fraud` on a demo's stream and lake.
+fn serve_registry(demo_dir: &std::path::Path) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            "fraud",
+            "--data-dir",
+        ])
+        .arg(demo_dir.join("data"))
+        .arg("--lake")
+        .arg(demo_dir.join("lake"));
+    Server::spawn(command)
+}
+
 fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
     let agent = agent();
     let mut response = match body {
@@ -91,22 +109,7 @@ fn the_demo_retrains_after_drift_and_leaves_a_registry_that_serves() {
     );
 
     // the registry left behind, served by another process
-    let server = Server::spawn({
-        let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
-        command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--model",
-                "fraud",
-                "--data-dir",
-            ])
-            .arg(demo_dir.join("data"))
-            .arg("--lake")
-            .arg(demo_dir.join("lake"));
-        command
-    });
+    let server = serve_registry(&demo_dir);
     let base = &server.endpoint;
     assert_eq!(call("GET", &format!("{base}/ping"), None).0, 200);
     let event = json!({"amount": 12.5, "hour": 3, "distance_km": 4.0, "merchant_risk": 0.2,
@@ -281,22 +284,7 @@ fn a_sigkill_while_retraining_leaves_a_consistent_registry() {
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
     // the registry reads back whole: one champion, every artifact present
-    let server = Server::spawn({
-        let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
-        command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--model",
-                "fraud",
-                "--data-dir",
-            ])
-            .arg(demo_dir.join("data"))
-            .arg("--lake")
-            .arg(demo_dir.join("lake"));
-        command
-    });
+    let server = serve_registry(&demo_dir);
     let (status, model) = call("GET", &format!("{}/v1/models/fraud", server.endpoint), None);
     assert_eq!(status, 200, "{model}");
     let versions = model["versions"].as_array().expect("versions");
