@@ -85,8 +85,8 @@ pub struct LifecycleConfig {
     /// Labels a shadow or canary trial runs for.
     pub trial_labels: usize,
     /// Recent predictions the data-drift monitor compares with the reference,
-    /// how often it looks, and the PSI above which a feature (or the
-    /// prediction) has drifted.
+    /// how often it looks (in predictions, and at most once a second), and the
+    /// PSI above which a feature (or the prediction) has drifted.
     pub data_window: usize,
     pub data_check_every: usize,
     pub psi_threshold: f64,
@@ -157,14 +157,21 @@ impl Reference {
         let step = xs.len().div_ceil(REFERENCE_ROWS).max(1);
         let rows: Vec<&Vec<f64>> = xs.iter().step_by(step).collect();
         let width = rows.first().map_or(0, |r| r.len());
+        // Sorted once here: the monitor's statistics sort their reference.
+        let sorted = |mut column: Vec<f64>| {
+            column.sort_by(f64::total_cmp);
+            column
+        };
+        let mut scores: Vec<f64> = rows
+            .iter()
+            .map(|r| score(&model.predict_proba_one(r)))
+            .collect();
+        scores.sort_by(f64::total_cmp);
         Reference {
             columns: (0..width)
-                .map(|c| rows.iter().map(|r| r[c]).collect())
+                .map(|c| sorted(rows.iter().map(|r| r[c]).collect()))
                 .collect(),
-            scores: rows
-                .iter()
-                .map(|r| score(&model.predict_proba_one(r)))
-                .collect(),
+            scores,
         }
     }
 }
@@ -325,6 +332,7 @@ struct State {
     /// Recent inputs and scores, for the data-drift monitor.
     recent: VecDeque<(Vec<f64>, f64)>,
     since_check: usize,
+    last_check: Option<Instant>,
     /// Features (and "prediction") currently past the PSI threshold.
     drifting: std::collections::BTreeSet<String>,
 }
@@ -383,6 +391,7 @@ impl ModelService {
                 counters: Counters::default(),
                 recent: VecDeque::new(),
                 since_check: 0,
+                last_check: None,
                 drifting: std::collections::BTreeSet::new(),
             }),
             config,
@@ -561,8 +570,14 @@ impl ModelService {
                 state.recent.pop_front();
             }
             state.since_check += 1;
-            if state.since_check >= self.config.data_check_every {
+            // Every `data_check_every` predictions, and at most once a second:
+            // under heavy traffic the statistics must not compete with serving.
+            let rested = state
+                .last_check
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            if state.since_check >= self.config.data_check_every && rested {
                 state.since_check = 0;
+                state.last_check = Some(Instant::now());
                 if let Some(reference) = served.reference.clone() {
                     let recent: Vec<(Vec<f64>, f64)> = state.recent.iter().cloned().collect();
                     let service = Arc::clone(self);

@@ -369,16 +369,23 @@ fn a_shifted_feature_raises_a_data_drift_alarm_naming_it() {
         "{:?}",
         service.history()
     );
-    // then amounts in another currency: ten times larger
-    for t in stream.by_ref().take(3000) {
-        let mut features = t.features.clone();
-        let amount = features["amount"].as_f64().expect("amount");
-        features["amount"] = serde_json::json!(amount * 10.0);
-        service.predict(&features).expect("predict");
+    // then amounts in another currency, ten times larger, until the monitor
+    // (which looks at most once a second) has seen them
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while service.counters().data_drift_alarms == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no data drift alarm: {:?}",
+            service.history()
+        );
+        for t in stream.by_ref().take(1000) {
+            let mut features = t.features.clone();
+            let amount = features["amount"].as_f64().expect("amount");
+            features["amount"] = serde_json::json!(amount * 10.0);
+            service.predict(&features).expect("predict");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    wait_until("a data drift alarm", || {
-        service.counters().data_drift_alarms >= 1
-    });
     let drifted: Vec<String> = service
         .history()
         .iter()
