@@ -575,7 +575,9 @@ impl ModelService {
             let rested = state
                 .last_check
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-            if state.since_check >= self.config.data_check_every && rested {
+            // ... and on enough traffic since the champion took over.
+            let enough = state.recent.len() >= self.config.data_window.div_ceil(2);
+            if state.since_check >= self.config.data_check_every && rested && enough {
                 state.since_check = 0;
                 state.last_check = Some(Instant::now());
                 if let Some(reference) = served.reference.clone() {
@@ -876,6 +878,7 @@ impl ModelService {
         self.champion.store(watch.previous);
         state.detector.reset();
         state.drifting.clear();
+        state.recent.clear();
         state.counters.rollbacks += 1;
         let reason = format!(
             "live accuracy over {} labels: v{from} {mine:.3}, v{to} {theirs:.3} (margin {})",
@@ -1193,6 +1196,7 @@ impl ModelService {
         self.champion.store(served);
         state.detector.reset();
         state.drifting.clear();
+        state.recent.clear();
         state.counters.promotions += 1;
         state.watch = Some(Watch {
             previous,
