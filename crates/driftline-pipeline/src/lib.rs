@@ -8,6 +8,7 @@ pub mod landing;
 pub mod lifecycle;
 pub mod mapping;
 pub mod processor;
+pub mod training;
 pub mod transform;
 
 pub use config::{ConfigError, PipelineConfig};

@@ -35,6 +35,8 @@ use driftline_ml::features::Encoder;
 use driftline_ml::learn::{artifact, classifier_by_name, Classifier};
 use serde::Serialize;
 
+use crate::training::TrainingSource;
+
 /// How a challenger that passed the gate reaches the traffic.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Promotion {
@@ -267,6 +269,8 @@ pub enum LifecycleError {
     Lake(#[from] driftline_lake::LakeError),
     #[error("artifact: {0}")]
     Artifact(String),
+    #[error("assembling a training set: {0}")]
+    Training(String),
 }
 
 /// Counters of the lifecycle, for the status API and the demo.
@@ -352,6 +356,8 @@ pub struct ModelService {
     log: Option<std::sync::mpsc::SyncSender<NewRecord>>,
     /// Where joined examples go (a stream the lake delivery reads), if anywhere.
     joined_log: std::sync::OnceLock<std::sync::mpsc::SyncSender<NewRecord>>,
+    /// Where retrains read their examples, if not from the in-memory window.
+    training_source: std::sync::OnceLock<TrainingSource>,
     next_request: AtomicU64,
     runtime: tokio::runtime::Handle,
 }
@@ -400,6 +406,7 @@ impl ModelService {
             history: Mutex::new(Vec::new()),
             log,
             joined_log: std::sync::OnceLock::new(),
+            training_source: std::sync::OnceLock::new(),
             next_request: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
         })
@@ -489,6 +496,12 @@ impl ModelService {
     /// version) to `stream` from now on, for the lake to keep as training data.
     pub fn log_joined_to(&self, stream: Arc<Stream>) {
         let _ = self.joined_log.set(log_writer(stream));
+    }
+
+    /// Retrains read their examples from the lake table (and the stream) the
+    /// joined examples are delivered to, and record exactly which.
+    pub fn train_from(&self, source: TrainingSource) {
+        let _ = self.training_source.set(source);
     }
 
     pub fn registry(&self) -> &Registry {
@@ -730,6 +743,7 @@ impl ModelService {
                 "version": pending.version,
                 "class": pending.class,
                 "label": label,
+                "joined_ms": driftline_log::now_ms(),
                 "features": features,
             });
             // Blocks when the writer is behind: the queue is bounded.
@@ -822,12 +836,16 @@ impl ModelService {
         if take < self.config.min_train || busy {
             return Ok(false);
         }
-        let examples: Vec<(Vec<f64>, usize)> = state
-            .window
-            .iter()
-            .skip(state.window.len() - take)
-            .cloned()
-            .collect();
+        // From the lake when it is the training source, else from the window.
+        let examples: Option<Vec<(Vec<f64>, usize)>> =
+            self.training_source.get().is_none().then(|| {
+                state
+                    .window
+                    .iter()
+                    .skip(state.window.len() - take)
+                    .cloned()
+                    .collect()
+            });
         state.grow_at = match state.drift_point {
             Some(point) if take < self.config.window => Some(joined.max(point + 2 * take as u64)),
             _ => None,
@@ -839,7 +857,7 @@ impl ModelService {
         let service = Arc::clone(self);
         self.runtime.spawn(async move {
             let name = service.name.clone();
-            if let Err(error) = service.retrain(why, examples, alarm).await {
+            if let Err(error) = service.retrain(why, take, examples, alarm).await {
                 tracing::warn!(model = %name, %error, "retrain failed");
             }
         });
@@ -988,13 +1006,36 @@ impl ModelService {
     async fn retrain(
         self: Arc<Self>,
         trigger: String,
-        examples: Vec<(Vec<f64>, usize)>,
+        take: usize,
+        examples: Option<Vec<(Vec<f64>, usize)>>,
         alarm: Option<Instant>,
     ) -> Result<(), LifecycleError> {
         let Ok(_permit) = self.training.try_acquire() else {
             return Ok(()); // one retrain at a time
         };
         let champion = self.champion.load_full();
+        let (examples, training) = match (examples, self.training_source.get()) {
+            (Some(examples), _) => {
+                let window = format!("the last {} joined examples (in memory)", examples.len());
+                let data = TrainingData {
+                    examples: examples.len(),
+                    window,
+                    ..TrainingData::default()
+                };
+                (examples, data)
+            }
+            (None, Some(source)) => {
+                let set = source
+                    .newest(take, None, &champion.encoder.feature_names())
+                    .await?;
+                (set.examples, set.data)
+            }
+            (None, None) => return Ok(()),
+        };
+        if examples.len() < self.config.min_train.max(2) {
+            tracing::warn!(model = %self.name, found = examples.len(), "too few joined examples to retrain on");
+            return Ok(());
+        }
         let config = self.config.clone();
         let n_classes = self.n_classes;
         let count = examples.len();
@@ -1051,9 +1092,10 @@ impl ModelService {
             training: TrainingData {
                 examples: trained_on,
                 window: format!(
-                    "{trigger}: the last {count} joined examples, the newest {holdout} held out"
+                    "{trigger}: {}; the newest {holdout} held out",
+                    training.window
                 ),
-                ..TrainingData::default()
+                ..training
             },
             metrics: metrics.clone(),
             created_ms: 0,

@@ -508,3 +508,135 @@ fn a_shadow_challenger_is_scored_on_live_traffic_before_it_serves_and_a_canary_a
         assert!(last.reason.contains("over 300 labels"), "{}", last.reason);
     }
 }
+
+/// Retrains read the joined examples back from the lake (and the newest from
+/// the joined stream) and the registry names the objects and stream positions.
+#[test]
+fn retrains_read_the_lake_and_record_what_they_read() {
+    use driftline_lake::Compression;
+    use driftline_pipeline::mapping::Delivery;
+    use driftline_pipeline::training::{joined_processor, joined_schema, TrainingSource};
+    use driftline_pipeline::{run_mapping, Mapping, MappingStats, PipelineConfig};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let dir = tempfile::tempdir().expect("dir");
+    let lake = Lake::open(dir.path().join("lake").to_str().expect("utf-8")).expect("lake");
+    let registry = Registry::new(lake.clone(), "fraud").expect("registry");
+    let store = LogStore::open(
+        &dir.path().join("data"),
+        LogConfig {
+            durability: Durability::Os,
+            ..LogConfig::default()
+        },
+    )
+    .expect("store");
+    let joined = store
+        .create_stream(
+            StreamSpec {
+                name: "joined".into(),
+                shard_count: 2,
+                ..StreamSpec::default()
+            },
+            0,
+        )
+        .expect("stream");
+    let pipeline = PipelineConfig::parse(
+        r#"
+[[stream]]
+name = "joined"
+shards = 2
+[[schema]]
+name = "unused"
+fields = [{ name = "id", type = "string" }]
+[[processor]]
+name = "joined"
+stream = "joined"
+schema = "unused"
+maximum_batching_window_ms = 50
+[lake]
+"#,
+        std::path::Path::new("test"),
+    )
+    .expect("pipeline");
+    let features: Vec<String> = FRAUD_FEATURES.iter().map(|f| f.to_string()).collect();
+    let config = LifecycleConfig {
+        cooldown: Duration::from_millis(200),
+        ..LifecycleConfig::default()
+    };
+    let mut stream = FraudStream::new(3, 30_000);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (service, delivery) = runtime.block_on(async {
+        let first = ModelService::bootstrap(
+            &registry,
+            &config,
+            encoder(),
+            2,
+            examples(&mut stream, 2000),
+        )
+        .await
+        .expect("bootstrap");
+        let service = ModelService::new("fraud", config.clone(), 2, registry.clone(), first, None);
+        service.log_joined_to(joined.clone());
+        service.train_from(TrainingSource::new(
+            lake.clone(),
+            "fraud_joined",
+            joined.clone(),
+        ));
+        let mapping = Mapping {
+            stream: joined.clone(),
+            dead_letters: None,
+            processor: Arc::new(joined_processor(&features).expect("processor")),
+            config: pipeline.processors[0].clone(),
+            delivery: Delivery {
+                lake: lake.clone(),
+                table: "fraud_joined".into(),
+                schema: joined_schema(&features).expect("schema"),
+                compression: Compression::Zstd,
+                max_buffer: Duration::from_millis(300),
+                max_buffer_bytes: 1 << 20,
+                bus: None,
+            },
+            stats: Arc::new(MappingStats::default()),
+        };
+        (service, tokio::spawn(run_mapping(mapping, stop_rx)))
+    });
+    drive(&service, &mut stream, 8000, 50);
+    // let the delivery catch up, so that part of the training set is in the lake
+    std::thread::sleep(Duration::from_millis(800));
+    drive(&service, &mut stream, 6000, 50);
+    wait_until("a promotion", || service.counters().promotions >= 1);
+    stop.send(true).expect("stop");
+    runtime.block_on(delivery).expect("join").expect("delivery");
+
+    let states = runtime.block_on(registry.versions()).expect("versions");
+    let retrained = states
+        .iter()
+        .find(|s| s.record.version > 1)
+        .expect("a retrained version");
+    let training = &retrained.record.training;
+    assert!(training.window.starts_with("drift"), "{training:?}");
+    assert!(training.window.contains("lake objects"), "{training:?}");
+    assert!(
+        training.examples >= config.min_train * 3 / 4,
+        "{training:?}"
+    );
+    // every object named is in the lake, under the joined table
+    assert!(!training.lake_objects.is_empty(), "{training:?}");
+    for object in &training.lake_objects {
+        assert!(object.starts_with("fraud_joined/"), "{object}");
+        let bytes = runtime.block_on(lake.read(object)).expect("read");
+        assert!(bytes.is_some(), "{object} is not in the lake");
+    }
+    // positions per shard, first at or before last, as decimal sequence numbers
+    assert!(!training.stream_positions.is_empty(), "{training:?}");
+    for (shard, (first, last)) in &training.stream_positions {
+        assert!(shard.starts_with("shardId-"), "{shard}");
+        let (first, last): (u128, u128) =
+            (first.parse().expect("first"), last.parse().expect("last"));
+        assert!(first <= last, "{shard}: {first} > {last}");
+    }
+}

@@ -69,7 +69,9 @@ fn lifecycle_error(e: LifecycleError) -> Response {
         LifecycleError::NoChampion => StatusCode::SERVICE_UNAVAILABLE,
         LifecycleError::Encode(_) | LifecycleError::BadLabel { .. } => StatusCode::BAD_REQUEST,
         LifecycleError::Unmatched(_) => StatusCode::NOT_FOUND,
-        LifecycleError::Lake(_) | LifecycleError::Artifact(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        LifecycleError::Lake(_) | LifecycleError::Artifact(_) | LifecycleError::Training(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     };
     error(status, e)
 }

@@ -18,6 +18,7 @@ use driftline_ml::features::Encoder;
 use driftline_ml::learn::artifact;
 use driftline_ml::synth::{Concept, FraudStream, Transaction, FRAUD_FEATURES};
 use driftline_pipeline::lifecycle::{LifecycleConfig, LifecycleEvent, ModelService, Promotion};
+use driftline_pipeline::training::TrainingSource;
 use driftline_pipeline::PipelineConfig;
 use serde_json::{json, Value};
 
@@ -64,6 +65,7 @@ fields = [
   { name = "version", type = "int" },
   { name = "class", type = "int" },
   { name = "label", type = "int" },
+  { name = "joined_ms", type = "int" },
   { name = "amount", type = "float" },
   { name = "hour", type = "float" },
   { name = "distance_km", type = "float" },
@@ -78,7 +80,7 @@ name = "fraud_joined"
 stream = "fraud-joined"
 schema = "joined"
 maximum_batching_window_ms = 100
-transform = "{request_id, version, class, label} + .features"
+transform = "{request_id, version, class, label, joined_ms} + .features"
 
 [lake]
 max_buffer_seconds = 2
@@ -248,6 +250,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         state.models.add(service.clone());
 
         service.log_joined_to(store.stream("fraud-joined")?);
+        // retrains read those examples back from the lake (the newest from the stream)
+        service.train_from(TrainingSource::new(lake.clone(), "fraud_joined", store.stream("fraud-joined")?));
         // the lake delivery of the transactions and of the joined examples
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stages = crate::cmd_run::start_stages(&config, &store, &lake, None, &stop_rx)?;
