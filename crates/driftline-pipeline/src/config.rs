@@ -13,6 +13,8 @@ use driftline_lake::{Compression, Field, TableSchema};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::model_config::ModelConfig;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -39,6 +41,8 @@ pub struct PipelineConfig {
     pub processors: Vec<ProcessorConfig>,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    #[serde(default, rename = "model")]
+    pub models: Vec<ModelConfig>,
     pub lake: Option<LakeConfig>,
 }
 
@@ -338,10 +342,68 @@ impl PipelineConfig {
                 ));
             }
         }
-        if (!config.processors.is_empty() || !config.sources.is_empty()) && config.lake.is_none() {
+        let mut models = BTreeSet::new();
+        for model in &config.models {
+            model
+                .check()
+                .map_err(|(at, message)| invalid(at, message))?;
+            if !models.insert(model.name()) {
+                return Err(invalid(
+                    model.name.span().start,
+                    format!("model {:?} is declared twice", model.name()),
+                ));
+            }
+            for made in [model.predictions_stream(), model.joined_stream()] {
+                if streams.contains(made.as_str()) {
+                    return Err(invalid(
+                        model.name.span().start,
+                        format!(
+                            "stream {made:?} is made for model {:?}: do not declare it",
+                            model.name()
+                        ),
+                    ));
+                }
+            }
+            for consumer in [model.joined_consumer(), model.labels_consumer()] {
+                if names.contains(consumer.as_str()) {
+                    return Err(invalid(
+                        model.name.span().start,
+                        format!("{consumer:?} is the name of model {:?}'s own consumer: rename the processor or source", model.name()),
+                    ));
+                }
+            }
+            if tables.contains(&model.joined_table().as_str()) {
+                return Err(invalid(
+                    model.name.span().start,
+                    format!(
+                        "table {:?} is made for model {:?}: no processor may write it",
+                        model.joined_table(),
+                        model.name()
+                    ),
+                ));
+            }
+            if let Some(labels) = &model.labels {
+                if !streams.contains(labels.get_ref().as_str()) {
+                    return Err(undefined("labels stream", labels, stream_names()));
+                }
+            }
+            if let Some(bootstrap) = &model.bootstrap {
+                let table = bootstrap.table.get_ref().trim_matches('/');
+                if table.is_empty() || bootstrap.label.is_empty() {
+                    return Err(invalid(
+                        bootstrap.table.span().start,
+                        "bootstrap needs a table and a label column".into(),
+                    ));
+                }
+            }
+        }
+        let delivers = !config.processors.is_empty()
+            || !config.sources.is_empty()
+            || !config.models.is_empty();
+        if delivers && config.lake.is_none() {
             return Err(invalid(
                 text.len(),
-                "processors and sources deliver to the lake: add a [lake] section".into(),
+                "processors, sources and models use the lake: add a [lake] section".into(),
             ));
         }
         Ok(config)
@@ -362,6 +424,27 @@ impl SchemaConfig {
 }
 
 impl ProcessorConfig {
+    /// A mapping the pipeline makes for itself (a model's joined examples or
+    /// labels), with the defaults a declared processor gets.
+    pub fn internal(name: &str, stream: &str, maximum_batching_window_ms: u64) -> ProcessorConfig {
+        let spanned = |s: &str| Spanned::new(0..0, s.to_string());
+        ProcessorConfig {
+            name: spanned(name),
+            stream: spanned(stream),
+            schema: spanned(""),
+            table: None,
+            batch_size: default_batch_size(),
+            maximum_batching_window_ms,
+            starting_position: StartingPosition::TrimHorizon,
+            parallelization_factor: 1,
+            maximum_retry_attempts: default_retries(),
+            maximum_record_age_s: None,
+            bisect_batch_on_error: true,
+            on_failure: None,
+            transform: None,
+        }
+    }
+
     pub fn table(&self) -> &str {
         self.table.as_deref().unwrap_or(self.name.get_ref())
     }
@@ -406,6 +489,87 @@ max_buffer_seconds = 5
         PipelineConfig::parse(text, Path::new("p.toml"))
             .expect_err("invalid")
             .to_string()
+    }
+
+    const MODEL: &str = "\n[[model]]\nname = \"fraud\"\nfeatures = [\"amount\", \"hour\"]\nlabels = \"events-dlq\"\nretrain = { every_seconds = 60, cooldown_seconds = 1.5 }\npromotion = { mode = \"canary\", canary_share = 0.2 }\n";
+
+    #[test]
+    fn a_model_declaration_becomes_its_lifecycle() {
+        let config =
+            PipelineConfig::parse(&format!("{GOOD}{MODEL}"), Path::new("p.toml")).expect("valid");
+        let model = &config.models[0];
+        assert_eq!(model.joined_table(), "fraud_joined");
+        let lifecycle = model.lifecycle().expect("lifecycle");
+        assert_eq!(
+            lifecycle.promotion,
+            crate::lifecycle::Promotion::Canary(0.2)
+        );
+        assert_eq!(
+            lifecycle.retrain_every,
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert_eq!(lifecycle.cooldown, std::time::Duration::from_millis(1500));
+        assert!(lifecycle.retrain_on_drift);
+    }
+
+    #[test]
+    fn a_bad_model_declaration_names_its_line_and_what_is_wrong() {
+        let with = |from: &str, to: &str| error_of(&format!("{GOOD}{}", MODEL.replace(from, to)));
+        let line = GOOD.matches('\n').count() + 2;
+        let cases = [
+            (
+                with("labels = \"events-dlq\"", "labels = \"nope\""),
+                "labels stream \"nope\" is not defined",
+            ),
+            (with("\"canary\"", "\"yolo\""), "promotion.mode must be"),
+            (
+                with("canary_share = 0.2", "canary_share = 2.0"),
+                "canary_share must be between 0 and 1",
+            ),
+            (
+                with("\"hour\"]", "\"label\"]"),
+                "feature \"label\" has the name of a column",
+            ),
+            (
+                with("\"hour\"]", "\"amount\"]"),
+                "feature \"amount\" is listed twice",
+            ),
+            (
+                with("every_seconds", "every_second"),
+                "unknown field `every_second`",
+            ),
+            (
+                with("name = \"fraud\"", "name = \"fr aud\""),
+                "must be 1-100 letters",
+            ),
+            (
+                with(
+                    "features = [\"amount\", \"hour\"]",
+                    "features = [\"amount\"]\nlearner = \"magic\"",
+                ),
+                "learner",
+            ),
+        ];
+        for (error, expected) in cases {
+            assert!(
+                error.contains(expected),
+                "{error:?} should say {expected:?}"
+            );
+            assert!(error.starts_with("p.toml:"), "{error}");
+        }
+        // the line of the model's name for what is wrong with the model as a whole
+        let error = with("canary_share = 0.2", "canary_share = 2.0");
+        assert!(
+            error.starts_with(&format!("p.toml:{}:", line + 1)),
+            "{error}"
+        );
+        // its streams are its own
+        let clash = format!("{GOOD}\n[[stream]]\nname = \"fraud-joined\"\n{MODEL}");
+        assert!(
+            error_of(&clash).contains("is made for model"),
+            "{}",
+            error_of(&clash)
+        );
     }
 
     #[test]

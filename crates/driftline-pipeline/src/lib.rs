@@ -4,9 +4,11 @@
 
 pub mod config;
 mod dead_letter;
+pub mod labels;
 pub mod landing;
 pub mod lifecycle;
 pub mod mapping;
+pub mod model_config;
 pub mod processor;
 pub mod training;
 pub mod transform;

@@ -12,9 +12,11 @@
 //!   live accuracy (a sliding window), ADWIN on the error stream, the rollback
 //!   watch and the training window. Unmatched labels and predictions that
 //!   expired unlabelled are counted.
-//! - A drift alarm (after a cooldown), every N labels, or the live accuracy
-//!   under a floor starts a retrain on a bounded pool (one at a time, never on
-//!   the request path) with the examples since the drift point (ADWIN's window).
+//! - A drift alarm (after a cooldown), every N labels, a schedule, or the live
+//!   accuracy under a floor starts a retrain on a bounded pool (one at a time,
+//!   never on the request path) with the examples since the drift point
+//!   (ADWIN's window), read back from the lake when it is the training source
+//!   (see `training`), else from the in-memory window.
 //!   The newest quarter is held out; challenger and champion are scored on it
 //!   and the challenger is promoted only through the gate (minimum gain,
 //!   prediction latency, size), else rejected. Every decision goes to the
@@ -35,7 +37,7 @@ use driftline_ml::features::Encoder;
 use driftline_ml::learn::{artifact, classifier_by_name, Classifier};
 use serde::Serialize;
 
-use crate::training::TrainingSource;
+use crate::training::{TrainingSet, TrainingSource};
 
 /// How a challenger that passed the gate reaches the traffic.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -70,8 +72,12 @@ pub struct LifecycleConfig {
     pub max_size_bytes: usize,
     /// Least time between two drift-triggered retrains.
     pub cooldown: Duration,
+    /// Retrain on a concept-drift alarm (after the cooldown).
+    pub retrain_on_drift: bool,
     /// Retrain every this many labels as well (0: never).
     pub retrain_every_labels: u64,
+    /// Retrain on a schedule as well.
+    pub retrain_every: Option<Duration>,
     /// Retrain when the live accuracy falls under this (0: never).
     pub accuracy_floor: f64,
     /// Predictions waiting for labels, at most, and for how long.
@@ -115,7 +121,9 @@ impl Default for LifecycleConfig {
             max_latency_us: 1000.0,
             max_size_bytes: 64 << 20,
             cooldown: Duration::from_secs(2),
+            retrain_on_drift: true,
             retrain_every_labels: 0,
+            retrain_every: None,
             accuracy_floor: 0.0,
             label_horizon: 200_000,
             label_horizon_ms: 3_600_000,
@@ -330,6 +338,8 @@ struct State {
     /// examples since then have grown enough to retrain on them again.
     drift_point: Option<u64>,
     grow_at: Option<u64>,
+    /// Joined labels when the last retrain started.
+    joined_at_retrain: u64,
     watch: Option<Watch>,
     trial: Option<Trial>,
     counters: Counters,
@@ -375,7 +385,7 @@ impl ModelService {
     ) -> Arc<ModelService> {
         let log = prediction_log.map(log_writer);
         let (events, _) = tokio::sync::broadcast::channel(1024);
-        Arc::new(ModelService {
+        let service = Arc::new(ModelService {
             name: name.to_string(),
             n_classes,
             registry,
@@ -392,6 +402,7 @@ impl ModelService {
                 last_retrain: None,
                 drift_point: None,
                 grow_at: None,
+                joined_at_retrain: 0,
                 watch: None,
                 trial: None,
                 counters: Counters::default(),
@@ -409,7 +420,22 @@ impl ModelService {
             training_source: std::sync::OnceLock::new(),
             next_request: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
-        })
+        });
+        if let Some(every) = service.config.retrain_every {
+            // Holds the service weakly: the schedule ends when the service does.
+            let weak = Arc::downgrade(&service);
+            service.runtime.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(service) = weak.upgrade() else { break };
+                    service.scheduled_retrain(every);
+                }
+            });
+        }
+        service
     }
 
     /// Trains a first version on `examples`, registers it and makes it the
@@ -421,8 +447,33 @@ impl ModelService {
         n_classes: usize,
         examples: Vec<(Vec<f64>, usize)>,
     ) -> Result<Served, LifecycleError> {
+        let data = TrainingData {
+            examples: examples.len(),
+            window: "bootstrap: the first labelled events".into(),
+            ..TrainingData::default()
+        };
+        Self::bootstrap_from(
+            registry,
+            config,
+            encoder,
+            n_classes,
+            TrainingSet { examples, data },
+        )
+        .await
+    }
+
+    /// [`ModelService::bootstrap`] on a training set whose origin is recorded
+    /// (a lake table's objects, say).
+    pub async fn bootstrap_from(
+        registry: &Registry,
+        config: &LifecycleConfig,
+        encoder: Encoder,
+        n_classes: usize,
+        set: TrainingSet,
+    ) -> Result<Served, LifecycleError> {
         let learner = config.learner.clone();
-        let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = examples.into_iter().unzip();
+        let training = set.data;
+        let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = set.examples.into_iter().unzip();
         let width = encoder.width();
         let seed = config.seed;
         let (model, accuracy, reference) = tokio::task::spawn_blocking(move || {
@@ -440,11 +491,7 @@ impl ModelService {
             parent: None,
             learner: config.learner.clone(),
             parameters: serde_json::json!({"learner": config.learner, "seed": config.seed}),
-            training: TrainingData {
-                examples: 0,
-                window: "bootstrap: the first labelled events".into(),
-                ..TrainingData::default()
-            },
+            training,
             metrics: BTreeMap::from([("training_accuracy".to_string(), accuracy)]),
             created_ms: 0,
             artifact: String::new(),
@@ -790,13 +837,16 @@ impl ModelService {
             let cooled = state
                 .last_retrain
                 .is_none_or(|t| t.elapsed() >= self.config.cooldown);
-            if cooled {
+            if cooled && self.config.retrain_on_drift {
                 trigger = Some(("drift".to_string(), window as usize));
             }
         }
         // The first retrain after a drift has few examples of the new concept:
         // retrain each time those have doubled, up to the training window.
-        if trigger.is_none() && state.grow_at.is_some_and(|g| joined >= g) {
+        if trigger.is_none()
+            && self.config.retrain_on_drift
+            && state.grow_at.is_some_and(|g| joined >= g)
+        {
             let since = joined - state.drift_point.unwrap_or(0);
             trigger = Some((
                 format!("{since} examples since the drift point"),
@@ -829,12 +879,40 @@ impl ModelService {
         let Some((why, since)) = trigger else {
             return Ok(false);
         };
+        Ok(self.start_retrain(state, why, since))
+    }
+
+    /// Retrains on the schedule: the newest window of joined examples.
+    fn scheduled_retrain(self: &Arc<Self>, every: Duration) {
+        let state = self.lock();
+        if state.counters.joined == state.joined_at_retrain {
+            return; // nothing new to learn from
+        }
+        let why = format!("every {} s", every.as_secs_f64());
+        self.start_retrain(state, why, self.config.window);
+    }
+
+    /// Starts a retrain on the newest `since` joined examples (at least
+    /// `min_train`, at most the window) unless one is under way; true if it did.
+    fn start_retrain(
+        self: &Arc<Self>,
+        mut state: std::sync::MutexGuard<'_, State>,
+        why: String,
+        since: usize,
+    ) -> bool {
+        let joined = state.counters.joined;
         // Since the drift point, but never fewer than a retrain needs.
-        let take = since.max(self.config.min_train).min(state.window.len());
+        // The lake holds more than the in-memory window after a restart.
+        let available = if self.training_source.get().is_some() {
+            self.config.window
+        } else {
+            state.window.len()
+        };
+        let take = since.max(self.config.min_train).min(available);
         // One challenger at a time: none while one trains or is on trial.
         let busy = self.training.available_permits() == 0 || state.trial.is_some();
         if take < self.config.min_train || busy {
-            return Ok(false);
+            return false;
         }
         // From the lake when it is the training source, else from the window.
         let examples: Option<Vec<(Vec<f64>, usize)>> =
@@ -851,6 +929,7 @@ impl ModelService {
             _ => None,
         };
         state.last_retrain = Some(Instant::now());
+        state.joined_at_retrain = joined;
         // Drift-to-serving time runs from an alarm to the first promotion after it.
         let alarm = state.alarm;
         drop(state);
@@ -861,7 +940,7 @@ impl ModelService {
                 tracing::warn!(model = %name, %error, "retrain failed");
             }
         });
-        Ok(true)
+        true
     }
 
     /// The rollback watch: scores the predecessor beside the new champion and

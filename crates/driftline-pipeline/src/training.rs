@@ -33,10 +33,16 @@ pub fn joined_schema(features: &[String]) -> Result<TableSchema, LifecycleError>
         field("label", FieldType::Int),
         field("joined_ms", FieldType::Int),
     ];
+    let columns = fields.len();
     for name in features {
-        if fields.iter().any(|f| &f.name == name) {
+        if fields[..columns].iter().any(|f| &f.name == name) {
             return Err(LifecycleError::Training(format!(
-                "feature {name:?} has the name of a column of the joined table"
+                "feature {name:?} has the name of a column of the joined table (request_id, version, class, label, joined_ms)"
+            )));
+        }
+        if fields[columns..].iter().any(|f| &f.name == name) {
+            return Err(LifecycleError::Training(format!(
+                "feature {name:?} is listed twice"
             )));
         }
         fields.push(field(name, FieldType::Float));
@@ -58,7 +64,12 @@ pub fn joined_processor(features: &[String]) -> Result<SchemaProcessor, Lifecycl
 pub struct TrainingSource {
     lake: Lake,
     table: String,
-    stream: Arc<Stream>,
+    /// The stream the table is delivered from, whose newest records are read too.
+    stream: Option<Arc<Stream>>,
+    label: String,
+    /// A column ordering the examples in time (`joined_ms`); without it, the
+    /// order of the stream within each shard.
+    time: Option<String>,
 }
 
 /// One joined example and where it was read from.
@@ -81,11 +92,26 @@ pub struct TrainingSet {
 }
 
 impl TrainingSource {
+    /// A model's joined examples: the table of [`joined_schema`] and its stream.
     pub fn new(lake: Lake, table: &str, stream: Arc<Stream>) -> TrainingSource {
         TrainingSource {
             lake,
             table: table.trim_matches('/').to_string(),
-            stream,
+            stream: Some(stream),
+            label: "label".into(),
+            time: Some("joined_ms".into()),
+        }
+    }
+
+    /// Any lake table with the features as columns and a label column
+    /// (labelled history to train a first version on).
+    pub fn labelled_table(lake: Lake, table: &str, label: &str) -> TrainingSource {
+        TrainingSource {
+            lake,
+            table: table.trim_matches('/').to_string(),
+            stream: None,
+            label: label.to_string(),
+            time: None,
         }
     }
 
@@ -138,9 +164,9 @@ impl TrainingSource {
             };
             let index = paths.len();
             paths.push(object.path.clone());
-            let rows = decode_object(&bytes, features).map_err(|reason| {
-                LifecycleError::Training(format!("lake object {}: {reason}", object.path))
-            })?;
+            let rows = decode_object(&bytes, features, &self.label, self.time.as_deref()).map_err(
+                |reason| LifecycleError::Training(format!("lake object {}: {reason}", object.path)),
+            )?;
             let before = examples.len();
             examples.extend(rows.into_iter().map(|mut e| {
                 e.object = Some(index);
@@ -175,13 +201,16 @@ impl TrainingSource {
         limit: usize,
     ) -> Result<Vec<Example>, LifecycleError> {
         let mut examples = Vec::new();
-        for meta in self.stream.meta().shards {
+        let Some(stream) = &self.stream else {
+            return Ok(examples);
+        };
+        for meta in stream.meta().shards {
             let shard = shard_id(meta.index);
             let start = match delivered.get(&shard) {
                 Some(last) => SequenceNumber::from_u128(*last).offset() + 1,
                 None => 0,
             };
-            let log = self.stream.shard(meta.index).map_err(stream_error)?;
+            let log = stream.shard(meta.index).map_err(stream_error)?;
             // Only the newest `limit` can be used: skip what lies before them.
             let start = start.max(log.end_offset().saturating_sub(limit as u64));
             let mut offset = start;
@@ -197,7 +226,7 @@ impl TrainingSource {
                         decode_record(&stored.data, features).map_err(|reason| {
                             LifecycleError::Training(format!(
                                 "joined record {sequence_number} of {shard} in stream {}: {reason}",
-                                self.stream.name()
+                                stream.name()
                             ))
                         })?;
                     examples.push(Example {
@@ -292,9 +321,14 @@ fn decode_record(data: &[u8], features: &[String]) -> Result<(i64, Vec<f64>, usi
     Ok((joined_ms, x, label))
 }
 
-/// The rows of one Parquet object of the joined table: the features as
-/// columns of their names, `label`, `joined_ms`, `_shard`, `_sequence_number`.
-fn decode_object(bytes: &[u8], features: &[String]) -> Result<Vec<Example>, String> {
+/// The rows of one Parquet object: the features as columns of their names,
+/// the label, the time column if any, `_shard` and `_sequence_number`.
+fn decode_object(
+    bytes: &[u8],
+    features: &[String],
+    label: &str,
+    time: Option<&str>,
+) -> Result<Vec<Example>, String> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Float64Type, Int64Type};
     use arrow_array::Array;
@@ -317,8 +351,11 @@ fn decode_object(bytes: &[u8], features: &[String]) -> Result<Vec<Example>, Stri
             .iter()
             .map(|name| column(name, &DataType::Float64))
             .collect::<Result<Vec<_>, String>>()?;
-        let label = column("label", &DataType::Int64)?;
-        let joined = column("joined_ms", &DataType::Int64)?;
+        let label = column(label, &DataType::Int64)?;
+        let joined = match time {
+            Some(time) => column(time, &DataType::Int64)?,
+            None => Arc::new(arrow_array::Int64Array::from(vec![0; batch.num_rows()])),
+        };
         let shard = column("_shard", &DataType::Utf8)?;
         let sequence = column("_sequence_number", &DataType::Utf8)?;
         let (label, joined) = (
@@ -328,7 +365,7 @@ fn decode_object(bytes: &[u8], features: &[String]) -> Result<Vec<Example>, Stri
         let (shard, sequence) = (shard.as_string::<i32>(), sequence.as_string::<i32>());
         for row in 0..batch.num_rows() {
             if label.is_null(row) || joined.is_null(row) {
-                return Err(format!("row {row} has no label or joined_ms"));
+                return Err(format!("row {row} has no label or no time"));
             }
             let x = xs
                 .iter()

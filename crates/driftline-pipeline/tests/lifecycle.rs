@@ -640,3 +640,33 @@ maximum_batching_window_ms = 50
         assert!(first <= last, "{shard}: {first} > {last}");
     }
 }
+
+#[test]
+fn a_schedule_retrains_when_labels_are_new_and_drift_alone_does_not_when_switched_off() {
+    let config = LifecycleConfig {
+        retrain_on_drift: false,
+        retrain_every: Some(Duration::from_millis(300)),
+        ..LifecycleConfig::default()
+    };
+    let mut stream = FraudStream::new(5, 12_000);
+    let setup = setup(&config, &mut stream, 2000);
+    let service = &setup.service;
+    // through the abrupt change at 4,000
+    drive(service, &mut stream, 4000, 20);
+    wait_until("a scheduled retrain", || service.counters().retrains >= 1);
+    std::thread::sleep(Duration::from_millis(700));
+    let triggers: Vec<String> = service
+        .history()
+        .into_iter()
+        .filter_map(|e| match e {
+            LifecycleEvent::Retrain { trigger, .. } => Some(trigger),
+            _ => None,
+        })
+        .collect();
+    assert!(!triggers.is_empty());
+    assert!(triggers.iter().all(|t| t == "every 0.3 s"), "{triggers:?}");
+    // no new labels, no new retrains
+    let retrains = service.counters().retrains;
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(service.counters().retrains, retrains);
+}

@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 use crate::AppState;
 
 /// The models this server serves, by name.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Models {
-    services: RwLock<BTreeMap<String, Arc<ModelService>>>,
+    services: Arc<RwLock<BTreeMap<String, Arc<ModelService>>>>,
 }
 
 impl Models {

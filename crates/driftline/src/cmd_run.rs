@@ -46,11 +46,13 @@ pub struct RunArgs {
 pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     let config = PipelineConfig::load(&args.pipeline)?;
     println!(
-        "{}: valid ({} streams, {} schemas, {} processors)",
+        "{}: valid ({} streams, {} schemas, {} processors, {} sources, {} models)",
         args.pipeline.display(),
         config.streams.len(),
         config.schemas.len(),
-        config.processors.len()
+        config.processors.len(),
+        config.sources.len(),
+        config.models.len()
     );
     Ok(())
 }
@@ -94,7 +96,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         std::io::stdout().flush()?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (bus, _) = tokio::sync::broadcast::channel(1024);
-        let mappings = start_stages(&config, &store, &lake, Some(bus.clone()), &stop_rx)?;
+        let mut mappings = start_stages(&config, &store, &lake, Some(bus.clone()), &stop_rx)?;
+        let models = state.models.clone();
+        let on_ready: crate::run_models::OnReady = Arc::new(move |service| {
+            let name = service.name().to_string();
+            eprintln!(
+                "serving model {name} v{} on http://{addr}/v1/models/{name}/predict",
+                service.champion_version()
+            );
+            models.add(service);
+        });
+        let mut model_stages =
+            crate::run_models::start_models(&config, &store, &lake, &stop_rx, on_ready).await?;
+        mappings.append(&mut model_stages);
         let names_and_stats: Vec<(String, Arc<MappingStats>)> = mappings
             .iter()
             .map(|(n, s, _)| (n.clone(), s.clone()))

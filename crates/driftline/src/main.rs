@@ -13,6 +13,7 @@ mod cmd_stream;
 mod dataset;
 mod listen;
 mod report;
+mod run_models;
 
 use clap::{Parser, Subcommand};
 

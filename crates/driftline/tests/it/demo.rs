@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::util::{agent, Server};
+use crate::util::{call, Server};
 
 fn demo(dir: &std::path::Path, events: u64) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
@@ -41,25 +41,6 @@ fn serve_registry(demo_dir: &std::path::Path) -> Server {
         .arg("--lake")
         .arg(demo_dir.join("lake"));
     Server::spawn(command)
-}
-
-fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let agent = agent();
-    let mut response = match body {
-        Some(body) => agent
-            .post(url)
-            .header("content-type", "application/json")
-            .send(body.to_string()),
-        None if method == "GET" => agent.get(url).call(),
-        None => agent.post(url).send(""),
-    }
-    .expect("request");
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 #[test]

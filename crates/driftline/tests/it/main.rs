@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod demo;
 mod disk_full;
+mod models;
 mod pipeline;
 mod python;
 mod sdk;

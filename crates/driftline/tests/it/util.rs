@@ -2,6 +2,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use serde_json::Value;
+
 /// A `driftline serve` process on a free loopback port, killed on drop.
 pub struct Server {
     pub child: Child,
@@ -111,5 +113,26 @@ pub fn agent() -> ureq::Agent {
             .http_status_as_error(false)
             .timeout_global(Some(std::time::Duration::from_secs(10)))
             .build(),
+    )
+}
+
+/// An HTTP call with a JSON body (or none); the status and the JSON answer
+/// (the text as a JSON string when it is not JSON).
+pub fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let agent = agent();
+    let mut response = match body {
+        Some(body) => agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(body.to_string()),
+        None if method == "GET" => agent.get(url).call(),
+        None => agent.post(url).send(""),
+    }
+    .expect("request");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }

@@ -1,0 +1,256 @@
+//! `[[model]]` in `PIPELINE.toml`: a served model, its features, where its
+//! labels come from, its retraining policies and its promotion gate.
+//!
+//! ```toml
+//! [[model]]
+//! name = "fraud"
+//! features = ["amount", "hour", "card_present"]   # numbers or booleans of each event
+//! classes = 2
+//! learner = "gbt"
+//! labels = "fraud-labels"          # optional: a stream of {"request_id": ..., "label": N}
+//! bootstrap = { table = "history", label = "is_fraud" }   # trains v1 when the registry is empty
+//! retrain = { on_drift = true, every_labels = 0, every_seconds = 0, accuracy_floor = 0.0, cooldown_seconds = 2 }
+//! promotion = { mode = "canary", canary_share = 0.1, min_gain = 0.005 }
+//! ```
+//!
+//! Each model gets the streams `NAME-predictions` (every prediction, with its
+//! request id) and `NAME-joined` (labelled examples), and the lake table
+//! `NAME_joined` that retrains read their training sets from.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::lifecycle::{LifecycleConfig, Promotion};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: Spanned<String>,
+    /// Fields of each event the model reads (numbers or booleans), in order.
+    pub features: Spanned<Vec<String>>,
+    #[serde(default = "two")]
+    pub classes: usize,
+    pub learner: Option<Spanned<String>>,
+    /// A stream of labels: `{"request_id": "...", "label": N}` per record.
+    pub labels: Option<Spanned<String>>,
+    /// Labelled history in the lake to train the first version on.
+    pub bootstrap: Option<BootstrapConfig>,
+    /// Predictions waiting for a label, at most, and for how long.
+    pub label_horizon: Option<usize>,
+    pub label_horizon_seconds: Option<u64>,
+    #[serde(default)]
+    pub retrain: RetrainConfig,
+    #[serde(default)]
+    pub promotion: PromotionConfig,
+}
+
+fn two() -> usize {
+    2
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapConfig {
+    /// A lake table holding the features as columns and a label column.
+    pub table: Spanned<String>,
+    pub label: String,
+}
+
+/// When a retrain starts. Every field may be left out for its default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrainConfig {
+    /// On a concept-drift alarm (ADWIN on the error stream); default true.
+    pub on_drift: Option<bool>,
+    /// Every this many labels (0: never).
+    pub every_labels: Option<u64>,
+    /// On a schedule, every this many seconds (0: never).
+    pub every_seconds: Option<u64>,
+    /// When the live accuracy falls under this (0: never).
+    pub accuracy_floor: Option<f64>,
+    /// Least time between two retrains started by drift or the floor.
+    pub cooldown_seconds: Option<f64>,
+    /// Newest joined examples a retrain reads, at most, and at least.
+    pub window: Option<usize>,
+    pub min_train: Option<usize>,
+    /// Share of the newest examples held out to compare challenger and champion.
+    pub holdout_fraction: Option<f64>,
+}
+
+/// The gate and the way to traffic. Every field may be left out for its default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionConfig {
+    /// "direct", "shadow" or "canary".
+    pub mode: Option<Spanned<String>>,
+    pub canary_share: Option<f64>,
+    pub min_gain: Option<f64>,
+    pub max_latency_us: Option<f64>,
+    pub max_size_bytes: Option<usize>,
+    /// Labels a shadow or canary trial runs for.
+    pub trial_labels: Option<usize>,
+    /// Labels after a promotion during which the predecessor is still scored,
+    /// and how much better it must do to come back.
+    pub rollback_after: Option<usize>,
+    pub rollback_margin: Option<f64>,
+}
+
+impl ModelConfig {
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+
+    pub fn features(&self) -> &[String] {
+        self.features.get_ref()
+    }
+
+    /// The stream every prediction is logged to.
+    pub fn predictions_stream(&self) -> String {
+        format!("{}-predictions", self.name())
+    }
+
+    /// The stream labelled examples are logged to, and their lake table.
+    pub fn joined_stream(&self) -> String {
+        format!("{}-joined", self.name())
+    }
+
+    pub fn joined_table(&self) -> String {
+        format!("{}_joined", self.name())
+    }
+
+    /// The consumers (mapping names) reading the joined and label streams.
+    pub fn joined_consumer(&self) -> String {
+        format!("{}-joined-examples", self.name())
+    }
+
+    pub fn labels_consumer(&self) -> String {
+        format!("{}-labels", self.name())
+    }
+
+    /// The lifecycle this declaration asks for; unset keys keep the defaults.
+    pub fn lifecycle(&self) -> Result<LifecycleConfig, (usize, String)> {
+        let mut config = LifecycleConfig::default();
+        if let Some(learner) = &self.learner {
+            driftline_ml::learn::classifier_by_name(learner.get_ref(), 1, self.classes, 0)
+                .map_err(|e| (learner.span().start, format!("learner: {e}")))?;
+            config.learner = learner.get_ref().clone();
+        }
+        let r = &self.retrain;
+        config.retrain_on_drift = r.on_drift.unwrap_or(config.retrain_on_drift);
+        config.retrain_every_labels = r.every_labels.unwrap_or(config.retrain_every_labels);
+        if let Some(seconds) = r.every_seconds.filter(|s| *s > 0) {
+            config.retrain_every = Some(Duration::from_secs(seconds));
+        }
+        config.accuracy_floor = r.accuracy_floor.unwrap_or(config.accuracy_floor);
+        if let Some(seconds) = r.cooldown_seconds {
+            config.cooldown = Duration::try_from_secs_f64(seconds).map_err(|_| {
+                (
+                    self.name.span().start,
+                    format!("retrain.cooldown_seconds must be a duration, not {seconds}"),
+                )
+            })?;
+        }
+        config.window = r.window.unwrap_or(config.window);
+        config.min_train = r.min_train.unwrap_or(config.min_train);
+        config.holdout_fraction = r.holdout_fraction.unwrap_or(config.holdout_fraction);
+        let p = &self.promotion;
+        config.promotion = match p
+            .mode
+            .as_ref()
+            .map(|m| (m.get_ref().as_str(), m.span().start))
+        {
+            None | Some(("direct", _)) => Promotion::Direct,
+            Some(("shadow", _)) => Promotion::Shadow,
+            Some(("canary", _)) => Promotion::Canary(p.canary_share.unwrap_or(0.1)),
+            Some((other, at)) => {
+                return Err((
+                    at,
+                    format!(
+                    "promotion.mode must be \"direct\", \"shadow\" or \"canary\", not {other:?}"
+                ),
+                ))
+            }
+        };
+        config.min_gain = p.min_gain.unwrap_or(config.min_gain);
+        config.max_latency_us = p.max_latency_us.unwrap_or(config.max_latency_us);
+        config.max_size_bytes = p.max_size_bytes.unwrap_or(config.max_size_bytes);
+        config.trial_labels = p.trial_labels.unwrap_or(config.trial_labels);
+        config.rollback_after = p.rollback_after.unwrap_or(config.rollback_after);
+        config.rollback_margin = p.rollback_margin.unwrap_or(config.rollback_margin);
+        config.label_horizon = self.label_horizon.unwrap_or(config.label_horizon);
+        if let Some(seconds) = self.label_horizon_seconds {
+            config.label_horizon_ms = (seconds as i64).saturating_mul(1000);
+        }
+        let at = self.name.span().start;
+        let check = |ok: bool, message: String| if ok { Ok(()) } else { Err((at, message)) };
+        check(
+            self.classes >= 2,
+            format!("classes must be at least 2, not {}", self.classes),
+        )?;
+        check(
+            config.holdout_fraction > 0.0 && config.holdout_fraction < 1.0,
+            format!(
+                "retrain.holdout_fraction must be between 0 and 1, not {}",
+                config.holdout_fraction
+            ),
+        )?;
+        check(
+            config.window >= config.min_train && config.min_train >= 2,
+            format!(
+            "retrain.window ({}) must be at least retrain.min_train ({}), which must be at least 2",
+            config.window, config.min_train
+        ),
+        )?;
+        check(
+            (0.0..1.0).contains(&config.accuracy_floor),
+            format!(
+                "retrain.accuracy_floor must be in 0..1, not {}",
+                config.accuracy_floor
+            ),
+        )?;
+        if let Promotion::Canary(share) = config.promotion {
+            check(
+                share > 0.0 && share < 1.0,
+                format!("promotion.canary_share must be between 0 and 1, not {share}"),
+            )?;
+        }
+        check(
+            config.label_horizon > 0,
+            "label_horizon must be at least 1".into(),
+        )?;
+        Ok(config)
+    }
+
+    /// Checks what needs no other section: names, features, the lifecycle.
+    pub fn check(&self) -> Result<(), (usize, String)> {
+        let name = self.name();
+        if name.is_empty()
+            || name.len() > 100
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err((
+                self.name.span().start,
+                format!("model name {name:?} must be 1-100 letters, digits, '-' or '_'"),
+            ));
+        }
+        let features = self.features();
+        if features.is_empty() {
+            return Err((
+                self.features.span().start,
+                "a model needs at least one feature".into(),
+            ));
+        }
+        crate::training::joined_schema(features).map_err(|e| {
+            let message = match e {
+                crate::lifecycle::LifecycleError::Training(message) => message,
+                other => other.to_string(),
+            };
+            (self.features.span().start, message)
+        })?;
+        self.lifecycle().map(|_| ())
+    }
+}

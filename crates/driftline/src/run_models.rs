@@ -1,0 +1,240 @@
+//! The models a pipeline declares (`[[model]]`), served by `driftline run`
+//! beside its processors: each with its prediction and joined-example
+//! streams, the delivery of its joined examples to the lake (which its
+//! retrains read back), and the consumer of its label stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use driftline_lake::{Lake, Registry};
+use driftline_log::{LogStore, Stream, StreamSpec};
+use driftline_ml::features::Encoder;
+use driftline_pipeline::config::ProcessorConfig;
+use driftline_pipeline::labels::LabelProcessor;
+use driftline_pipeline::lifecycle::{LifecycleConfig, ModelService, Served};
+use driftline_pipeline::mapping::Delivery;
+use driftline_pipeline::model_config::ModelConfig;
+use driftline_pipeline::training::{joined_processor, joined_schema, TrainingSource};
+use driftline_pipeline::{run_mapping, Mapping, MappingStats, PipelineConfig, Processor};
+
+use crate::cmd_run::Stage;
+
+/// The stream `name`, created with `shards` shards if it does not exist yet.
+fn stream_or_create(store: &LogStore, name: &str, shards: u32) -> anyhow::Result<Arc<Stream>> {
+    if let Ok(stream) = store.stream(name) {
+        return Ok(stream);
+    }
+    let spec = StreamSpec {
+        name: name.to_string(),
+        shard_count: shards,
+        ..StreamSpec::default()
+    };
+    store
+        .create_stream(spec, driftline_log::now_ms())
+        .with_context(|| format!("cannot create stream {name}"))
+}
+
+/// Called with each model once it serves.
+pub type OnReady = Arc<dyn Fn(Arc<ModelService>) + Send + Sync>;
+
+/// Starts every declared model. A model whose registry has a champion, or
+/// whose bootstrap table holds enough labelled rows, serves at once; one whose
+/// bootstrap table is still filling serves once it has enough (looked at every
+/// two seconds). Returns the stages that feed the models.
+pub async fn start_models(
+    config: &PipelineConfig,
+    store: &LogStore,
+    lake: &Lake,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    on_ready: OnReady,
+) -> anyhow::Result<Vec<Stage>> {
+    let mut stages = Vec::new();
+    for model in &config.models {
+        let model_stages = start_model(config, model, store, lake, stop, on_ready.clone())
+            .await
+            .with_context(|| format!("model {}", model.name()))?;
+        stages.extend(model_stages);
+    }
+    Ok(stages)
+}
+
+/// The first version trained on the bootstrap table, if it holds enough rows;
+/// `Ok(None)` (having said what it waits for) if it does not yet.
+async fn bootstrap(
+    model: &ModelConfig,
+    lake: &Lake,
+    registry: &Registry,
+    lifecycle: &LifecycleConfig,
+    quiet: bool,
+) -> anyhow::Result<Option<Served>> {
+    let bootstrap = model.bootstrap.as_ref().with_context(|| {
+        format!(
+            "no champion in the registry of {} and no bootstrap table to train one on: add bootstrap = {{ table = \"...\", label = \"...\" }}",
+            lake.location()
+        )
+    })?;
+    let table = bootstrap.table.get_ref();
+    let features = model.features();
+    let source = TrainingSource::labelled_table(lake.clone(), table, &bootstrap.label);
+    let set = source.newest(lifecycle.window, None, features).await?;
+    if set.examples.len() < lifecycle.min_train {
+        if !quiet {
+            eprintln!(
+                "model {} waits for {} labelled rows in lake table {table:?} to train its first version (has {})",
+                model.name(),
+                lifecycle.min_train,
+                set.examples.len()
+            );
+        }
+        return Ok(None);
+    }
+    let names: Vec<&str> = features.iter().map(String::as_str).collect();
+    let encoder = Encoder::numeric(&names);
+    let served =
+        ModelService::bootstrap_from(registry, lifecycle, encoder, model.classes, set).await?;
+    Ok(Some(served))
+}
+
+async fn start_model(
+    config: &PipelineConfig,
+    model: &ModelConfig,
+    store: &LogStore,
+    lake: &Lake,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    on_ready: OnReady,
+) -> anyhow::Result<Vec<Stage>> {
+    let name = model.name().to_string();
+    let features = model.features().to_vec();
+    let lifecycle = model
+        .lifecycle()
+        .map_err(|(_, message)| anyhow::anyhow!(message))?;
+    let registry = Registry::new(lake.clone(), &name)?;
+    let mut champion = ModelService::load_champion(&registry).await?;
+    if champion.is_none() {
+        champion = bootstrap(model, lake, &registry, &lifecycle, false).await?;
+    }
+    if let Some(champion) = &champion {
+        anyhow::ensure!(
+            champion.encoder.feature_names() == features,
+            "the champion v{} reads the features {:?}, the pipeline declares {:?}",
+            champion.version,
+            champion.encoder.feature_names(),
+            features
+        );
+    }
+    let predictions = stream_or_create(store, &model.predictions_stream(), 1)?;
+    let joined = stream_or_create(store, &model.joined_stream(), 2)?;
+    let labels = model
+        .labels
+        .as_ref()
+        .map(|l| store.stream(l.get_ref()))
+        .transpose()?;
+
+    // Makes the service around its first champion and starts its label consumer.
+    let lake_config = config.lake.clone().unwrap_or_default();
+    let schema = joined_schema(&features)?;
+    let mapping = {
+        let lake = lake.clone();
+        let table = model.joined_table();
+        move |consumer: String, stream: Arc<Stream>, processor: Arc<dyn Processor>, stats| Mapping {
+            config: ProcessorConfig::internal(&consumer, stream.name(), 100),
+            stream,
+            dead_letters: None,
+            processor,
+            delivery: Delivery {
+                lake: lake.clone(),
+                table: table.clone(),
+                schema: schema.clone(),
+                compression: lake_config.compression,
+                max_buffer: Duration::from_secs(lake_config.max_buffer_seconds),
+                max_buffer_bytes: lake_config.max_buffer_bytes,
+                bus: None,
+            },
+            stats,
+        }
+    };
+    let mut stages = Vec::new();
+    let joined_stats = Arc::new(MappingStats::default());
+    let joined_mapping = mapping(
+        model.joined_consumer(),
+        joined.clone(),
+        Arc::new(joined_processor(&features)?),
+        joined_stats.clone(),
+    );
+    stages.push((
+        model.joined_consumer(),
+        joined_stats,
+        tokio::spawn(run_mapping(joined_mapping, stop.clone())),
+    ));
+
+    let labels_stats = Arc::new(MappingStats::default());
+    let serve = {
+        let (model, lake, stop, labels_stats) = (
+            model.clone(),
+            lake.clone(),
+            stop.clone(),
+            labels_stats.clone(),
+        );
+        async move {
+            let champion = match champion {
+                Some(champion) => champion,
+                None => loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        _ = wait_for_stop(stop.clone()) => return Ok(()),
+                    }
+                    let attempt = bootstrap(&model, &lake, &registry, &lifecycle, true).await;
+                    match attempt {
+                        Ok(Some(champion)) => break champion,
+                        Ok(None) => {}
+                        Err(error) => {
+                            return Err(driftline_pipeline::MappingError::Join(format!(
+                                "model {}: {error:#}",
+                                model.name()
+                            )))
+                        }
+                    }
+                },
+            };
+            let service = ModelService::new(
+                model.name(),
+                lifecycle,
+                model.classes,
+                registry,
+                champion,
+                Some(predictions),
+            );
+            service.log_joined_to(joined.clone());
+            service.train_from(TrainingSource::new(
+                lake.clone(),
+                &model.joined_table(),
+                joined,
+            ));
+            on_ready(service.clone());
+            match labels {
+                // Labels make no rows: the mapping joins them (and checkpoints).
+                Some(stream) => {
+                    let labels = mapping(
+                        model.labels_consumer(),
+                        stream,
+                        Arc::new(LabelProcessor::new(service)),
+                        labels_stats,
+                    );
+                    run_mapping(labels, stop).await
+                }
+                None => Ok(()),
+            }
+        }
+    };
+    stages.push((model.labels_consumer(), labels_stats, tokio::spawn(serve)));
+    Ok(stages)
+}
+
+async fn wait_for_stop(mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
