@@ -6,6 +6,8 @@
 //! - `versions/VERSION.json`: the version record (parameters, training data,
 //!   parent, metrics when trained), claimed with a create-only put, so two
 //!   writers cannot both claim a version number: the loser takes the next;
+//! - `attachments/VERSION/NAME`: what else belongs to a version (its
+//!   data-drift reference);
 //! - `decisions/SEQ.json`: an append-only log of status changes (shadow,
 //!   canary, champion, archived, rejected) with the reason and metrics, each
 //!   claimed create-only in turn.
@@ -232,6 +234,24 @@ impl Registry {
                 location: record.artifact.clone(),
                 reason: "the artifact of this version is missing".into(),
             })
+    }
+
+    /// Stores data that belongs to a version beside it (the data-drift
+    /// reference, say), under `attachments/VERSION/NAME`; written again, replaced.
+    pub async fn write_attachment(&self, version: u64, name: &str, bytes: Vec<u8>) -> Result<()> {
+        self.lake
+            .write(
+                &self.path(&format!("attachments/{version:010}/{name}")),
+                bytes,
+            )
+            .await
+    }
+
+    /// An attachment of a version; `None` when it has none of that name.
+    pub async fn attachment(&self, version: u64, name: &str) -> Result<Option<Vec<u8>>> {
+        self.lake
+            .read(&self.path(&format!("attachments/{version:010}/{name}")))
+            .await
     }
 
     /// Creates an object only if there is none; false if one exists.

@@ -146,14 +146,14 @@ pub struct Served {
     pub learner: String,
     pub model: Box<dyn Classifier>,
     pub encoder: Encoder,
-    /// What it was trained on, for the data-drift monitor (absent for a
-    /// model loaded from the registry: it comes with the next retrain).
+    /// What it was trained on, for the data-drift monitor (stored beside the
+    /// version in the registry; absent if it was never stored).
     pub reference: Option<Reference>,
 }
 
 /// A sample of a model's training inputs, column by column, and of its
 /// scores on them: the reference the data-drift monitor compares traffic with.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Reference {
     pub columns: Vec<Vec<f64>>,
     pub scores: Vec<f64>,
@@ -162,7 +162,28 @@ pub struct Reference {
 /// Rows kept in a reference sample.
 const REFERENCE_ROWS: usize = 2000;
 
+/// The registry attachment holding a version's reference.
+const REFERENCE: &str = "reference.json";
+
 impl Reference {
+    /// Stores it beside its version, so that a restarted server monitors too.
+    async fn save(&self, registry: &Registry, version: u64) -> Result<(), LifecycleError> {
+        let bytes =
+            serde_json::to_vec(self).map_err(|e| LifecycleError::Artifact(e.to_string()))?;
+        Ok(registry.write_attachment(version, REFERENCE, bytes).await?)
+    }
+
+    /// A version's stored reference; `None` if it has none (it was trained
+    /// before references were kept, or its writer stopped before storing it).
+    async fn load(registry: &Registry, version: u64) -> Result<Option<Reference>, LifecycleError> {
+        let Some(bytes) = registry.attachment(version, REFERENCE).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            LifecycleError::Artifact(format!("the reference of version {version}: {e}"))
+        })
+    }
+
     pub fn of(model: &dyn Classifier, xs: &[Vec<f64>]) -> Reference {
         let step = xs.len().div_ceil(REFERENCE_ROWS).max(1);
         let rows: Vec<&Vec<f64>> = xs.iter().step_by(step).collect();
@@ -499,6 +520,7 @@ impl ModelService {
         let record = registry
             .register(record, artifact::save(model.as_ref(), Some(&encoder)))
             .await?;
+        reference.save(registry, record.version).await?;
         registry
             .decide(
                 record.version,
@@ -526,12 +548,13 @@ impl ModelService {
             artifact::load(&bytes).map_err(|e| LifecycleError::Artifact(e.to_string()))?;
         let encoder = encoder
             .ok_or_else(|| LifecycleError::Artifact("the artifact has no encoder".into()))?;
+        let reference = Reference::load(registry, champion.record.version).await?;
         Ok(Some(Served {
             version: champion.record.version,
             learner: champion.record.learner,
             model,
             encoder,
-            reference: None,
+            reference,
         }))
     }
 
@@ -1020,6 +1043,7 @@ impl ModelService {
             artifact::load(&bytes).map_err(|e| LifecycleError::Artifact(e.to_string()))?;
         let encoder = encoder
             .ok_or_else(|| LifecycleError::Artifact("the artifact has no encoder".into()))?;
+        let reference = Reference::load(&self.registry, version).await?;
         self.registry
             .decide(version, Status::Champion, reason, BTreeMap::new())
             .await?;
@@ -1032,7 +1056,7 @@ impl ModelService {
                 learner: target.record.learner.clone(),
                 model,
                 encoder,
-                reference: None,
+                reference,
             });
             self.install(&mut state, served, previous, None);
         }
@@ -1092,6 +1116,11 @@ impl ModelService {
         let Ok(_permit) = self.training.try_acquire() else {
             return Ok(()); // one retrain at a time
         };
+        // ... and across models, no more than the pool allows.
+        let _slot = training_pool()
+            .acquire()
+            .await
+            .map_err(|e| LifecycleError::Artifact(e.to_string()))?;
         let champion = self.champion.load_full();
         let (examples, training) = match (examples, self.training_source.get()) {
             (Some(examples), _) => {
@@ -1187,6 +1216,7 @@ impl ModelService {
                 artifact::save(model.as_ref(), Some(&champion.encoder)),
             )
             .await?;
+        reference.save(&self.registry, record.version).await?;
         self.lock().counters.retrains += 1;
         self.emit(LifecycleEvent::Retrain {
             version: record.version,
@@ -1411,6 +1441,17 @@ impl ModelService {
         });
         true
     }
+}
+
+/// The bound on trainings running at once in this process, whatever the
+/// number of models: half the cores (at least one), so that serving and the
+/// pipeline keep the rest.
+fn training_pool() -> &'static tokio::sync::Semaphore {
+    static POOL: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new((cores / 2).max(1))
+    })
 }
 
 fn accuracy(model: &dyn Classifier, xs: &[Vec<f64>], ys: &[usize]) -> f64 {

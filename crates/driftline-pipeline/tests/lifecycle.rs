@@ -14,6 +14,14 @@ use driftline_ml::learn::{artifact, classifier_by_name};
 use driftline_ml::synth::{FraudStream, FRAUD_FEATURES};
 use driftline_pipeline::lifecycle::{LifecycleConfig, LifecycleEvent, ModelService};
 
+/// The tests train models on a bounded pool shared by the process and time
+/// their retrains against a stream they drive: one at a time, so that they
+/// do not starve each other's training.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn encoder() -> Encoder {
     Encoder::numeric(&FRAUD_FEATURES)
 }
@@ -90,6 +98,7 @@ fn setup(config: &LifecycleConfig, stream: &mut FraudStream, bootstrap: usize) -
 
 #[test]
 fn drift_leads_to_a_retrain_a_gate_and_a_promotion_with_lineage() {
+    let _serial = serial();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -215,6 +224,7 @@ fn drift_leads_to_a_retrain_a_gate_and_a_promotion_with_lineage() {
 
 #[test]
 fn a_model_made_worse_on_purpose_is_rolled_back_and_a_weak_challenger_never_serves() {
+    let _serial = serial();
     let config = LifecycleConfig {
         rollback_after: 300,
         retrain_every_labels: 1000,
@@ -289,6 +299,7 @@ fn a_model_made_worse_on_purpose_is_rolled_back_and_a_weak_challenger_never_serv
 
 #[test]
 fn no_prediction_fails_during_swaps_under_concurrent_load() {
+    let _serial = serial();
     let config = LifecycleConfig {
         retrain_every_labels: 500,
         min_gain: -1.0,
@@ -350,6 +361,7 @@ fn no_prediction_fails_during_swaps_under_concurrent_load() {
 
 #[test]
 fn a_shifted_feature_raises_a_data_drift_alarm_naming_it() {
+    let _serial = serial();
     let config = LifecycleConfig::default();
     let mut stream = FraudStream::new(11, 100_000);
     let Setup {
@@ -426,6 +438,7 @@ fn drive_until(
 
 #[test]
 fn a_shadow_challenger_is_scored_on_live_traffic_before_it_serves_and_a_canary_answers_its_share() {
+    let _serial = serial();
     use driftline_pipeline::lifecycle::Promotion;
     for promotion in [Promotion::Shadow, Promotion::Canary(0.25)] {
         let config = LifecycleConfig {
@@ -513,6 +526,7 @@ fn a_shadow_challenger_is_scored_on_live_traffic_before_it_serves_and_a_canary_a
 /// the joined stream) and the registry names the objects and stream positions.
 #[test]
 fn retrains_read_the_lake_and_record_what_they_read() {
+    let _serial = serial();
     use driftline_lake::Compression;
     use driftline_pipeline::mapping::Delivery;
     use driftline_pipeline::training::{joined_processor, joined_schema, TrainingSource};
@@ -643,6 +657,7 @@ maximum_batching_window_ms = 50
 
 #[test]
 fn a_schedule_retrains_when_labels_are_new_and_drift_alone_does_not_when_switched_off() {
+    let _serial = serial();
     let config = LifecycleConfig {
         retrain_on_drift: false,
         retrain_every: Some(Duration::from_millis(300)),
@@ -669,4 +684,21 @@ fn a_schedule_retrains_when_labels_are_new_and_drift_alone_does_not_when_switche
     let retrains = service.counters().retrains;
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(service.counters().retrains, retrains);
+}
+
+#[test]
+fn the_data_drift_reference_is_kept_beside_its_version() {
+    let _serial = serial();
+    let mut stream = FraudStream::new(9, 10_000);
+    let setup = setup(&LifecycleConfig::default(), &mut stream, 1000);
+    // a restarted server loads the champion with its reference
+    let served = setup
+        .runtime
+        .block_on(ModelService::load_champion(&setup.registry))
+        .expect("load")
+        .expect("a champion");
+    let reference = served.reference.expect("the stored reference");
+    assert_eq!(reference.columns.len(), FRAUD_FEATURES.len());
+    assert_eq!(reference.scores.len(), 1000);
+    assert!(reference.scores.windows(2).all(|w| w[0] <= w[1]), "sorted");
 }
