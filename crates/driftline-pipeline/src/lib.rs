@@ -9,6 +9,7 @@ pub mod landing;
 pub mod lifecycle;
 pub mod mapping;
 pub mod model_config;
+mod online;
 pub mod processor;
 pub mod training;
 pub mod transform;

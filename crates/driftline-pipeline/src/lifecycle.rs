@@ -78,6 +78,9 @@ pub struct LifecycleConfig {
     pub retrain_every_labels: u64,
     /// Retrain on a schedule as well.
     pub retrain_every: Option<Duration>,
+    /// Online learning between retrains: the champion keeps learning from the
+    /// joined examples, republished every this many of them (`None`: off).
+    pub online_publish_every: Option<usize>,
     /// Retrain when the live accuracy falls under this (0: never).
     pub accuracy_floor: f64,
     /// Predictions waiting for labels, at most, and for how long.
@@ -124,6 +127,7 @@ impl Default for LifecycleConfig {
             retrain_on_drift: true,
             retrain_every_labels: 0,
             retrain_every: None,
+            online_publish_every: None,
             accuracy_floor: 0.0,
             label_horizon: 200_000,
             label_horizon_ms: 3_600_000,
@@ -316,6 +320,9 @@ pub struct Counters {
     pub promotions: u64,
     pub rejections: u64,
     pub rollbacks: u64,
+    /// Snapshots of the online learner served, and examples it had no room for.
+    pub online_updates: u64,
+    pub online_skipped: u64,
 }
 
 struct Pending {
@@ -389,6 +396,7 @@ pub struct ModelService {
     joined_log: std::sync::OnceLock<std::sync::mpsc::SyncSender<NewRecord>>,
     /// Where retrains read their examples, if not from the in-memory window.
     training_source: std::sync::OnceLock<TrainingSource>,
+    online: std::sync::OnceLock<crate::online::OnlineLearner>,
     next_request: AtomicU64,
     runtime: tokio::runtime::Handle,
 }
@@ -439,9 +447,14 @@ impl ModelService {
             log,
             joined_log: std::sync::OnceLock::new(),
             training_source: std::sync::OnceLock::new(),
+            online: std::sync::OnceLock::new(),
             next_request: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
         });
+        if let Some(every) = service.config.online_publish_every {
+            let learner = crate::online::OnlineLearner::start(Arc::downgrade(&service), every);
+            let _ = service.online.set(learner);
+        }
         if let Some(every) = service.config.retrain_every {
             // Holds the service weakly: the schedule ends when the service does.
             let weak = Arc::downgrade(&service);
@@ -572,6 +585,29 @@ impl ModelService {
     /// joined examples are delivered to, and record exactly which.
     pub fn train_from(&self, source: TrainingSource) {
         let _ = self.training_source.set(source);
+    }
+
+    /// The model serving now.
+    pub(crate) fn champion_snapshot(&self) -> Arc<Served> {
+        self.champion.load_full()
+    }
+
+    /// Serves the online learner's snapshot of `version`, if that version
+    /// still serves (a promotion in between makes it stale).
+    pub(crate) fn publish_online(&self, version: u64, model: Box<dyn Classifier>) {
+        let mut state = self.lock();
+        let current = self.champion.load();
+        if current.version != version {
+            return;
+        }
+        self.champion.store(Arc::new(Served {
+            version,
+            learner: current.learner.clone(),
+            model,
+            encoder: current.encoder.clone(),
+            reference: current.reference.clone(),
+        }));
+        state.counters.online_updates += 1;
     }
 
     pub fn registry(&self) -> &Registry {
@@ -833,6 +869,11 @@ impl ModelService {
         let champion = self.champion.load();
         let rolled_back = self.watch(&mut state, &pending, label, champion.version);
         let judged = self.judge_trial(&mut state, &pending, label, champion.version);
+        if let Some(online) = self.online.get() {
+            if !online.offer(pending.x.clone(), label) {
+                state.counters.online_skipped += 1;
+            }
+        }
         state.window.push_back((pending.x, label));
         if state.window.len() > self.config.window {
             state.window.pop_front();

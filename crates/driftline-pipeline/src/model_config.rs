@@ -7,6 +7,7 @@
 //! features = ["amount", "hour", "card_present"]   # numbers or booleans of each event
 //! classes = 2
 //! learner = "gbt"
+//! online_publish_every = 500       # optional: learn between retrains, republished every 500 labels
 //! labels = "fraud-labels"          # optional: a stream of {"request_id": ..., "label": N}
 //! bootstrap = { table = "history", label = "is_fraud" }   # trains v1 when the registry is empty
 //! retrain = { on_drift = true, every_labels = 0, every_seconds = 0, accuracy_floor = 0.0, cooldown_seconds = 2 }
@@ -40,6 +41,9 @@ pub struct ModelConfig {
     /// Predictions waiting for a label, at most, and for how long.
     pub label_horizon: Option<usize>,
     pub label_horizon_seconds: Option<u64>,
+    /// Online learning between retrains: the champion learns from every
+    /// joined example and is republished every this many (absent: off).
+    pub online_publish_every: Option<usize>,
     #[serde(default)]
     pub retrain: RetrainConfig,
     #[serde(default)]
@@ -180,6 +184,7 @@ impl ModelConfig {
         config.rollback_after = p.rollback_after.unwrap_or(config.rollback_after);
         config.rollback_margin = p.rollback_margin.unwrap_or(config.rollback_margin);
         config.label_horizon = self.label_horizon.unwrap_or(config.label_horizon);
+        config.online_publish_every = self.online_publish_every;
         if let Some(seconds) = self.label_horizon_seconds {
             config.label_horizon_ms = (seconds as i64).saturating_mul(1000);
         }
@@ -219,6 +224,10 @@ impl ModelConfig {
         check(
             config.label_horizon > 0,
             "label_horizon must be at least 1".into(),
+        )?;
+        check(
+            config.online_publish_every != Some(0),
+            "online_publish_every must be at least 1".into(),
         )?;
         Ok(config)
     }

@@ -19,7 +19,8 @@ use driftline_pipeline::lifecycle::{LifecycleConfig, LifecycleEvent, ModelServic
 /// do not starve each other's training.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn encoder() -> Encoder {
@@ -701,4 +702,49 @@ fn the_data_drift_reference_is_kept_beside_its_version() {
     assert_eq!(reference.columns.len(), FRAUD_FEATURES.len());
     assert_eq!(reference.scores.len(), 1000);
     assert!(reference.scores.windows(2).all(|w| w[0] <= w[1]), "sorted");
+}
+
+#[test]
+fn an_online_champion_keeps_learning_between_retrains() {
+    let _serial = serial();
+    // no retrains at all: whatever the model learns after the change, it learns online
+    let config = LifecycleConfig {
+        learner: "lr".into(),
+        retrain_on_drift: false,
+        online_publish_every: Some(100),
+        ..LifecycleConfig::default()
+    };
+    let mut stream = FraudStream::new(21, 12_000);
+    let setup = setup(&config, &mut stream, 2000);
+    let service = &setup.service;
+    let first = setup
+        .runtime
+        .block_on(ModelService::load_champion(&setup.registry))
+        .expect("load")
+        .expect("v1");
+    // past the abrupt change at 4,000 and well into the new pattern
+    drive(service, &mut stream, 6000, 20);
+    wait_until("the online learner", || {
+        service.counters().online_updates >= 20
+    });
+    let counters = service.counters();
+    assert_eq!(counters.retrains, 0);
+    assert_eq!(service.champion_version(), 1, "the same version learns on");
+    // on the next events, the model that learned on beats the one it started as
+    let events: Vec<_> = stream.by_ref().take(2000).collect();
+    let correct = |predict: &dyn Fn(&serde_json::Value) -> usize| {
+        events
+            .iter()
+            .filter(|t| predict(&t.features) == usize::from(t.fraud))
+            .count()
+    };
+    let learned = correct(&|f| service.predict(f).expect("predict").class);
+    let frozen = correct(&|f| {
+        let x = first.encoder.encode_json_frozen(f).expect("encode");
+        first.model.predict_one(&x)
+    });
+    assert!(
+        learned > frozen,
+        "online {learned} vs frozen {frozen} of 2000 ({counters:?})"
+    );
 }
