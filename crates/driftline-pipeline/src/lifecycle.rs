@@ -421,7 +421,9 @@ impl ModelService {
             champion: ArcSwap::from_pointee(champion),
             trial_model: arc_swap::ArcSwapOption::empty(),
             state: Mutex::new(State {
-                pending: HashMap::new(),
+                // Sized up front, up to a point: growing a map of many
+                // thousands of entries under the lock stalls every request.
+                pending: HashMap::with_capacity(config.label_horizon.min(1 << 16)),
                 order: VecDeque::new(),
                 window: VecDeque::new(),
                 live: VecDeque::new(),
@@ -738,21 +740,34 @@ impl ModelService {
             probabilities,
         };
         if let Some(log) = &self.log {
-            let record = serde_json::json!({
-                "request_id": prediction.request_id,
-                "model": self.name,
-                "version": prediction.version,
-                "class": prediction.class,
-                "probabilities": prediction.probabilities,
-                "features": features,
-                "at_ms": now,
-            });
-            // Blocks when the writer is behind: the queue is bounded.
-            let _ = log.send(NewRecord {
-                partition_key: prediction.request_id.clone(),
-                explicit_hash_key: None,
-                data: record.to_string().into_bytes(),
-            });
+            // Written straight from borrowed fields: no JSON tree per request.
+            #[derive(Serialize)]
+            struct Logged<'a> {
+                request_id: &'a str,
+                model: &'a str,
+                version: u64,
+                class: usize,
+                probabilities: &'a [f64],
+                features: &'a serde_json::Value,
+                at_ms: i64,
+            }
+            let record = Logged {
+                request_id: &prediction.request_id,
+                model: &self.name,
+                version: prediction.version,
+                class: prediction.class,
+                probabilities: &prediction.probabilities,
+                features,
+                at_ms: now,
+            };
+            if let Ok(data) = serde_json::to_vec(&record) {
+                // Blocks when the writer is behind: the queue is bounded.
+                let _ = log.send(NewRecord {
+                    partition_key: prediction.request_id.clone(),
+                    explicit_hash_key: None,
+                    data,
+                });
+            }
         }
         Ok(prediction)
     }

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use driftline_pipeline::lifecycle::{LifecycleError, ModelService};
+use driftline_pipeline::lifecycle::{LifecycleError, ModelService, Prediction};
 use serde_json::{json, Value};
 
 use crate::AppState;
@@ -107,17 +107,29 @@ fn predict_with(service: &Arc<ModelService>, body: Value) -> Response {
             Err(e) => return lifecycle_error(e),
         }
     }
+    // Serialized from the predictions themselves, without a JSON tree.
+    #[derive(serde::Serialize)]
+    struct Batch<'a> {
+        model: &'a str,
+        predictions: &'a [Prediction],
+    }
+    #[derive(serde::Serialize)]
+    struct One<'a> {
+        model: &'a str,
+        #[serde(flatten)]
+        prediction: &'a Prediction,
+    }
     if batch {
-        Json(json!({"model": service.name(), "predictions": predictions})).into_response()
+        Json(Batch {
+            model: service.name(),
+            predictions: &predictions,
+        })
+        .into_response()
     } else {
-        let p = &predictions[0];
-        Json(json!({
-            "model": service.name(),
-            "version": p.version,
-            "request_id": p.request_id,
-            "class": p.class,
-            "probabilities": p.probabilities,
-        }))
+        Json(One {
+            model: service.name(),
+            prediction: &predictions[0],
+        })
         .into_response()
     }
 }

@@ -1,5 +1,8 @@
 //! The `driftline` command: every role of the system in one binary.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod client;
 mod cmd_backtest;
 mod cmd_bench;
