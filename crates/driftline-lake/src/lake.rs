@@ -39,19 +39,76 @@ pub struct Lake {
     location: String,
 }
 
+/// An S3 bucket (and a prefix in it) as the lake. Conditional puts
+/// (`If-None-Match`) keep the registry's create-only claims.
+#[cfg(feature = "aws")]
+fn s3_store(
+    rest: &str,
+    options: &[(&str, &str)],
+) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    use object_store::prefix::PrefixStore;
+
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err("an s3:// location needs a bucket: s3://BUCKET[/PREFIX]".into());
+    }
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    for (key, value) in options {
+        let key: AmazonS3ConfigKey = key.parse().map_err(|e| format!("option {key:?}: {e}"))?;
+        builder = builder.with_config(key, *value);
+    }
+    // A local S3-compatible endpoint (moto, minio) speaks plain HTTP.
+    let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+    if endpoint.is_some_and(|e| e.starts_with("http://")) {
+        builder = builder.with_allow_http(true);
+    }
+    let store = builder.build().map_err(|e| e.to_string())?;
+    let prefix = prefix.trim_matches('/');
+    Ok(if prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    })
+}
+
+#[cfg(not(feature = "aws"))]
+fn s3_store(
+    _rest: &str,
+    _options: &[(&str, &str)],
+) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+    Err(
+        "s3:// needs driftline built with the aws feature (cargo build --release --features aws)"
+            .into(),
+    )
+}
+
 impl Lake {
     /// Opens a lake: a local directory (a path or `file:///...`, created if
     /// missing) or `memory://` (for tests).
+    ///
+    /// With the `aws` feature, also `s3://BUCKET[/PREFIX]`, configured from
+    /// the environment as the AWS tools are (`AWS_REGION`, credentials,
+    /// `AWS_ENDPOINT_URL` for an S3-compatible endpoint, `AWS_SERVER_SIDE_ENCRYPTION`
+    /// and `AWS_SSE_KMS_KEY_ID` for encryption at rest).
     pub fn open(location: &str) -> Result<Lake> {
+        Self::open_with(location, &[])
+    }
+
+    /// [`Lake::open`] with object-store settings that override the
+    /// environment's (for `s3://`: `aws_endpoint`, `aws_region`, ...).
+    pub fn open_with(location: &str, options: &[(&str, &str)]) -> Result<Lake> {
         let bad = |reason: String| LakeError::Location {
             location: location.to_string(),
             reason,
         };
         let store: Arc<dyn ObjectStore> = if location == "memory://" {
             Arc::new(InMemory::new())
+        } else if let Some(rest) = location.strip_prefix("s3://") {
+            s3_store(rest, options).map_err(bad)?
         } else if location.contains("://") && !location.starts_with("file://") {
             return Err(bad(
-                "unsupported scheme: use a directory path, file:// or memory:// (s3:// needs the aws feature)".into(),
+                "unsupported scheme: use a directory path, file://, s3:// or memory://".into(),
             ));
         } else {
             let dir = location.strip_prefix("file://").unwrap_or(location);

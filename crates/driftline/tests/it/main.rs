@@ -10,5 +10,7 @@ mod disk_full;
 mod models;
 mod pipeline;
 mod python;
+#[cfg(feature = "aws")]
+mod s3;
 mod sdk;
 mod util;

@@ -1,0 +1,267 @@
+//! One suite every lake backend passes: a local directory, memory, and (with
+//! the `aws` feature) S3, against a `moto_server` this test starts on a free
+//! loopback port. Deliveries, listing, reads, the removal of uncommitted
+//! objects, and the registry's create-only version claims under concurrent
+//! writers, which on S3 rest on conditional puts.
+
+use std::collections::BTreeMap;
+
+use driftline_lake::{
+    Compression, Field, FieldType, Lake, ObjectName, Registry, Row, Status, TableSchema,
+    TrainingData, Value, VersionRecord,
+};
+
+fn schema() -> TableSchema {
+    TableSchema::new(
+        vec![
+            Field {
+                name: "id".into(),
+                field_type: FieldType::String,
+                required: true,
+            },
+            Field {
+                name: "amount".into(),
+                field_type: FieldType::Float,
+                required: true,
+            },
+        ],
+        None,
+    )
+    .expect("schema")
+}
+
+fn row(i: u128, time_us: i64) -> Row {
+    Row {
+        values: vec![Value::String(format!("e{i}")), Value::Float(i as f64)],
+        shard: "shardId-000000000000".into(),
+        sequence_number: i,
+        partition_time_us: time_us,
+    }
+}
+
+fn range(first: u128, last: u128) -> ObjectName {
+    ObjectName {
+        shard: "shardId-000000000000".into(),
+        first,
+        last,
+    }
+}
+
+fn record() -> VersionRecord {
+    VersionRecord {
+        version: 0,
+        parent: None,
+        learner: "lr".into(),
+        parameters: serde_json::json!({}),
+        training: TrainingData::default(),
+        metrics: BTreeMap::new(),
+        created_ms: 0,
+        artifact: String::new(),
+    }
+}
+
+/// What every backend must do; `open` gives a new handle on the same lake.
+async fn suite(open: impl Fn() -> Lake) {
+    let lake = open();
+    // deliveries: one object per hour partition; the same delivery again replaces them
+    let hour = 3_600_000_000;
+    let rows = vec![row(1, 0), row(2, hour), row(3, hour + 5)];
+    for _ in 0..2 {
+        let written = lake
+            .write_delivery("events", &schema(), &range(1, 3), &rows, Compression::Zstd)
+            .await
+            .expect("write");
+        assert_eq!(written.iter().map(|w| w.rows).sum::<usize>(), 3);
+    }
+    let paths = lake.list("events").await.expect("list");
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(paths[0].starts_with("events/dt=1970-01-01/hour=00/shardId-000000000000-"));
+    // a delivery never checkpointed is removed, committed ones stay
+    lake.write_delivery(
+        "events",
+        &schema(),
+        &range(4, 4),
+        &[row(4, 0)],
+        Compression::Snappy,
+    )
+    .await
+    .expect("write");
+    let removed = lake
+        .remove_uncommitted("events", "shardId-000000000000", Some(3))
+        .await
+        .expect("remove");
+    assert_eq!(removed.len(), 1);
+    assert_eq!(open().list("events").await.expect("list"), paths);
+    let objects = lake.objects("events/").await.expect("objects");
+    assert_eq!(objects.len(), 2);
+    assert!(objects.iter().all(|o| o.size > 0 && !o.version.is_empty()));
+    // plain objects: written, read back by another handle, absent ones are None
+    lake.write("notes/a.txt", b"hello".to_vec())
+        .await
+        .expect("write");
+    assert_eq!(
+        open().read("notes/a.txt").await.expect("read").as_deref(),
+        Some(&b"hello"[..])
+    );
+    assert_eq!(lake.read("notes/none.txt").await.expect("read"), None);
+
+    // the registry: concurrent writers through two handles never share a version
+    let a = Registry::new(open(), "m").expect("a");
+    let b = Registry::new(open(), "m").expect("b");
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let registry = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            registry.register(record(), vec![i]).await
+        }));
+    }
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.push(task.await.expect("join").expect("register").version);
+    }
+    claimed.sort_unstable();
+    assert_eq!(claimed, (1..=8).collect::<Vec<u64>>());
+    for state in b.versions().await.expect("versions") {
+        assert_eq!(a.artifact(&state.record).await.expect("artifact").len(), 1);
+    }
+    a.decide(3, Status::Champion, "best", BTreeMap::new())
+        .await
+        .expect("decide");
+    let champion = b.champion().await.expect("champion").expect("one");
+    assert_eq!(champion.record.version, 3);
+    a.write_attachment(3, "reference.json", b"{}".to_vec())
+        .await
+        .expect("attach");
+    assert_eq!(
+        b.attachment(3, "reference.json").await.expect("read"),
+        Some(b"{}".to_vec())
+    );
+    assert_eq!(b.attachment(2, "reference.json").await.expect("read"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_directory_passes_the_suite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().to_str().expect("utf-8").to_string();
+    suite(|| Lake::open(&path).expect("lake")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_passes_the_suite() {
+    let lake = Lake::open("memory://").expect("lake");
+    suite(|| lake.clone()).await;
+}
+
+#[test]
+fn unknown_schemes_are_refused_with_what_is_accepted() {
+    let error = Lake::open("ftp://somewhere").expect_err("ftp").to_string();
+    assert!(
+        error.contains("s3://") && error.contains("file://"),
+        "{error}"
+    );
+    let error = Lake::open_with("s3://", &[])
+        .expect_err("no bucket")
+        .to_string();
+    assert!(
+        error.contains("bucket") || error.contains("aws feature"),
+        "{error}"
+    );
+}
+
+#[cfg(feature = "aws")]
+mod s3 {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// A `moto_server` on a free loopback port, stopped on drop.
+    pub struct Moto {
+        child: Child,
+        pub endpoint: String,
+        port: u16,
+    }
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// One plain HTTP/1.1 request; the status code.
+    fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("no status in {answer:?}")))
+    }
+
+    impl Moto {
+        pub fn start() -> Moto {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("free port");
+            let child = Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server is needed for the S3 tests: pip install 'moto[server]'");
+            let moto = Moto {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+                port,
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while http(port, "GET", "/moto-api/").ok() != Some(200) {
+                assert!(Instant::now() < deadline, "moto_server did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            moto
+        }
+
+        pub fn create_bucket(&self, bucket: &str) {
+            assert_eq!(
+                http(self.port, "PUT", &format!("/{bucket}")).expect("create"),
+                200
+            );
+        }
+
+        pub fn options(&self) -> Vec<(&str, &str)> {
+            vec![
+                ("aws_endpoint", self.endpoint.as_str()),
+                ("aws_region", "us-east-1"),
+                ("aws_access_key_id", "test"),
+                ("aws_secret_access_key", "test"),
+            ]
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn s3_passes_the_suite_with_a_prefix() {
+        let moto = Moto::start();
+        moto.create_bucket("lake");
+        let options = moto.options();
+        suite(|| Lake::open_with("s3://lake/team/prod", &options).expect("lake")).await;
+        // everything went under the prefix
+        let root = Lake::open_with("s3://lake", &options).expect("root");
+        let all = root.list("").await.expect("list");
+        assert!(
+            !all.is_empty() && all.iter().all(|p| p.starts_with("team/prod/")),
+            "{all:?}"
+        );
+    }
+}

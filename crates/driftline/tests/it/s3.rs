@@ -1,0 +1,183 @@
+//! The same pipeline with its lake on S3 (`--lake s3://BUCKET/PREFIX`),
+//! against a `moto_server` started on a free loopback port: records put
+//! through the Kinesis API land as Parquet objects in the bucket, each
+//! exactly once.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, StringArray};
+use driftline_lake::Lake;
+use serde_json::json;
+
+use crate::util::{kinesis_json, Server};
+
+/// A `moto_server` on a free loopback port, stopped on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server is needed for the AWS tests: pip install 'moto[server]'");
+        let moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while moto.http("GET", "/moto-api/").ok() != Some(200) {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One unsigned request (moto does not check signatures); the status.
+    fn http(&self, method: &str, path: &str) -> std::io::Result<u16> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("no status in {answer:?}")))
+    }
+
+    /// The AWS environment a driftline process needs to reach it.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ]
+    }
+}
+
+/// Every `_sequence_number` of the table's rows in the S3 lake, with its count.
+fn s3_rows(lake: &Lake, runtime: &tokio::runtime::Runtime) -> BTreeMap<String, usize> {
+    let mut rows = BTreeMap::new();
+    let objects = runtime.block_on(lake.objects("events/")).expect("objects");
+    for object in objects {
+        let bytes = runtime
+            .block_on(lake.read(&object.path))
+            .expect("read")
+            .expect("object");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(bytes),
+        )
+        .expect("parquet")
+        .build()
+        .expect("reader");
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let column = batch.column_by_name("_sequence_number").expect("column");
+            let sequences = column.as_any().downcast_ref::<StringArray>().expect("text");
+            for i in 0..sequences.len() {
+                *rows.entry(sequences.value(i).to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    rows
+}
+
+#[test]
+fn the_pipeline_delivers_to_s3_exactly_once() {
+    let moto = Moto::start();
+    assert_eq!(moto.http("PUT", "/lake").expect("create bucket"), 200);
+    let dir = tempfile::tempdir().expect("dir");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
+    command
+        .arg("run")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.toml"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--progress-every",
+            "60",
+            "--lake",
+            "s3://lake/prod",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .envs(moto.env());
+    let mut server = Server::spawn(command);
+    let records: Vec<serde_json::Value> = (0..2000)
+        .map(|i| {
+            let event = json!({"id": format!("e{i}"), "user": format!("u{}", i % 7),
+                "amount": i as f64, "ts": "2026-11-25T10:00:00Z"});
+            json!({
+                "Data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, event.to_string()),
+                "PartitionKey": format!("u{}", i % 7),
+            })
+        })
+        .collect();
+    for chunk in records.chunks(500) {
+        let (status, answer) = kinesis_json(
+            &server.endpoint,
+            "PutRecords",
+            json!({"StreamName": "events", "Records": chunk}),
+        );
+        assert_eq!(
+            (status, answer["FailedRecordCount"].clone()),
+            (200, json!(0)),
+            "{answer}"
+        );
+    }
+    // SIGTERM delivers what is buffered, then exits
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    assert!(server.child.wait().expect("wait").success());
+
+    let runtime = crate::util::runtime();
+    let options: Vec<(&str, String)> = vec![
+        ("aws_endpoint", moto.endpoint()),
+        ("aws_region", "us-east-1".into()),
+        ("aws_access_key_id", "test".into()),
+        ("aws_secret_access_key", "test".into()),
+    ];
+    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let lake = Lake::open_with("s3://lake/prod", &options).expect("lake");
+    let rows = s3_rows(&lake, &runtime);
+    assert_eq!(rows.len(), 2000, "distinct rows");
+    assert!(rows.values().all(|n| *n == 1), "a row appears twice");
+    let paths = runtime.block_on(lake.list("events/")).expect("list");
+    assert!(
+        paths
+            .iter()
+            .all(|p| p.starts_with("events/dt=2026-11-25/hour=10/")),
+        "{paths:?}"
+    );
+}
