@@ -11,6 +11,7 @@ mod cmd_get;
 mod cmd_models;
 mod cmd_put;
 mod cmd_run;
+mod cmd_sagemaker;
 mod cmd_serve;
 mod cmd_stream;
 mod dataset;
@@ -51,6 +52,9 @@ enum Command {
     Validate(cmd_run::ValidateArgs),
     /// Replay a recorded stream through models and retraining policies.
     Backtest(cmd_backtest::BacktestArgs),
+    /// The SageMaker container contract: train on /opt/ml, serve /ping and /invocations.
+    #[command(subcommand)]
+    Sagemaker(cmd_sagemaker::SagemakerCommand),
     /// Timings of driftline's own parts, for the peer benchmarks in bench/.
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
@@ -75,6 +79,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => cmd_run::run(args),
         Command::Validate(args) => cmd_run::validate(args),
         Command::Backtest(args) => cmd_backtest::run_backtest(args),
+        Command::Sagemaker(command) => cmd_sagemaker::run(command),
         Command::Bench(command) => cmd_bench::run(command),
     };
     match result {

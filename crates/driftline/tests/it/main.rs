@@ -12,5 +12,6 @@ mod pipeline;
 mod python;
 #[cfg(feature = "aws")]
 mod s3;
+mod sagemaker;
 mod sdk;
 mod util;
