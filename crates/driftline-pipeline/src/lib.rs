@@ -4,6 +4,7 @@
 
 pub mod config;
 mod dead_letter;
+pub mod emf;
 pub mod labels;
 pub mod landing;
 pub mod lifecycle;

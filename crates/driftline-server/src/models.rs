@@ -34,6 +34,14 @@ impl Models {
         self.services.read().ok()?.get(name).cloned()
     }
 
+    /// Every model served, by name.
+    pub fn all(&self) -> Vec<Arc<ModelService>> {
+        self.services
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn names(&self) -> Vec<String> {
         self.services
             .read()

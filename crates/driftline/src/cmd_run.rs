@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 2)]
     progress_every: u64,
+    /// How progress is reported: "text" lines, or "emf" (CloudWatch's embedded
+    /// metric format, JSON lines on standard output that CloudWatch Logs turns into metrics).
+    #[arg(long, default_value = "text", value_parser = ["text", "emf"])]
+    metrics: String,
 }
 
 pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
@@ -114,10 +118,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .map(|(n, s, _)| (n.clone(), s.clone()))
             .collect();
         let every = Duration::from_secs(args.progress_every.max(1));
+        let emf = args.metrics == "emf";
+        let pipeline_name = args
+            .pipeline
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pipeline".into());
+        let served = state.models.clone();
         let progress = tokio::spawn(async move {
+            let mut reporter = crate::emf_report::EmfReporter::default();
             loop {
                 tokio::time::sleep(every).await;
-                print_progress(&names_and_stats);
+                if emf {
+                    reporter.report(&pipeline_name, &names_and_stats, &served.all());
+                } else {
+                    print_progress(&names_and_stats);
+                }
             }
         });
         let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -134,7 +150,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 Ok(Err(error)) => failure = Some(anyhow::anyhow!("processor {name}: {error}")),
                 Err(error) => failure = Some(anyhow::anyhow!("processor {name}: {error}")),
             }
-            print_progress(&[(name, stats)]);
+            if !emf {
+                print_progress(&[(name, stats)]);
+            }
         }
         progress.abort();
         let _ = server_stop_tx.send(());

@@ -15,6 +15,7 @@ mod cmd_sagemaker;
 mod cmd_serve;
 mod cmd_stream;
 mod dataset;
+mod emf_report;
 mod listen;
 mod report;
 mod run_models;

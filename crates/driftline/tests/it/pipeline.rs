@@ -479,3 +479,55 @@ fn files_dropped_under_a_landing_prefix_are_processed_once() {
         "{letters:?}"
     );
 }
+
+/// `--metrics emf`: progress as CloudWatch embedded-metric-format lines whose
+/// counters add up to what was put.
+#[test]
+fn progress_can_be_cloudwatch_embedded_metric_format() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .arg("run")
+        .arg(quickstart())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--progress-every",
+            "1",
+            "--metrics",
+            "emf",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--lake")
+        .arg(dir.path().join("lake"))
+        .env("DRIFTLINE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let banner = lines.next().expect("banner").expect("line");
+    let endpoint = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("address")
+        .to_string();
+    put(&endpoint, &(0..700).map(event).collect::<Vec<_>>());
+    let (mut records_in, mut delivered) = (0.0, 0.0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered < 700.0 && Instant::now() < deadline {
+        let line = lines.next().expect("a metrics line").expect("text");
+        let metric: Value = serde_json::from_str(&line).expect("each line is JSON");
+        let aws = &metric["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(aws["Namespace"], "driftline", "{line}");
+        assert_eq!(aws["Dimensions"], json!([["Pipeline", "Stage"]]), "{line}");
+        assert_eq!(metric["Pipeline"], "quickstart");
+        if metric["Stage"] == "events" {
+            records_in += metric["RecordsIn"].as_f64().expect("RecordsIn");
+            delivered += metric["RowsDelivered"].as_f64().expect("RowsDelivered");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((records_in, delivered), (700.0, 700.0));
+}
