@@ -3,7 +3,9 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cfn;
 mod client;
+mod cmd_aws;
 mod cmd_backtest;
 mod cmd_bench;
 mod cmd_demo;
@@ -53,6 +55,9 @@ enum Command {
     Validate(cmd_run::ValidateArgs),
     /// Replay a recorded stream through models and retraining policies.
     Backtest(cmd_backtest::BacktestArgs),
+    /// Running on AWS: `driftline aws template PIPELINE.toml` (CloudFormation).
+    #[command(subcommand)]
+    Aws(cmd_aws::AwsCommand),
     /// The SageMaker container contract: train on /opt/ml, serve /ping and /invocations.
     #[command(subcommand)]
     Sagemaker(cmd_sagemaker::SagemakerCommand),
@@ -81,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Command::Validate(args) => cmd_run::validate(args),
         Command::Backtest(args) => cmd_backtest::run_backtest(args),
         Command::Sagemaker(command) => cmd_sagemaker::run(command),
+        Command::Aws(command) => cmd_aws::run(command),
         Command::Bench(command) => cmd_bench::run(command),
     };
     match result {
