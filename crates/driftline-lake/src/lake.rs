@@ -12,6 +12,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use crate::error::{LakeError, Result};
 use crate::object_name::{partition_path, ObjectName};
 use crate::parquet_io::{encode_parquet, Compression};
+use crate::position::Position;
 use crate::table::{Row, TableSchema};
 
 /// An object delivery wrote: its path in the lake and the rows it holds.
@@ -173,7 +174,7 @@ impl Lake {
         &self,
         table: &str,
         shard: &str,
-        committed: Option<u128>,
+        committed: Option<&Position>,
     ) -> Result<Vec<String>> {
         let prefix = Path::from(table);
         let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
@@ -182,7 +183,7 @@ impl Lake {
             let Some(name) = object.location.filename().and_then(ObjectName::parse) else {
                 continue;
             };
-            if name.shard == shard && committed.is_none_or(|c| name.first > c) {
+            if name.shard == shard && committed.is_none_or(|c| name.first > *c) {
                 self.store.delete(&object.location).await?;
                 removed.push(object.location.to_string());
             }
@@ -284,7 +285,7 @@ mod tests {
                 Value::Timestamp(time_us),
             ],
             shard: "shardId-000000000000".into(),
-            sequence_number: i,
+            sequence_number: i.into(),
             partition_time_us: time_us,
         }
     }
@@ -292,8 +293,8 @@ mod tests {
     fn range(first: u128, last: u128) -> ObjectName {
         ObjectName {
             shard: "shardId-000000000000".into(),
-            first,
-            last,
+            first: first.into(),
+            last: last.into(),
         }
     }
 
@@ -325,7 +326,7 @@ mod tests {
         .await
         .expect("write");
         let removed = lake
-            .remove_uncommitted("events", "shardId-000000000000", Some(3))
+            .remove_uncommitted("events", "shardId-000000000000", Some(&3.into()))
             .await
             .expect("remove");
         assert_eq!(removed.len(), 1);

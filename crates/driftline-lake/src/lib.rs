@@ -13,6 +13,7 @@ mod error;
 mod lake;
 mod object_name;
 mod parquet_io;
+mod position;
 pub mod registry;
 mod table;
 
@@ -20,5 +21,6 @@ pub use error::{LakeError, Result};
 pub use lake::{Lake, StoredObject, WrittenObject};
 pub use object_name::{partition_path, ObjectName};
 pub use parquet_io::{encode_parquet, Compression};
+pub use position::Position;
 pub use registry::{Decision, Registry, Status, TrainingData, VersionRecord, VersionState};
 pub use table::{Field, FieldType, Row, TableSchema, Value};

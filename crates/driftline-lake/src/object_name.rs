@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::position::Position;
+
 /// `dt=YYYY-MM-DD/hour=HH` of a time in microseconds since the epoch (UTC).
 pub fn partition_path(time_us: i64) -> String {
     let time = DateTime::<Utc>::from_timestamp_micros(time_us).unwrap_or_default();
@@ -14,15 +16,22 @@ pub fn partition_path(time_us: i64) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectName {
     pub shard: String,
-    pub first: u128,
-    pub last: u128,
+    pub first: Position,
+    pub last: Position,
 }
 
 impl ObjectName {
     pub fn file_name(&self) -> String {
+        // At least 39 digits (any 128-bit number); wider for wider numbers,
+        // both the same width so that the names of one shard sort as the numbers.
+        let width = 39
+            .max(self.last.as_str().len())
+            .max(self.first.as_str().len());
         format!(
-            "{}-{:039}-{:039}.parquet",
-            self.shard, self.first, self.last
+            "{}-{:0>width$}-{:0>width$}.parquet",
+            self.shard,
+            self.first.as_str(),
+            self.last.as_str()
         )
     }
 
@@ -33,13 +42,13 @@ impl ObjectName {
         let last = parts.next()?;
         let first = parts.next()?;
         let shard = parts.next()?;
-        if first.len() != 39 || last.len() != 39 || shard.is_empty() {
+        if first.len() < 39 || first.len() != last.len() || shard.is_empty() {
             return None;
         }
         Some(ObjectName {
             shard: shard.to_string(),
-            first: first.parse().ok()?,
-            last: last.parse().ok()?,
+            first: Position::parse(first)?,
+            last: Position::parse(last)?,
         })
     }
 }
@@ -62,17 +71,26 @@ mod tests {
     fn object_names_round_trip_and_sort_numerically() {
         let a = ObjectName {
             shard: "shardId-000000000001".into(),
-            first: 9,
-            last: 99,
+            first: 9.into(),
+            last: 99.into(),
         };
         let b = ObjectName {
             shard: "shardId-000000000001".into(),
-            first: 100,
-            last: 18_446_744_073_709_551_716,
+            first: 100.into(),
+            last: 18_446_744_073_709_551_716.into(),
         };
         assert_eq!(ObjectName::parse(&a.file_name()), Some(a.clone()));
         assert_eq!(ObjectName::parse(&b.file_name()), Some(b.clone()));
         assert!(a.file_name() < b.file_name());
+        // Kinesis's 56-digit sequence numbers make wider names
+        let wide = ObjectName {
+            shard: "shardId-000000000000".into(),
+            first: Position::parse("49590338271490256608559692538361571095921575989136588898")
+                .expect("first"),
+            last: Position::parse("49590338271490256608559692538361571095921575989136588999")
+                .expect("last"),
+        };
+        assert_eq!(ObjectName::parse(&wide.file_name()), Some(wide.clone()));
         assert_eq!(ObjectName::parse("notes.txt"), None);
         assert_eq!(ObjectName::parse("x-1-2.parquet"), None);
     }

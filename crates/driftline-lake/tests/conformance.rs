@@ -34,7 +34,7 @@ fn row(i: u128, time_us: i64) -> Row {
     Row {
         values: vec![Value::String(format!("e{i}")), Value::Float(i as f64)],
         shard: "shardId-000000000000".into(),
-        sequence_number: i,
+        sequence_number: i.into(),
         partition_time_us: time_us,
     }
 }
@@ -42,8 +42,8 @@ fn row(i: u128, time_us: i64) -> Row {
 fn range(first: u128, last: u128) -> ObjectName {
     ObjectName {
         shard: "shardId-000000000000".into(),
-        first,
-        last,
+        first: first.into(),
+        last: last.into(),
     }
 }
 
@@ -87,7 +87,7 @@ async fn suite(open: impl Fn() -> Lake) {
     .await
     .expect("write");
     let removed = lake
-        .remove_uncommitted("events", "shardId-000000000000", Some(3))
+        .remove_uncommitted("events", "shardId-000000000000", Some(&3.into()))
         .await
         .expect("remove");
     assert_eq!(removed.len(), 1);

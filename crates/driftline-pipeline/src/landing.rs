@@ -99,7 +99,7 @@ impl Landing {
                     .enumerate()
                     .map(|(i, data)| Event {
                         shard: object.path.clone(),
-                        sequence_number: i as u128,
+                        sequence_number: (i as u128).into(),
                         arrival_ms: object.last_modified_ms,
                         partition_key: object.path.clone(),
                         data,
@@ -114,7 +114,8 @@ impl Landing {
                             rows.extend(outcome.rows);
                             for (i, reason) in outcome.failed {
                                 if let Some(event) = chunk.get(i) {
-                                    let line = event.sequence_number as usize;
+                                    let line = event.sequence_number.to_u128().unwrap_or_default()
+                                        as usize;
                                     letters.push((
                                         event.partition_key.clone(),
                                         letter(reason, Some(line), &event.data),
@@ -123,7 +124,7 @@ impl Landing {
                             }
                         }
                         Err(reason) => letters.extend(chunk.iter().map(|e| {
-                            let line = e.sequence_number as usize;
+                            let line = e.sequence_number.to_u128().unwrap_or_default() as usize;
                             (
                                 e.partition_key.clone(),
                                 letter(reason.clone(), Some(line), &e.data),
@@ -143,8 +144,8 @@ impl Landing {
         if !rows.is_empty() {
             let range = ObjectName {
                 shard: output_token(&self.name, &object.path),
-                first: 0,
-                last: rows.len() as u128 - 1,
+                first: 0.into(),
+                last: (rows.len() as u128 - 1).into(),
             };
             let written = self
                 .delivery

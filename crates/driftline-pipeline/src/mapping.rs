@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use driftline_lake::{Compression, Lake, ObjectName, Row, TableSchema, WrittenObject};
+use driftline_lake::{Compression, Lake, ObjectName, Position, Row, TableSchema, WrittenObject};
 use driftline_log::{SequenceNumber, Stream};
 
 use crate::config::{ProcessorConfig, StartingPosition};
@@ -167,8 +167,8 @@ type Failed = (Event, String);
 struct Buffer {
     rows: Vec<Row>,
     bytes: usize,
-    first: Option<u128>,
-    last: u128,
+    first: Option<Position>,
+    last: Option<Position>,
     since: Option<Instant>,
 }
 
@@ -203,7 +203,7 @@ impl ShardWorker {
             .remove_uncommitted(
                 &self.mapping.delivery.table,
                 &self.shard,
-                committed.map(SequenceNumber::as_u128),
+                committed.map(|c| Position::from(c.as_u128())).as_ref(),
             )
             .await?;
         if !removed.is_empty() {
@@ -245,12 +245,16 @@ impl ShardWorker {
                         .read(self.shard_index, offset, want, 6 * 1024 * 1024)
                 })?;
                 offset = read.next_offset;
-                batch.extend(read.records.into_iter().map(|r| Event {
-                    shard: self.shard.clone(),
-                    sequence_number: SequenceNumber::new(self.shard_index, r.offset).as_u128(),
-                    arrival_ms: r.timestamp_ms,
-                    partition_key: r.partition_key,
-                    data: r.data,
+                batch.extend(read.records.into_iter().map(|r| {
+                    Event {
+                        shard: self.shard.clone(),
+                        sequence_number: SequenceNumber::new(self.shard_index, r.offset)
+                            .as_u128()
+                            .into(),
+                        arrival_ms: r.timestamp_ms,
+                        partition_key: r.partition_key,
+                        data: r.data,
+                    }
                 }));
                 if batch.len() >= self.mapping.config.batch_size
                     || stopping
@@ -302,8 +306,8 @@ impl ShardWorker {
 
     /// Processes a batch into the buffer; failures go to the dead-letter stream.
     fn handle(&self, batch: Vec<Event>, buffer: &mut Buffer) -> Result<(), MappingError> {
-        let first = batch[0].sequence_number;
-        let last = batch[batch.len() - 1].sequence_number;
+        let first = batch[0].sequence_number.clone();
+        let last = batch[batch.len() - 1].sequence_number.clone();
         // The buffer's size is reckoned in the records' bytes, as Firehose does.
         let bytes: usize = batch.iter().map(|e| e.data.len()).sum();
         let (fresh, expired): (Vec<Event>, Vec<Event>) =
@@ -366,7 +370,7 @@ impl ShardWorker {
         buffer.bytes += bytes;
         buffer.rows.extend(rows);
         buffer.first.get_or_insert(first);
-        buffer.last = last;
+        buffer.last = Some(last);
         buffer.since.get_or_insert_with(Instant::now);
         Ok(())
     }
@@ -447,7 +451,7 @@ impl ShardWorker {
     }
 
     async fn deliver(&self, buffer: &mut Buffer) -> Result<(), MappingError> {
-        let Some(first) = buffer.first else {
+        let (Some(first), Some(last)) = (buffer.first.clone(), buffer.last.clone()) else {
             return Ok(());
         };
         let written = self
@@ -460,13 +464,14 @@ impl ShardWorker {
                 &ObjectName {
                     shard: self.shard.clone(),
                     first,
-                    last: buffer.last,
+                    last: last.clone(),
                 },
                 &buffer.rows,
                 self.mapping.delivery.compression,
             )
             .await?;
-        let last = SequenceNumber::from_u128(buffer.last);
+        // Positions of driftline's own log always fit in 128 bits.
+        let last = SequenceNumber::from_u128(last.to_u128().unwrap_or_default());
         tokio::task::block_in_place(|| {
             self.mapping
                 .stream

@@ -8,7 +8,7 @@ use crate::transform::JqTransform;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub shard: String,
-    pub sequence_number: u128,
+    pub sequence_number: driftline_lake::Position,
     pub arrival_ms: i64,
     pub partition_key: String,
     pub data: Vec<u8>,
@@ -96,7 +96,7 @@ impl SchemaProcessor {
         Ok(Row {
             values,
             shard: event.shard.clone(),
-            sequence_number: event.sequence_number,
+            sequence_number: event.sequence_number.clone(),
             partition_time_us,
         })
     }
@@ -168,7 +168,7 @@ mod tests {
     fn event(json: &str) -> Event {
         Event {
             shard: "shardId-000000000000".into(),
-            sequence_number: 7,
+            sequence_number: 7.into(),
             arrival_ms: 1,
             partition_key: "k".into(),
             data: json.as_bytes().to_vec(),

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use driftline_lake::{Field, FieldType, Lake, ObjectName, TableSchema, TrainingData};
+use driftline_lake::{Field, FieldType, Lake, ObjectName, Position, TableSchema, TrainingData};
 use driftline_log::{parse_shard_id, shard_id, SequenceNumber, Stream};
 
 use crate::lifecycle::LifecycleError;
@@ -77,7 +77,7 @@ pub struct TrainingSource {
 struct Example {
     joined_ms: i64,
     shard: String,
-    sequence_number: u128,
+    sequence_number: Position,
     x: Vec<f64>,
     y: usize,
     /// The lake object it came from; `None` for the stream tail.
@@ -139,16 +139,20 @@ impl TrainingSource {
             .collect();
         // Per shard, everything up to the last delivered sequence number is in
         // the lake; the rest is read from the stream.
-        let mut delivered: BTreeMap<String, u128> = BTreeMap::new();
+        let mut delivered: BTreeMap<String, Position> = BTreeMap::new();
         for (_, name) in &objects {
-            let last = delivered.entry(name.shard.clone()).or_default();
-            *last = (*last).max(name.last);
+            let last = delivered
+                .entry(name.shard.clone())
+                .or_insert_with(|| name.last.clone());
+            if name.last > *last {
+                *last = name.last.clone();
+            }
         }
         let mut examples = self.tail(&delivered, features, count)?;
         // Newest objects first, until enough examples are at hand; one more
         // round per shard since objects of different shards interleave in time.
         objects.sort_by(|a, b| {
-            (b.0.last_modified_ms, b.1.last).cmp(&(a.0.last_modified_ms, a.1.last))
+            (b.0.last_modified_ms, &b.1.last).cmp(&(a.0.last_modified_ms, &a.1.last))
         });
         let mut paths = Vec::new();
         let mut extra_rounds = 0;
@@ -182,10 +186,10 @@ impl TrainingSource {
             examples.retain(|e| e.joined_ms >= since);
         }
         examples.sort_by(|a, b| {
-            (a.joined_ms, &a.shard, a.sequence_number).cmp(&(
+            (a.joined_ms, &a.shard, &a.sequence_number).cmp(&(
                 b.joined_ms,
                 &b.shard,
-                b.sequence_number,
+                &b.sequence_number,
             ))
         });
         let skip = examples.len().saturating_sub(count);
@@ -196,7 +200,7 @@ impl TrainingSource {
     /// Examples of the stream past what the lake holds, oldest first, at most `limit` per shard.
     fn tail(
         &self,
-        delivered: &BTreeMap<String, u128>,
+        delivered: &BTreeMap<String, Position>,
         features: &[String],
         limit: usize,
     ) -> Result<Vec<Example>, LifecycleError> {
@@ -207,7 +211,9 @@ impl TrainingSource {
         for meta in stream.meta().shards {
             let shard = shard_id(meta.index);
             let start = match delivered.get(&shard) {
-                Some(last) => SequenceNumber::from_u128(*last).offset() + 1,
+                Some(last) => {
+                    SequenceNumber::from_u128(last.to_u128().unwrap_or_default()).offset() + 1
+                }
                 None => 0,
             };
             let log = stream.shard(meta.index).map_err(stream_error)?;
@@ -221,7 +227,9 @@ impl TrainingSource {
                 }
                 offset = batch.next_offset;
                 for stored in batch.records {
-                    let sequence_number = SequenceNumber::new(meta.index, stored.offset).as_u128();
+                    let sequence_number: Position = SequenceNumber::new(meta.index, stored.offset)
+                        .as_u128()
+                        .into();
                     let (joined_ms, x, y) =
                         decode_record(&stored.data, features).map_err(|reason| {
                             LifecycleError::Training(format!(
@@ -252,18 +260,23 @@ fn stream_error(error: driftline_log::LogError) -> LifecycleError {
 /// shard the first and last sequence numbers used.
 fn record(examples: Vec<Example>, paths: &[String]) -> TrainingSet {
     let mut used = vec![false; paths.len()];
-    let mut positions: BTreeMap<String, (u128, u128)> = BTreeMap::new();
+    let mut positions: BTreeMap<String, (Position, Position)> = BTreeMap::new();
     let mut from_stream = 0;
     for example in &examples {
         match example.object {
             Some(index) => used[index] = true,
             None => from_stream += 1,
         }
+        let position = &example.sequence_number;
         let range = positions
             .entry(example.shard.clone())
-            .or_insert((example.sequence_number, example.sequence_number));
-        range.0 = range.0.min(example.sequence_number);
-        range.1 = range.1.max(example.sequence_number);
+            .or_insert_with(|| (position.clone(), position.clone()));
+        if *position < range.0 {
+            range.0 = position.clone();
+        }
+        if *position > range.1 {
+            range.1 = position.clone();
+        }
     }
     let lake_objects: Vec<String> = paths
         .iter()
@@ -381,10 +394,9 @@ fn decode_object(
                 .collect::<Result<Vec<f64>, String>>()?;
             let y = usize::try_from(label.value(row))
                 .map_err(|_| format!("row {row} has a negative label"))?;
-            let sequence_number = sequence
-                .value(row)
-                .parse()
-                .map_err(|_| format!("row {row}: bad sequence number {:?}", sequence.value(row)))?;
+            let sequence_number = Position::parse(sequence.value(row)).ok_or_else(|| {
+                format!("row {row}: bad sequence number {:?}", sequence.value(row))
+            })?;
             if parse_shard_id(shard.value(row)).is_none() {
                 return Err(format!("row {row}: bad shard id {:?}", shard.value(row)));
             }
@@ -438,10 +450,10 @@ mod tests {
 
     #[test]
     fn lineage_names_only_the_objects_used_and_the_range_per_shard() {
-        let example = |shard: &str, sequence_number, object| Example {
+        let example = |shard: &str, sequence_number: u128, object| Example {
             joined_ms: 0,
             shard: shard.to_string(),
-            sequence_number,
+            sequence_number: sequence_number.into(),
             x: vec![],
             y: 0,
             object,

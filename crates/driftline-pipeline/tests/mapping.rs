@@ -271,7 +271,7 @@ fn without_bisect_a_failing_batch_is_dead_lettered_whole_after_its_retries() {
 /// Fails chosen records on their first attempt only (a partial batch failure).
 struct Flaky {
     inner: SchemaProcessor,
-    seen: Mutex<BTreeMap<u128, usize>>,
+    seen: Mutex<BTreeMap<driftline_lake::Position, usize>>,
 }
 
 impl Processor for Flaky {
@@ -279,7 +279,7 @@ impl Processor for Flaky {
         let mut outcome = Outcome::default();
         let mut seen = self.seen.lock().expect("lock");
         for (i, event) in batch.iter().enumerate() {
-            let attempts = seen.entry(event.sequence_number).or_insert(0);
+            let attempts = seen.entry(event.sequence_number.clone()).or_insert(0);
             *attempts += 1;
             if event.data.windows(5).any(|w| w == b"flaky") && *attempts == 1 {
                 outcome.failed.push((i, "try again".into()));
@@ -346,7 +346,7 @@ impl Processor for Recorder {
                 order
                     .entry(event.partition_key.clone())
                     .or_default()
-                    .push(event.sequence_number);
+                    .push(event.sequence_number.to_u128().expect("our log fits u128"));
             }
         }
         self.active.fetch_sub(1, Ordering::SeqCst);
