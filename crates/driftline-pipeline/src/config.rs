@@ -412,6 +412,27 @@ impl PipelineConfig {
     pub fn schema(&self, name: &str) -> Option<&SchemaConfig> {
         self.schemas.iter().find(|s| s.name.get_ref() == name)
     }
+
+    pub fn processor(&self, name: &str) -> Option<&ProcessorConfig> {
+        self.processors.iter().find(|p| p.name.get_ref() == name)
+    }
+
+    /// What a processor or landing source runs, wherever it runs (in-process
+    /// or as a Lambda function): its schema, with its transform in front.
+    pub fn schema_processor(
+        &self,
+        schema: &str,
+        transform: Result<Option<crate::transform::JqTransform>, String>,
+    ) -> Result<(crate::processor::SchemaProcessor, TableSchema), String> {
+        let schema = self
+            .schema(schema)
+            .ok_or_else(|| format!("schema {schema:?} is not defined"))?
+            .table_schema()
+            .map_err(|e| e.to_string())?;
+        let processor =
+            crate::processor::SchemaProcessor::new(schema.clone()).with_transform(transform?);
+        Ok((processor, schema))
+    }
 }
 
 impl SchemaConfig {

@@ -5,6 +5,7 @@
 pub mod config;
 mod dead_letter;
 pub mod emf;
+pub mod function;
 pub mod labels;
 pub mod landing;
 pub mod lifecycle;

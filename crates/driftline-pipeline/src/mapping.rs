@@ -67,6 +67,8 @@ pub enum MappingError {
     Lake(#[from] driftline_lake::LakeError),
     #[error("worker stopped: {0}")]
     Join(String),
+    #[error("the batch failed: {0}")]
+    Batch(String),
 }
 
 /// One processor's event-source mapping: its source and dead-letter streams,

@@ -194,12 +194,13 @@ pub fn template(config: &PipelineConfig, name: &str) -> anyhow::Result<Value> {
                 "Resource": {"Fn::Sub": format!("${{{logs}.Arn}}:*")}
             }),
         ];
-        if let Some(dlq) = &processor.on_failure {
+        if processor.on_failure.is_some() {
+            // driftline-lambda keeps refused records under the lake's dead-letter prefix.
             statements.push(json!({
                 "Sid": "DeadLetters",
                 "Effect": "Allow",
-                "Action": ["kinesis:PutRecord", "kinesis:PutRecords"],
-                "Resource": arn_of(&format!("{}Stream", logical(dlq.get_ref())))
+                "Action": "s3:PutObject",
+                "Resource": bucket_objects(&format!("_dead_letters/{}/*", processor.name.get_ref()))
             }));
         }
         resources.insert(

@@ -185,12 +185,9 @@ pub fn start_stages(
                    table: &str,
                    on_failure: Option<&str>|
      -> anyhow::Result<(Arc<SchemaProcessor>, Delivery, Option<Arc<Stream>>)> {
-        let schema = config
-            .schema(schema)
-            .context("schema checked by validation")?
-            .table_schema()?;
-        let processor = SchemaProcessor::new(schema.clone())
-            .with_transform(transform.map_err(anyhow::Error::msg)?);
+        let (processor, schema) = config
+            .schema_processor(schema, transform)
+            .map_err(anyhow::Error::msg)?;
         let delivery = Delivery {
             lake: lake.clone(),
             table: table.to_string(),

@@ -8,6 +8,8 @@ mod cli;
 mod crash;
 mod demo;
 mod disk_full;
+#[cfg(feature = "aws")]
+mod lambda;
 mod models;
 mod pipeline;
 mod python;
