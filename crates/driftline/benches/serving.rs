@@ -3,8 +3,9 @@
 //! serve --model fraud` serves its champion (gradient-boosted trees).
 //!
 //! - open loop at `BENCH_RATE` requests/s (default 10,000), one event per
-//!   request, over 16 keep-alive connections for `BENCH_SECONDS` (default 10):
-//!   latency from each request's scheduled time, so a stall is not hidden;
+//!   request, over 16 keep-alive connections (a minimal HTTP/1.1 client, one
+//!   thread each) for `BENCH_SECONDS` (default 10): latency from each
+//!   request's scheduled time, so a stall is not hidden;
 //! - closed loop, batches of 100 events over 4 connections: predictions/s.
 //!
 //! Client and server share the machine's cores. Run it with `bench/serving.sh`.
@@ -24,6 +25,68 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+/// A keep-alive HTTP/1.1 connection sending one prepared POST again and
+/// again: the load generator's own cost stays small (no client library, no
+/// allocation per request), since it shares the 2 cores with the server.
+struct Connection {
+    reader: BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+    request: Vec<u8>,
+    line: String,
+    body: Vec<u8>,
+}
+
+impl Connection {
+    fn open(url: &str, body: &str) -> Connection {
+        let rest = url.strip_prefix("http://").expect("http url");
+        let (host, path) = rest.split_at(rest.find('/').expect("path"));
+        let stream = std::net::TcpStream::connect(host).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes();
+        Connection {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            writer: stream,
+            request,
+            line: String::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Sends the request and reads the whole answer; true on a 2xx.
+    fn call(&mut self) -> bool {
+        use std::io::{Read, Write};
+        if self.writer.write_all(&self.request).is_err() {
+            return false;
+        }
+        let mut status_ok = false;
+        let mut length = 0;
+        let mut first = true;
+        loop {
+            self.line.clear();
+            if self.reader.read_line(&mut self.line).unwrap_or(0) == 0 {
+                return false;
+            }
+            let line = self.line.trim_end();
+            if first {
+                status_ok = line.split(' ').nth(1).is_some_and(|c| c.starts_with('2'));
+                first = false;
+            } else if line.is_empty() {
+                break;
+            } else if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        self.body.resize(length, 0);
+        status_ok && self.reader.read_exact(&mut self.body).is_ok()
+    }
 }
 
 fn main() {
@@ -77,7 +140,7 @@ fn main() {
         .map(|_| {
             let (url, next, failures) = (url.clone(), next.clone(), failures.clone());
             std::thread::spawn(move || {
-                let agent = ureq::Agent::new_with_defaults();
+                let mut connection = Connection::open(&url, event);
                 let mut latencies = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -88,11 +151,7 @@ fn main() {
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    let ok = agent
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .send(event)
-                        .is_ok_and(|r| r.status().is_success());
+                    let ok = connection.call();
                     if !ok {
                         failures.fetch_add(1, Ordering::Relaxed);
                     }
@@ -126,15 +185,11 @@ fn main() {
         .map(|_| {
             let (url, batch, predicted) = (url.clone(), batch.clone(), predicted.clone());
             std::thread::spawn(move || {
-                let agent = ureq::Agent::new_with_defaults();
+                let mut connection = Connection::open(&url, &batch);
                 let mut latencies = Vec::new();
                 while Instant::now() < until {
                     let sent = Instant::now();
-                    let ok = agent
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .send(&batch)
-                        .is_ok_and(|r| r.status().is_success());
+                    let ok = connection.call();
                     if ok {
                         predicted.fetch_add(100, Ordering::Relaxed);
                     }
