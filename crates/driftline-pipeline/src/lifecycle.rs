@@ -368,6 +368,9 @@ struct State {
     grow_at: Option<u64>,
     /// Joined labels when the last retrain started.
     joined_at_retrain: u64,
+    /// The joined-label count at the last drift alarm, until the retrain on
+    /// the examples since it has started.
+    alarm_label: Option<u64>,
     watch: Option<Watch>,
     trial: Option<Trial>,
     counters: Counters,
@@ -434,6 +437,7 @@ impl ModelService {
                 drift_point: None,
                 grow_at: None,
                 joined_at_retrain: 0,
+                alarm_label: None,
                 watch: None,
                 trial: None,
                 counters: Counters::default(),
@@ -913,11 +917,24 @@ impl ModelService {
             });
             state.alarm = Some(Instant::now());
             state.drift_point = Some(joined.saturating_sub(window));
+            state.alarm_label = Some(joined);
             let cooled = state
                 .last_retrain
                 .is_none_or(|t| t.elapsed() >= self.config.cooldown);
             if cooled && self.config.retrain_on_drift {
                 trigger = Some(("drift".to_string(), window as usize));
+            }
+        }
+        // ADWIN's window at an alarm may still hold mostly the old concept (the
+        // change is fresh): once `min_train` labels have come since the alarm,
+        // retrain on those alone as well.
+        let fresh = state
+            .alarm_label
+            .filter(|at| joined >= at + self.config.min_train as u64);
+        if trigger.is_none() && self.config.retrain_on_drift {
+            if let Some(at) = fresh {
+                let since = (joined - at) as usize;
+                trigger = Some((format!("{since} examples since the drift alarm"), since));
             }
         }
         // The first retrain after a drift has few examples of the new concept:
@@ -958,7 +975,12 @@ impl ModelService {
         let Some((why, since)) = trigger else {
             return Ok(false);
         };
-        Ok(self.start_retrain(state, why, since))
+        let from_alarm = fresh.is_some() && why.ends_with("since the drift alarm");
+        let started = self.start_retrain(state, why, since);
+        if started && from_alarm {
+            self.lock().alarm_label = None;
+        }
+        Ok(started)
     }
 
     /// Retrains on the schedule: the newest window of joined examples.
@@ -1401,6 +1423,8 @@ impl ModelService {
         alarm: Option<Instant>,
     ) -> Option<u64> {
         self.champion.store(served);
+        // A new champion answers the alarm: no retrain on the examples since it.
+        state.alarm_label = None;
         state.detector.reset();
         state.drifting.clear();
         state.recent.clear();
