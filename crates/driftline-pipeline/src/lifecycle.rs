@@ -60,6 +60,9 @@ pub struct LifecycleConfig {
     pub learner: String,
     /// Labelled examples kept for training.
     pub window: usize,
+    /// Only examples joined this recently are trained on (a window by time;
+    /// for training sets read from the lake).
+    pub window_time: Option<Duration>,
     /// Fewest examples a retrain needs.
     pub min_train: usize,
     /// Share of the newest examples held out to compare challenger and champion.
@@ -118,6 +121,7 @@ impl Default for LifecycleConfig {
         LifecycleConfig {
             learner: "gbt".into(),
             window: 20_000,
+            window_time: None,
             min_train: 400,
             holdout_fraction: 0.25,
             min_gain: 0.005,
@@ -1211,8 +1215,12 @@ impl ModelService {
                 (examples, data)
             }
             (None, Some(source)) => {
+                let since_ms = self
+                    .config
+                    .window_time
+                    .map(|t| driftline_log::now_ms() - t.as_millis() as i64);
                 let set = source
-                    .newest(take, None, &champion.encoder.feature_names())
+                    .newest(take, since_ms, &champion.encoder.feature_names())
                     .await?;
                 (set.examples, set.data)
             }

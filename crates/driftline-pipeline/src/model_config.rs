@@ -79,6 +79,8 @@ pub struct RetrainConfig {
     /// Newest joined examples a retrain reads, at most, and at least.
     pub window: Option<usize>,
     pub min_train: Option<usize>,
+    /// ... and only those joined in the last this many seconds.
+    pub window_seconds: Option<u64>,
     /// Share of the newest examples held out to compare challenger and champion.
     pub holdout_fraction: Option<f64>,
 }
@@ -158,6 +160,7 @@ impl ModelConfig {
         }
         config.window = r.window.unwrap_or(config.window);
         config.min_train = r.min_train.unwrap_or(config.min_train);
+        config.window_time = r.window_seconds.map(Duration::from_secs);
         config.holdout_fraction = r.holdout_fraction.unwrap_or(config.holdout_fraction);
         let p = &self.promotion;
         config.promotion = match p

@@ -646,6 +646,18 @@ maximum_batching_window_ms = 50
         let bytes = runtime.block_on(lake.read(object)).expect("read");
         assert!(bytes.is_some(), "{object} is not in the lake");
     }
+    // every joined example is read once, from the lake or the stream's tail;
+    // a window by time keeps only the recent ones
+    let source = TrainingSource::new(lake.clone(), "fraud_joined", joined.clone());
+    let all = runtime
+        .block_on(source.newest(1_000_000, None, &features))
+        .expect("all");
+    assert_eq!(all.examples.len(), 14_000, "{}", all.data.window);
+    let future = driftline_log::now_ms() + 60_000;
+    let none = runtime
+        .block_on(source.newest(1_000_000, Some(future), &features))
+        .expect("none");
+    assert_eq!(none.examples.len(), 0);
     // positions per shard, first at or before last, as decimal sequence numbers
     assert!(!training.stream_positions.is_empty(), "{training:?}");
     for (shard, (first, last)) in &training.stream_positions {
