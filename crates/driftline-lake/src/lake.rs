@@ -298,40 +298,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_delivery_splits_by_hour_and_a_retry_replaces_its_objects() {
-        let dir = tempfile::tempdir().expect("dir");
-        let lake = Lake::open(dir.path().to_str().expect("utf-8")).expect("lake");
-        let hour = 3_600_000_000;
-        let rows = vec![row(1, 0), row(2, hour), row(3, hour + 5)];
-        for _ in 0..2 {
-            let written = lake
-                .write_delivery("events", &schema(), &range(1, 3), &rows, Compression::Zstd)
-                .await
-                .expect("write");
-            assert_eq!(written.iter().map(|w| w.rows).sum::<usize>(), 3);
-        }
-        let paths = lake.list("events").await.expect("list");
-        assert_eq!(paths.len(), 2, "{paths:?}");
-        assert!(paths[0].starts_with("events/dt=1970-01-01/hour=00/shardId-000000000000-"));
-        assert!(paths[1].starts_with("events/dt=1970-01-01/hour=01/"));
-        // a later delivery that never got its checkpoint is removed; committed ones stay
-        lake.write_delivery(
-            "events",
-            &schema(),
-            &range(4, 4),
-            &[row(4, 0)],
-            Compression::Snappy,
-        )
-        .await
-        .expect("write");
-        let removed = lake
-            .remove_uncommitted("events", "shardId-000000000000", Some(&3.into()))
-            .await
-            .expect("remove");
-        assert_eq!(removed.len(), 1);
-        assert_eq!(lake.list("events").await.expect("list"), paths);
-    }
+    // Deliveries, listing and the removal of uncommitted objects: the
+    // conformance suite in tests/conformance.rs, run on every backend.
 
     #[tokio::test]
     async fn a_row_of_the_wrong_type_is_refused_with_the_field_named() {
