@@ -107,6 +107,11 @@ impl Lake {
             Arc::new(InMemory::new())
         } else if let Some(rest) = location.strip_prefix("s3://") {
             s3_store(rest, options).map_err(bad)?
+        } else if !options.is_empty() {
+            return Err(bad(format!(
+                "settings {:?} apply to s3:// lakes only",
+                options.iter().map(|(k, _)| *k).collect::<Vec<_>>()
+            )));
         } else if location.contains("://") && !location.starts_with("file://") {
             return Err(bad(
                 "unsupported scheme: use a directory path, file://, s3:// or memory://".into(),

@@ -159,6 +159,10 @@ fn unknown_schemes_are_refused_with_what_is_accepted() {
         error.contains("s3://") && error.contains("file://"),
         "{error}"
     );
+    let error = Lake::open_with("/tmp/x", &[("aws_server_side_encryption", "AES256")])
+        .expect_err("settings for a directory")
+        .to_string();
+    assert!(error.contains("s3:// lakes only"), "{error}");
     let error = Lake::open_with("s3://", &[])
         .expect_err("no bucket")
         .to_string();
@@ -193,6 +197,16 @@ mod s3 {
 
     /// One plain HTTP/1.1 request; the status code.
     fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+        let answer = http_answer(port, method, path)?;
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("no status in {answer:?}")))
+    }
+
+    /// One plain HTTP/1.1 request; the whole answer as text.
+    fn http_answer(port: u16, method: &str, path: &str) -> std::io::Result<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(
@@ -201,11 +215,7 @@ mod s3 {
         )?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer)?;
-        answer
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("no status in {answer:?}")))
+        Ok(answer)
     }
 
     impl Moto {
@@ -262,6 +272,30 @@ mod s3 {
         assert!(
             !all.is_empty() && all.iter().all(|p| p.starts_with("team/prod/")),
             "{all:?}"
+        );
+        // encryption at rest asked for in the settings reaches S3
+        let mut encrypted = options.clone();
+        encrypted.push(("aws_server_side_encryption", "aws:kms"));
+        encrypted.push(("aws_sse_kms_key_id", "alias/driftline"));
+        let lake = Lake::open_with("s3://lake/secret", &encrypted).expect("lake");
+        lake.write("a.txt", b"x".to_vec()).await.expect("write");
+        // read back by boto3, a client nobody here wrote (.ci/run installs it)
+        let script = format!(
+            "import boto3\n\
+             c = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n\
+             h = c.head_object(Bucket='lake', Key='secret/a.txt')\n\
+             print(h.get('ServerSideEncryption'), h.get('SSEKMSKeyId'))",
+            moto.endpoint
+        );
+        let output = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python3");
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            printed.starts_with("aws:kms") && printed.contains("alias/driftline"),
+            "{printed}{}",
+            String::from_utf8_lossy(&output.stderr)
         );
     }
 }

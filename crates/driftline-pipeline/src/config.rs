@@ -174,6 +174,11 @@ pub struct LakeConfig {
     pub max_buffer_bytes: usize,
     #[serde(default)]
     pub compression: Compression,
+    /// Server-side encryption of an S3 lake: "AES256", "aws:kms" or
+    /// "aws:kms:dsse" (default: the bucket's own setting).
+    pub encryption: Option<String>,
+    /// The KMS key for "aws:kms" (default: the account's S3 key).
+    pub kms_key_id: Option<String>,
 }
 
 impl Default for LakeConfig {
@@ -183,7 +188,23 @@ impl Default for LakeConfig {
             max_buffer_seconds: default_buffer_s(),
             max_buffer_bytes: default_buffer_bytes(),
             compression: Compression::default(),
+            encryption: None,
+            kms_key_id: None,
         }
+    }
+}
+
+impl LakeConfig {
+    /// The object-store settings these keys stand for (see `Lake::open_with`).
+    pub fn store_options(&self) -> Vec<(&'static str, &str)> {
+        let mut options = Vec::new();
+        if let Some(encryption) = &self.encryption {
+            options.push(("aws_server_side_encryption", encryption.as_str()));
+        }
+        if let Some(key) = &self.kms_key_id {
+            options.push(("aws_sse_kms_key_id", key.as_str()));
+        }
+        options
     }
 }
 

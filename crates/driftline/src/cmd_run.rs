@@ -69,7 +69,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| lake_config.as_ref().map(|l| l.url.clone()))
         .unwrap_or_else(|| "./lake".into());
-    let lake = Lake::open(&lake_url)?;
+    let options = lake_config
+        .as_ref()
+        .map(|l| l.store_options())
+        .unwrap_or_default();
+    let lake = Lake::open_with(&lake_url, &options)?;
     let log_config = LogConfig {
         durability: args.durability,
         ..LogConfig::default()

@@ -47,7 +47,7 @@ fn setup() -> Result<Function, String> {
         .ok_or_else(|| format!("{} has no processor {name:?}", pipeline.display()))?;
     let lake_config = config.lake.clone().unwrap_or_default();
     let url = var("DRIFTLINE_LAKE").unwrap_or_else(|| lake_config.url.clone());
-    let lake = Lake::open(&url).map_err(|e| e.to_string())?;
+    let lake = Lake::open_with(&url, &lake_config.store_options()).map_err(|e| e.to_string())?;
     let (schema_processor, schema) =
         config.schema_processor(processor.schema.get_ref(), processor.compiled_transform())?;
     let dead_letters = var("DRIFTLINE_DEAD_LETTERS").or_else(|| {
