@@ -136,6 +136,9 @@ pub struct SourceConfig {
     /// Seconds between looks at the prefix.
     #[serde(default = "default_poll")]
     pub poll_seconds: u64,
+    /// An SQS queue URL receiving the bucket's "object created" notifications:
+    /// a notification makes the source look at once (an S3 lake, aws feature).
+    pub notifications: Option<Spanned<String>>,
 }
 
 fn default_poll() -> u64 {
@@ -349,6 +352,15 @@ impl PipelineConfig {
             .collect();
         for source in &config.sources {
             check_outputs(&source.on_failure, &source.schema, &source.transform)?;
+            if let Some(queue) = &source.notifications {
+                let url = queue.get_ref();
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(invalid(
+                        queue.span().start,
+                        format!("notifications must be an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE), not {url:?}"),
+                    ));
+                }
+            }
             let prefix = source.prefix.get_ref().trim_matches('/');
             let inside_a_table = tables
                 .iter()

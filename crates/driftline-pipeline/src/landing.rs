@@ -37,6 +37,8 @@ pub struct Landing {
     pub delivery: Delivery,
     pub poll: Duration,
     pub stats: Arc<MappingStats>,
+    /// Told when an object may have arrived (S3 notifications): look at once.
+    pub wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Watches the prefix until `stop` is set.
@@ -44,13 +46,18 @@ pub async fn run_landing(
     landing: Landing,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), MappingError> {
+    let wake = landing.wake.clone().unwrap_or_default();
     loop {
         if *stop.borrow() {
             return Ok(());
         }
+        let mut wait = landing.poll;
         for object in landing.delivery.lake.objects(&landing.prefix).await? {
-            // A file still being copied in changes; take it once it has settled.
-            if driftline_log::now_ms() - object.last_modified_ms < SETTLE_MS {
+            // A file still being copied in changes; take it once it has settled
+            // (and look again then, rather than a whole poll later).
+            let age = driftline_log::now_ms() - object.last_modified_ms;
+            if age < SETTLE_MS {
+                wait = wait.min(Duration::from_millis((SETTLE_MS - age).max(1) as u64 + 10));
                 continue;
             }
             let marker = landing.marker(&object.path);
@@ -63,7 +70,8 @@ pub async fn run_landing(
             landing.process(&object).await?;
         }
         tokio::select! {
-            _ = tokio::time::sleep(landing.poll) => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => {}
             _ = stop.changed() => {}
         }
     }

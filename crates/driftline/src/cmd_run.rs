@@ -232,6 +232,15 @@ pub fn start_stages(
             source.on_failure.as_ref().map(|s| s.get_ref().as_str()),
         )?;
         let stats = Arc::new(MappingStats::default());
+        let wake = match &source.notifications {
+            None => None,
+            Some(queue) => Some(notifications(
+                queue.get_ref(),
+                lake,
+                source.prefix.get_ref(),
+                stop,
+            )?),
+        };
         let landing = Landing {
             name: source.name.get_ref().clone(),
             prefix: source.prefix.get_ref().trim_matches('/').to_string(),
@@ -240,11 +249,53 @@ pub fn start_stages(
             delivery,
             poll: Duration::from_secs(source.poll_seconds.max(1)),
             stats: stats.clone(),
+            wake,
         };
         let task = tokio::spawn(run_landing(landing, stop.clone()));
         stages.push((source.name.get_ref().clone(), stats, task));
     }
     Ok(stages)
+}
+
+/// Starts receiving a landing source's S3 notifications from an SQS queue.
+#[cfg(feature = "aws")]
+fn notifications(
+    queue: &str,
+    lake: &Lake,
+    prefix: &str,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Arc<tokio::sync::Notify>> {
+    let Some(rest) = lake.location().strip_prefix("s3://") else {
+        anyhow::bail!(
+            "notifications come from S3: the lake {} is not an s3:// lake",
+            lake.location()
+        );
+    };
+    let lake_prefix = rest.split_once('/').map_or("", |(_, p)| p).to_string();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let task = crate::s3_notifications::run(
+        queue.to_string(),
+        lake_prefix,
+        prefix.to_string(),
+        wake.clone(),
+        stop.clone(),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = task.await {
+            tracing::warn!(%error, "S3 notifications stopped");
+        }
+    });
+    Ok(wake)
+}
+
+#[cfg(not(feature = "aws"))]
+fn notifications(
+    _queue: &str,
+    _lake: &Lake,
+    _prefix: &str,
+    _stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Arc<tokio::sync::Notify>> {
+    anyhow::bail!("S3 notifications need driftline built with the aws feature")
 }
 
 fn print_progress(mappings: &[(String, Arc<MappingStats>)]) {

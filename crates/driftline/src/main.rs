@@ -21,6 +21,8 @@ mod emf_report;
 mod listen;
 mod report;
 mod run_models;
+#[cfg(feature = "aws")]
+mod s3_notifications;
 
 use clap::{Parser, Subcommand};
 

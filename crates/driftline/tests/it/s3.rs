@@ -181,3 +181,114 @@ fn the_pipeline_delivers_to_s3_exactly_once() {
         "{paths:?}"
     );
 }
+
+/// boto3 (a client nobody here wrote) against the moto server: runs `script`
+/// with `s3` and `sqs` clients bound, returns what it printed.
+fn boto3(moto: &Moto, script: &str) -> String {
+    let prelude = format!(
+        "import boto3\nkw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\ns3 = boto3.client('s3', **kw)\nsqs = boto3.client('sqs', **kw)\n",
+        moto.endpoint()
+    );
+    let output = Command::new("python3")
+        .args(["-c", &(prelude + script)])
+        .output()
+        .expect("python3 with boto3 (.ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn a_landing_source_wakes_on_s3_notifications_through_sqs() {
+    let moto = Moto::start();
+    let queue = boto3(
+        &moto,
+        "s3.create_bucket(Bucket='lake')\n\
+         url = sqs.create_queue(QueueName='landing')['QueueUrl']\n\
+         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\n\
+         s3.put_bucket_notification_configuration(Bucket='lake', NotificationConfiguration={'QueueConfigurations': [{'QueueArn': arn, 'Events': ['s3:ObjectCreated:*']}]})\n\
+         print(url)",
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let pipeline = dir.path().join("landing.toml");
+    // a poll of an hour: only a notification can make the source look in time
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[[stream]]
+name = "uploads-dlq"
+[[schema]]
+name = "event"
+event_time = "ts"
+fields = [{{ name = "id", type = "string" }}, {{ name = "amount", type = "float" }}, {{ name = "ts", type = "timestamp" }}]
+[[source]]
+name = "uploads"
+prefix = "landing/uploads"
+schema = "event"
+on_failure = "uploads-dlq"
+poll_seconds = 3600
+notifications = "{queue}"
+[lake]
+"#
+        ),
+    )
+    .expect("pipeline");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
+    command
+        .arg("run")
+        .arg(&pipeline)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--progress-every",
+            "60",
+            "--lake",
+            "s3://lake/prod",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .envs(moto.env());
+    let mut server = Server::spawn(command);
+    // after the source's first look
+    std::thread::sleep(Duration::from_millis(1500));
+    boto3(
+        &moto,
+        "body = 'id,amount,ts\\n' + ''.join(f'e{i},{i}.5,2026-11-25T10:00:00Z\\n' for i in range(50))\n\
+         s3.put_object(Bucket='lake', Key='prod/landing/uploads/day one.csv', Body=body.encode())",
+    );
+    let runtime = crate::util::runtime();
+    let options: Vec<(&str, String)> = vec![
+        ("aws_endpoint", moto.endpoint()),
+        ("aws_region", "us-east-1".into()),
+        ("aws_access_key_id", "test".into()),
+        ("aws_secret_access_key", "test".into()),
+    ];
+    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let lake = Lake::open_with("s3://lake/prod", &options).expect("lake");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut tables = Vec::new();
+    while tables.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        tables = runtime.block_on(lake.list("uploads/")).expect("list");
+    }
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    assert!(server.child.wait().expect("wait").success());
+    assert_eq!(
+        tables.len(),
+        1,
+        "the upload was not processed within 30 s of its notification"
+    );
+    assert!(
+        tables[0].starts_with("uploads/dt=2026-11-25/hour=10/"),
+        "{tables:?}"
+    );
+}
