@@ -43,6 +43,8 @@ pub struct PipelineConfig {
     pub sources: Vec<SourceConfig>,
     #[serde(default, rename = "model")]
     pub models: Vec<ModelConfig>,
+    #[serde(default, rename = "dynamodb")]
+    pub dynamodb: Vec<DynamodbSourceConfig>,
     pub lake: Option<LakeConfig>,
 }
 
@@ -143,6 +145,40 @@ pub struct SourceConfig {
 
 fn default_poll() -> u64 {
     2
+}
+
+/// A DynamoDB table's stream as a source (aws feature): its change records
+/// (INSERT, MODIFY, REMOVE with new and old images) become events, shards
+/// followed parents first, positions checkpointed in the lake.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamodbSourceConfig {
+    pub name: Spanned<String>,
+    /// The table's stream (`LatestStreamArn` of DescribeTable).
+    pub stream_arn: Spanned<String>,
+    pub schema: Spanned<String>,
+    /// The lake table its rows go to (default: the source's name).
+    pub table: Option<String>,
+    pub transform: Option<Spanned<String>>,
+    #[serde(default)]
+    pub starting_position: StartingPosition,
+    /// Milliseconds between reads of a shard that had nothing new.
+    #[serde(default = "default_dynamodb_poll")]
+    pub poll_ms: u64,
+}
+
+fn default_dynamodb_poll() -> u64 {
+    1000
+}
+
+impl DynamodbSourceConfig {
+    pub fn table(&self) -> &str {
+        self.table.as_deref().unwrap_or(self.name.get_ref())
+    }
+
+    pub fn compiled_transform(&self) -> Result<Option<crate::transform::JqTransform>, String> {
+        compile(&self.transform)
+    }
 }
 
 impl SourceConfig {
@@ -303,7 +339,11 @@ impl PipelineConfig {
         };
         let mut names = BTreeSet::new();
         let processor_names = config.processors.iter().map(|p| &p.name);
-        for name in processor_names.chain(config.sources.iter().map(|s| &s.name)) {
+        let dynamodb_names = config.dynamodb.iter().map(|d| &d.name);
+        for name in processor_names
+            .chain(config.sources.iter().map(|s| &s.name))
+            .chain(dynamodb_names)
+        {
             if !names.insert(name.get_ref().as_str()) {
                 return Err(invalid(
                     name.span().start,
@@ -375,6 +415,17 @@ impl PipelineConfig {
                 ));
             }
         }
+        for source in &config.dynamodb {
+            check_outputs(&None, &source.schema, &source.transform)?;
+            let arn = source.stream_arn.get_ref();
+            if !(arn.starts_with("arn:") && arn.contains(":dynamodb:") && arn.contains("/stream/"))
+            {
+                return Err(invalid(
+                    source.stream_arn.span().start,
+                    format!("stream_arn must be a DynamoDB stream ARN (arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL), not {arn:?}"),
+                ));
+            }
+        }
         let mut models = BTreeSet::new();
         for model in &config.models {
             model
@@ -432,7 +483,8 @@ impl PipelineConfig {
         }
         let delivers = !config.processors.is_empty()
             || !config.sources.is_empty()
-            || !config.models.is_empty();
+            || !config.models.is_empty()
+            || !config.dynamodb.is_empty();
         if delivers && config.lake.is_none() {
             return Err(invalid(
                 text.len(),

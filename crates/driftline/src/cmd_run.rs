@@ -254,7 +254,64 @@ pub fn start_stages(
         let task = tokio::spawn(run_landing(landing, stop.clone()));
         stages.push((source.name.get_ref().clone(), stats, task));
     }
+    stages.extend(dynamodb_stages(config, &outputs, stop)?);
     Ok(stages)
+}
+
+/// What a source runs and where its rows go: from its schema, transform,
+/// lake table and dead-letter stream.
+type Outputs<'a> = dyn Fn(
+        &str,
+        Result<Option<JqTransform>, String>,
+        &str,
+        Option<&str>,
+    ) -> anyhow::Result<(Arc<SchemaProcessor>, Delivery, Option<Arc<Stream>>)>
+    + 'a;
+
+/// Starts every DynamoDB Streams source.
+#[cfg(feature = "aws")]
+fn dynamodb_stages(
+    config: &PipelineConfig,
+    outputs: &Outputs<'_>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<Stage>> {
+    let mut stages = Vec::new();
+    for source in &config.dynamodb {
+        let (processor, delivery, _) = outputs(
+            source.schema.get_ref(),
+            source.compiled_transform(),
+            source.table(),
+            None,
+        )?;
+        let stats = Arc::new(MappingStats::default());
+        let reader = crate::dynamodb_source::DynamodbSource {
+            config: source.clone(),
+            processor,
+            delivery,
+            stats: stats.clone(),
+        };
+        let stop = stop.clone();
+        let task = tokio::spawn(async move {
+            crate::dynamodb_source::run(reader, stop)
+                .await
+                .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+        });
+        stages.push((source.name.get_ref().clone(), stats, task));
+    }
+    Ok(stages)
+}
+
+#[cfg(not(feature = "aws"))]
+fn dynamodb_stages(
+    config: &PipelineConfig,
+    _outputs: &Outputs<'_>,
+    _stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<Stage>> {
+    if config.dynamodb.is_empty() {
+        Ok(Vec::new())
+    } else {
+        anyhow::bail!("[[dynamodb]] sources need driftline built with the aws feature")
+    }
 }
 
 /// Starts receiving a landing source's S3 notifications from an SQS queue.

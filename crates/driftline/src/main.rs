@@ -17,6 +17,8 @@ mod cmd_sagemaker;
 mod cmd_serve;
 mod cmd_stream;
 mod dataset;
+#[cfg(feature = "aws")]
+mod dynamodb_source;
 mod emf_report;
 mod listen;
 mod report;

@@ -83,9 +83,11 @@ impl Moto {
 }
 
 /// Every `_sequence_number` of the table's rows in the S3 lake, with its count.
-fn s3_rows(lake: &Lake, runtime: &tokio::runtime::Runtime) -> BTreeMap<String, usize> {
+fn s3_rows(lake: &Lake, runtime: &tokio::runtime::Runtime, table: &str) -> BTreeMap<String, usize> {
     let mut rows = BTreeMap::new();
-    let objects = runtime.block_on(lake.objects("events/")).expect("objects");
+    let objects = runtime
+        .block_on(lake.objects(&format!("{table}/")))
+        .expect("objects");
     for object in objects {
         let bytes = runtime
             .block_on(lake.read(&object.path))
@@ -170,7 +172,7 @@ fn the_pipeline_delivers_to_s3_exactly_once() {
     ];
     let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let lake = Lake::open_with("s3://lake/prod", &options).expect("lake");
-    let rows = s3_rows(&lake, &runtime);
+    let rows = s3_rows(&lake, &runtime, "events");
     assert_eq!(rows.len(), 2000, "distinct rows");
     assert!(rows.values().all(|n| *n == 1), "a row appears twice");
     let paths = runtime.block_on(lake.list("events/")).expect("list");
@@ -290,5 +292,108 @@ notifications = "{queue}"
     assert!(
         tables[0].starts_with("uploads/dt=2026-11-25/hour=10/"),
         "{tables:?}"
+    );
+}
+
+#[test]
+fn dynamodb_change_records_land_once_across_a_restart() {
+    let moto = Moto::start();
+    let arn = boto3(
+        &moto,
+        "s3.create_bucket(Bucket='lake')\n\
+         ddb = boto3.client('dynamodb', **kw)\n\
+         t = ddb.create_table(TableName='Orders', KeySchema=[{'AttributeName': 'Id', 'KeyType': 'HASH'}], AttributeDefinitions=[{'AttributeName': 'Id', 'AttributeType': 'N'}], BillingMode='PAY_PER_REQUEST', StreamSpecification={'StreamEnabled': True, 'StreamViewType': 'NEW_AND_OLD_IMAGES'})\n\
+         ddb.put_item(TableName='Orders', Item={'Id': {'N': '1'}, 'Message': {'S': 'new'}})\n\
+         ddb.update_item(TableName='Orders', Key={'Id': {'N': '1'}}, UpdateExpression='SET Message = :m', ExpressionAttributeValues={':m': {'S': 'changed'}})\n\
+         ddb.delete_item(TableName='Orders', Key={'Id': {'N': '1'}})\n\
+         ddb.put_item(TableName='Orders', Item={'Id': {'N': '2'}, 'Message': {'S': 'second'}})\n\
+         print(t['TableDescription']['LatestStreamArn'])",
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let pipeline = dir.path().join("orders.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"
+[[schema]]
+name = "change"
+fields = [{{ name = "event", type = "string" }}, {{ name = "id", type = "int" }}, {{ name = "message", type = "string", required = false }}]
+[[dynamodb]]
+name = "orders"
+stream_arn = "{arn}"
+schema = "change"
+transform = "{{event: .event_name, id: .keys.Id, message: (.new_image // .old_image).Message}}"
+poll_ms = 200
+[lake]
+"#
+        ),
+    )
+    .expect("pipeline");
+    let run = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
+        command
+            .arg("run")
+            .arg(&pipeline)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--progress-every",
+                "60",
+                "--lake",
+                "s3://lake/prod",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .envs(moto.env());
+        Server::spawn(command)
+    };
+    let stop = |server: &mut Server| {
+        let pid = server.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success());
+        assert!(server.child.wait().expect("wait").success());
+    };
+    let runtime = crate::util::runtime();
+    let options: Vec<(&str, String)> = vec![
+        ("aws_endpoint", moto.endpoint()),
+        ("aws_region", "us-east-1".into()),
+        ("aws_access_key_id", "test".into()),
+        ("aws_secret_access_key", "test".into()),
+    ];
+    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let lake = Lake::open_with("s3://lake/prod", &options).expect("lake");
+    let wait_rows = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let rows = s3_rows(&lake, &runtime, "orders");
+            if rows.values().sum::<usize>() >= n || Instant::now() > deadline {
+                return rows;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let mut server = run();
+    let rows = wait_rows(4);
+    stop(&mut server);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    // a restart goes on after its checkpoint: one new change, one new row
+    let mut server = run();
+    boto3(
+        &moto,
+        "ddb = boto3.client('dynamodb', **kw)\n\
+         ddb.put_item(TableName='Orders', Item={'Id': {'N': '3'}, 'Message': {'S': 'third'}})",
+    );
+    let rows = wait_rows(5);
+    std::thread::sleep(Duration::from_millis(600));
+    let rows_later = s3_rows(&lake, &runtime, "orders");
+    stop(&mut server);
+    assert_eq!(rows, rows_later);
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert!(
+        rows.values().all(|n| *n == 1),
+        "a change landed twice: {rows:?}"
     );
 }
