@@ -17,6 +17,18 @@ pub enum AwsCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write the Lambda deployment package: the driftline-lambda binary as
+    /// `bootstrap` and the pipeline as `pipeline.toml`, zipped (upload it as the
+    /// template's CodeBucket/CodeKey).
+    Package {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// The function binary (default: driftline-lambda beside this program).
+        #[arg(long)]
+        function: Option<PathBuf>,
+        #[arg(long, default_value = "function.zip")]
+        out: PathBuf,
+    },
 }
 
 pub fn run(command: AwsCommand) -> anyhow::Result<()> {
@@ -34,6 +46,38 @@ pub fn run(command: AwsCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot write {}", path.display()))?,
                 None => print!("{text}"),
             }
+            Ok(())
+        }
+        AwsCommand::Package {
+            pipeline,
+            function,
+            out,
+        } => {
+            // Refuse a pipeline that would fail in the function.
+            PipelineConfig::load(&pipeline)?;
+            let function = match function {
+                Some(path) => path,
+                None => std::env::current_exe()?.with_file_name("driftline-lambda"),
+            };
+            let binary = std::fs::read(&function).with_context(|| {
+                format!(
+                    "cannot read the function {} (cargo build --release --features aws --bin driftline-lambda)",
+                    function.display()
+                )
+            })?;
+            let text = std::fs::read(&pipeline)?;
+            let bytes = crate::lambda_zip::zip(&[
+                ("bootstrap", 0o755, &binary),
+                ("pipeline.toml", 0o644, &text),
+            ])?;
+            std::fs::write(&out, &bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "{}: bootstrap ({} bytes) and pipeline.toml, {} bytes zipped",
+                out.display(),
+                binary.len(),
+                bytes.len()
+            );
             Ok(())
         }
     }

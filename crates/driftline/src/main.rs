@@ -20,6 +20,7 @@ mod dataset;
 #[cfg(feature = "aws")]
 mod dynamodb_source;
 mod emf_report;
+mod lambda_zip;
 mod listen;
 mod report;
 mod run_models;

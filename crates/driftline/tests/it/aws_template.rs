@@ -158,3 +158,65 @@ fn the_quickstart_template_matches_its_golden_file() {
         "the template changed: review it, then UPDATE_GOLDEN=1"
     );
 }
+
+#[test]
+fn the_lambda_package_holds_an_executable_bootstrap_and_the_pipeline() {
+    let dir = tempfile::tempdir().expect("dir");
+    let function = dir.path().join("driftline-lambda");
+    let binary: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
+    std::fs::write(&function, &binary).expect("stand-in binary");
+    let out = dir.path().join("function.zip");
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.toml");
+    let status = Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args(["aws", "package"])
+        .arg(&quickstart)
+        .arg("--function")
+        .arg(&function)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("driftline aws package");
+    assert!(status.success());
+    // Python's zipfile, a reader nobody here wrote, checks the CRCs and modes
+    let script = format!(
+        "import zipfile\n\
+         z = zipfile.ZipFile('{}')\n\
+         assert z.testzip() is None\n\
+         print([(i.filename, oct(i.external_attr >> 16)) for i in z.infolist()])\n\
+         print(len(z.read('bootstrap')), z.read('pipeline.toml') == open('{}', 'rb').read())",
+        out.display(),
+        quickstart.display()
+    );
+    let output = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        printed.trim(),
+        format!(
+            "[('bootstrap', '0o100755'), ('pipeline.toml', '0o100644')]\n{} True",
+            binary.len()
+        )
+    );
+    // a pipeline that does not validate is not packaged
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[stream]]\nnme = \"x\"\n").expect("bad");
+    let status = Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args(["aws", "package"])
+        .arg(&bad)
+        .arg("--function")
+        .arg(&function)
+        .arg("--out")
+        .arg(dir.path().join("bad.zip"))
+        .status()
+        .expect("driftline aws package");
+    assert!(!status.success());
+}
