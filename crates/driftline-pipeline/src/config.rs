@@ -45,6 +45,8 @@ pub struct PipelineConfig {
     pub models: Vec<ModelConfig>,
     #[serde(default, rename = "dynamodb")]
     pub dynamodb: Vec<DynamodbSourceConfig>,
+    #[serde(default, rename = "kinesis")]
+    pub kinesis: Vec<KinesisSourceConfig>,
     pub lake: Option<LakeConfig>,
 }
 
@@ -169,6 +171,51 @@ pub struct DynamodbSourceConfig {
 
 fn default_dynamodb_poll() -> u64 {
     1000
+}
+
+/// A Kinesis data stream on AWS as a source (aws feature): every shard read,
+/// parents first, positions checkpointed in the lake.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KinesisSourceConfig {
+    pub name: Spanned<String>,
+    /// The Kinesis stream's name (region and credentials from the AWS chain).
+    pub stream: Spanned<String>,
+    pub schema: Spanned<String>,
+    /// The lake table its rows go to (default: the source's name).
+    pub table: Option<String>,
+    pub transform: Option<Spanned<String>>,
+    #[serde(default)]
+    pub starting_position: StartingPosition,
+    /// Milliseconds between reads of a shard that had nothing new.
+    #[serde(default = "default_dynamodb_poll")]
+    pub poll_ms: u64,
+}
+
+impl KinesisSourceConfig {
+    pub fn table(&self) -> &str {
+        self.table.as_deref().unwrap_or(self.name.get_ref())
+    }
+
+    pub fn compiled_transform(&self) -> Result<Option<crate::transform::JqTransform>, String> {
+        compile(&self.transform)
+    }
+}
+
+/// A Kinesis stream name: 1-128 of [a-zA-Z0-9_.-].
+pub(crate) fn check_kinesis_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "stream must be a Kinesis stream name (1-128 of a-z, A-Z, 0-9, _ . -), not {name:?}"
+        ))
+    }
 }
 
 impl DynamodbSourceConfig {
@@ -340,9 +387,11 @@ impl PipelineConfig {
         let mut names = BTreeSet::new();
         let processor_names = config.processors.iter().map(|p| &p.name);
         let dynamodb_names = config.dynamodb.iter().map(|d| &d.name);
+        let kinesis_names = config.kinesis.iter().map(|k| &k.name);
         for name in processor_names
             .chain(config.sources.iter().map(|s| &s.name))
             .chain(dynamodb_names)
+            .chain(kinesis_names)
         {
             if !names.insert(name.get_ref().as_str()) {
                 return Err(invalid(
@@ -426,6 +475,11 @@ impl PipelineConfig {
                 ));
             }
         }
+        for source in &config.kinesis {
+            check_outputs(&None, &source.schema, &source.transform)?;
+            crate::config::check_kinesis_name(source.stream.get_ref())
+                .map_err(|e| invalid(source.stream.span().start, e))?;
+        }
         let mut models = BTreeSet::new();
         for model in &config.models {
             model
@@ -484,7 +538,8 @@ impl PipelineConfig {
         let delivers = !config.processors.is_empty()
             || !config.sources.is_empty()
             || !config.models.is_empty()
-            || !config.dynamodb.is_empty();
+            || !config.dynamodb.is_empty()
+            || !config.kinesis.is_empty();
         if delivers && config.lake.is_none() {
             return Err(invalid(
                 text.len(),

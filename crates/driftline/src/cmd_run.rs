@@ -268,35 +268,92 @@ type Outputs<'a> = dyn Fn(
     ) -> anyhow::Result<(Arc<SchemaProcessor>, Delivery, Option<Arc<Stream>>)>
     + 'a;
 
-/// Starts every DynamoDB Streams source.
+/// Starts every DynamoDB Streams and Kinesis source.
 #[cfg(feature = "aws")]
 fn dynamodb_stages(
     config: &PipelineConfig,
     outputs: &Outputs<'_>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<Stage>> {
+    use crate::sharded_source::{run, SourceParts};
     let mut stages = Vec::new();
+    let parts = |kind: &'static str,
+                 name: &str,
+                 schema: &str,
+                 transform,
+                 table: &str,
+                 starting_position,
+                 poll_ms: u64|
+     -> anyhow::Result<SourceParts> {
+        let (processor, delivery, _) = outputs(schema, transform, table, None)?;
+        Ok(SourceParts {
+            kind,
+            name: name.to_string(),
+            starting_position,
+            poll: Duration::from_millis(poll_ms.max(10)),
+            processor,
+            delivery,
+            stats: Arc::new(MappingStats::default()),
+        })
+    };
+    let stage = |name: String,
+                 stats: Arc<MappingStats>,
+                 task: tokio::task::JoinHandle<anyhow::Result<()>>| {
+        let task = tokio::spawn(async move {
+            match task.await {
+                Ok(result) => {
+                    result.map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+                }
+                Err(e) => Err(driftline_pipeline::MappingError::Join(e.to_string())),
+            }
+        });
+        (name, stats, task)
+    };
     for source in &config.dynamodb {
-        let (processor, delivery, _) = outputs(
+        let reader = parts(
+            "dynamodb",
+            source.name.get_ref(),
             source.schema.get_ref(),
             source.compiled_transform(),
             source.table(),
-            None,
+            source.starting_position,
+            source.poll_ms,
         )?;
-        let stats = Arc::new(MappingStats::default());
-        let reader = crate::dynamodb_source::DynamodbSource {
-            config: source.clone(),
-            processor,
-            delivery,
-            stats: stats.clone(),
-        };
-        let stop = stop.clone();
+        let (arn, stop) = (source.stream_arn.get_ref().clone(), stop.clone());
+        let (stage_name, stats) = (reader.name.clone(), reader.stats.clone());
         let task = tokio::spawn(async move {
-            crate::dynamodb_source::run(reader, stop)
-                .await
-                .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+            let client = aws_sdk_dynamodbstreams::Client::new(&aws_config::load_from_env().await);
+            run(
+                reader,
+                crate::dynamodb_source::DynamodbStream { client, arn },
+                stop,
+            )
+            .await
         });
-        stages.push((source.name.get_ref().clone(), stats, task));
+        stages.push(stage(stage_name, stats, task));
+    }
+    for source in &config.kinesis {
+        let reader = parts(
+            "kinesis",
+            source.name.get_ref(),
+            source.schema.get_ref(),
+            source.compiled_transform(),
+            source.table(),
+            source.starting_position,
+            source.poll_ms,
+        )?;
+        let (name, stop) = (source.stream.get_ref().clone(), stop.clone());
+        let (stage_name, stats) = (reader.name.clone(), reader.stats.clone());
+        let task = tokio::spawn(async move {
+            let client = aws_sdk_kinesis::Client::new(&aws_config::load_from_env().await);
+            run(
+                reader,
+                crate::kinesis_source::KinesisStream { client, name },
+                stop,
+            )
+            .await
+        });
+        stages.push(stage(stage_name, stats, task));
     }
     Ok(stages)
 }
@@ -307,10 +364,12 @@ fn dynamodb_stages(
     _outputs: &Outputs<'_>,
     _stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<Stage>> {
-    if config.dynamodb.is_empty() {
+    if config.dynamodb.is_empty() && config.kinesis.is_empty() {
         Ok(Vec::new())
     } else {
-        anyhow::bail!("[[dynamodb]] sources need driftline built with the aws feature")
+        anyhow::bail!(
+            "[[dynamodb]] and [[kinesis]] sources need driftline built with the aws feature"
+        )
     }
 }
 

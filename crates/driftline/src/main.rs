@@ -20,12 +20,16 @@ mod dataset;
 #[cfg(feature = "aws")]
 mod dynamodb_source;
 mod emf_report;
+#[cfg(feature = "aws")]
+mod kinesis_source;
 mod lambda_zip;
 mod listen;
 mod report;
 mod run_models;
 #[cfg(feature = "aws")]
 mod s3_notifications;
+#[cfg(feature = "aws")]
+mod sharded_source;
 
 use clap::{Parser, Subcommand};
 

@@ -82,7 +82,7 @@ impl Moto {
     }
 }
 
-/// Every `_sequence_number` of the table's rows in the S3 lake, with its count.
+/// Every row's stream position (`_shard/_sequence_number`) in a table of the S3 lake, with its count.
 fn s3_rows(lake: &Lake, runtime: &tokio::runtime::Runtime, table: &str) -> BTreeMap<String, usize> {
     let mut rows = BTreeMap::new();
     let objects = runtime
@@ -101,10 +101,20 @@ fn s3_rows(lake: &Lake, runtime: &tokio::runtime::Runtime, table: &str) -> BTree
         .expect("reader");
         for batch in reader {
             let batch = batch.expect("batch");
-            let column = batch.column_by_name("_sequence_number").expect("column");
-            let sequences = column.as_any().downcast_ref::<StringArray>().expect("text");
+            let text = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .expect("column")
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("text")
+                    .clone()
+            };
+            // moto numbers each Kinesis shard from 1: a record is its shard and number
+            let (shards, sequences) = (text("_shard"), text("_sequence_number"));
             for i in 0..sequences.len() {
-                *rows.entry(sequences.value(i).to_string()).or_insert(0) += 1;
+                let key = format!("{}/{}", shards.value(i), sequences.value(i));
+                *rows.entry(key).or_insert(0) += 1;
             }
         }
     }
@@ -396,4 +406,104 @@ poll_ms = 200
         rows.values().all(|n| *n == 1),
         "a change landed twice: {rows:?}"
     );
+}
+
+#[test]
+fn a_kinesis_stream_on_aws_lands_once_across_a_split_and_a_restart() {
+    let moto = Moto::start();
+    boto3(
+        &moto,
+        "s3.create_bucket(Bucket='lake')\n\
+         k = boto3.client('kinesis', **kw)\n\
+         k.create_stream(StreamName='clicks', ShardCount=2)\n\
+         k.put_records(StreamName='clicks', Records=[{'Data': ('{\"id\": \"c%d\", \"amount\": %d}' % (i, i)).encode(), 'PartitionKey': 'k%d' % i} for i in range(300)])",
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let pipeline = dir.path().join("clicks.toml");
+    std::fs::write(
+        &pipeline,
+        r#"
+[[schema]]
+name = "click"
+fields = [{ name = "id", type = "string" }, { name = "amount", type = "float" }]
+[[kinesis]]
+name = "clicks"
+stream = "clicks"
+schema = "click"
+poll_ms = 200
+[lake]
+"#,
+    )
+    .expect("pipeline");
+    let run = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
+        command
+            .arg("run")
+            .arg(&pipeline)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--progress-every",
+                "60",
+                "--lake",
+                "s3://lake/prod",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .envs(moto.env());
+        Server::spawn(command)
+    };
+    let stop = |server: &mut Server| {
+        let pid = server.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success());
+        assert!(server.child.wait().expect("wait").success());
+    };
+    let runtime = crate::util::runtime();
+    let options: Vec<(&str, String)> = vec![
+        ("aws_endpoint", moto.endpoint()),
+        ("aws_region", "us-east-1".into()),
+        ("aws_access_key_id", "test".into()),
+        ("aws_secret_access_key", "test".into()),
+    ];
+    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let lake = Lake::open_with("s3://lake/prod", &options).expect("lake");
+    let wait_rows = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let rows = s3_rows(&lake, &runtime, "clicks");
+            if rows.values().sum::<usize>() >= n || Instant::now() > deadline {
+                return rows;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let mut server = run();
+    assert_eq!(wait_rows(300).len(), 300);
+    // a split mid-run: the parent is read to its end, then its children
+    boto3(
+        &moto,
+        "k = boto3.client('kinesis', **kw)\n\
+         k.split_shard(StreamName='clicks', ShardToSplit='shardId-000000000000', NewStartingHashKey=str(2**126))\n\
+         k.put_records(StreamName='clicks', Records=[{'Data': ('{\"id\": \"d%d\", \"amount\": %d}' % (i, i)).encode(), 'PartitionKey': 'j%d' % i} for i in range(100)])",
+    );
+    assert_eq!(wait_rows(400).len(), 400);
+    stop(&mut server);
+    // a restart goes on after its checkpoints
+    let mut server = run();
+    boto3(
+        &moto,
+        "k = boto3.client('kinesis', **kw)\n\
+         k.put_records(StreamName='clicks', Records=[{'Data': ('{\"id\": \"e%d\", \"amount\": %d}' % (i, i)).encode(), 'PartitionKey': 'e%d' % i} for i in range(50)])",
+    );
+    let rows = wait_rows(450);
+    std::thread::sleep(Duration::from_millis(600));
+    let later = s3_rows(&lake, &runtime, "clicks");
+    stop(&mut server);
+    assert_eq!(rows, later);
+    assert_eq!(rows.len(), 450, "distinct records");
+    assert!(rows.values().all(|n| *n == 1), "a record landed twice");
 }

@@ -1,0 +1,103 @@
+//! A Kinesis data stream as a source of `driftline run` (aws feature), read
+//! by the loop of `sharded_source`: each record's data is an event, as it is
+//! for the embedded stream and for `driftline-lambda`.
+
+use aws_sdk_kinesis::types::ShardIteratorType;
+use driftline_lake::Position;
+use driftline_pipeline::config::StartingPosition;
+use driftline_pipeline::Event;
+
+use crate::sharded_source::{ShardInfo, ShardedStream};
+
+fn error(e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
+    anyhow::anyhow!("{}", aws_sdk_kinesis::error::DisplayErrorContext(e))
+}
+
+/// A Kinesis stream, by its name.
+pub struct KinesisStream {
+    pub client: aws_sdk_kinesis::Client,
+    pub name: String,
+}
+
+impl ShardedStream for KinesisStream {
+    async fn shards(&self) -> anyhow::Result<Vec<ShardInfo>> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            // AWS takes either the stream's name or the page token, not both.
+            let request = match &token {
+                Some(token) => self.client.list_shards().next_token(token),
+                None => self.client.list_shards().stream_name(&self.name),
+            };
+            let answer = request.max_results(1000).send().await.map_err(error)?;
+            for shard in answer.shards.unwrap_or_default() {
+                all.push(ShardInfo {
+                    id: shard.shard_id().to_string(),
+                    parent: shard.parent_shard_id().map(str::to_string),
+                    ending: shard
+                        .sequence_number_range()
+                        .and_then(|r| r.ending_sequence_number())
+                        .and_then(Position::parse),
+                });
+            }
+            token = answer.next_token;
+            if token.is_none() {
+                return Ok(all);
+            }
+        }
+    }
+
+    async fn iterator(
+        &self,
+        shard: &str,
+        after: Option<&str>,
+        start: StartingPosition,
+    ) -> anyhow::Result<Option<String>> {
+        let request = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&self.name)
+            .shard_id(shard);
+        let request = match after {
+            Some(last) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(last),
+            None => request.shard_iterator_type(match start {
+                StartingPosition::TrimHorizon => ShardIteratorType::TrimHorizon,
+                StartingPosition::Latest => ShardIteratorType::Latest,
+            }),
+        };
+        Ok(request.send().await.map_err(error)?.shard_iterator)
+    }
+
+    async fn records(
+        &self,
+        shard: &str,
+        iterator: String,
+    ) -> anyhow::Result<(Vec<Event>, Option<String>)> {
+        let answer = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(1000)
+            .send()
+            .await
+            .map_err(error)?;
+        let mut events = Vec::with_capacity(answer.records.len());
+        for record in answer.records {
+            let sequence = record.sequence_number();
+            let sequence_number = Position::parse(sequence)
+                .ok_or_else(|| anyhow::anyhow!("record with sequence number {sequence:?}"))?;
+            events.push(Event {
+                shard: shard.to_string(),
+                sequence_number,
+                arrival_ms: record
+                    .approximate_arrival_timestamp()
+                    .map_or(0, |t| t.to_millis().unwrap_or(0)),
+                partition_key: record.partition_key().unwrap_or_default().to_string(),
+                data: record.data.into_inner(),
+            });
+        }
+        Ok((events, answer.next_shard_iterator))
+    }
+}

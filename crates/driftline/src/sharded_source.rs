@@ -1,0 +1,200 @@
+//! Reading an AWS sharded stream (Kinesis Data Streams, DynamoDB Streams) as
+//! a source of `driftline run` (aws feature): the loop both share. Records
+//! go through the pipeline's processor and lake delivery
+//! (`function::handle_batch`: objects named after the shard and sequence
+//! range, refused records kept under `_dead_letters/NAME/`). Shards are read
+//! parents first (a child waits until its parent is finished); each shard's
+//! last delivered sequence number, and whether it has ended, is checkpointed
+//! in the lake under `_checkpoints/KIND/NAME/SHARD.json` after its delivery,
+//! so a restart goes on after it and a batch delivered again replaces itself.
+//! One process reads a stream: there are no leases between processes yet.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use driftline_lake::{Lake, Position};
+use driftline_pipeline::config::StartingPosition;
+use driftline_pipeline::function::handle_batch;
+use driftline_pipeline::mapping::Delivery;
+use driftline_pipeline::{Event, MappingStats, Processor};
+
+/// Calls for records per shard before the next shard gets its turn.
+const READS_PER_TURN: usize = 10;
+
+/// A shard as its stream lists it.
+pub struct ShardInfo {
+    pub id: String,
+    pub parent: Option<String>,
+    /// The last sequence number of a closed shard.
+    pub ending: Option<Position>,
+}
+
+/// What the loop needs of a stream service.
+pub trait ShardedStream {
+    async fn shards(&self) -> anyhow::Result<Vec<ShardInfo>>;
+    /// An iterator after `after`, or at the starting position; `None` past a closed shard's end.
+    async fn iterator(
+        &self,
+        shard: &str,
+        after: Option<&str>,
+        start: StartingPosition,
+    ) -> anyhow::Result<Option<String>>;
+    /// Records as events, and the next iterator (`None` at a closed shard's end).
+    async fn records(
+        &self,
+        shard: &str,
+        iterator: String,
+    ) -> anyhow::Result<(Vec<Event>, Option<String>)>;
+}
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    sequence_number: Option<String>,
+    finished: bool,
+}
+
+/// The pipeline side of a source: its name, processor and delivery.
+pub struct SourceParts {
+    pub kind: &'static str,
+    pub name: String,
+    pub starting_position: StartingPosition,
+    pub poll: Duration,
+    pub processor: Arc<dyn Processor>,
+    pub delivery: Delivery,
+    pub stats: Arc<MappingStats>,
+}
+
+impl SourceParts {
+    fn checkpoint_path(&self, shard: &str) -> String {
+        format!("_checkpoints/{}/{}/{shard}.json", self.kind, self.name)
+    }
+
+    async fn checkpoint(&self, lake: &Lake, shard: &str) -> anyhow::Result<Checkpoint> {
+        Ok(match lake.read(&self.checkpoint_path(shard)).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("the checkpoint of shard {shard} is not readable"))?,
+            None => Checkpoint::default(),
+        })
+    }
+
+    async fn save(&self, lake: &Lake, shard: &str, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+        lake.write(
+            &self.checkpoint_path(shard),
+            serde_json::to_vec(checkpoint)?,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Reads `stream` into the lake until `stop`.
+pub async fn run(
+    source: SourceParts,
+    stream: impl ShardedStream,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let lake = source.delivery.lake.clone();
+    while !*stop.borrow() {
+        let shards = match stream.shards().await {
+            Ok(shards) => shards,
+            Err(error) => {
+                tracing::warn!(source = %source.name, error = %format!("{error:#}"), "cannot list the shards");
+                Vec::new()
+            }
+        };
+        let mut finished = BTreeMap::new();
+        for shard in &shards {
+            let checkpoint = source.checkpoint(&lake, &shard.id).await?;
+            // A closed shard read up to its ending sequence number is finished
+            // even where the service never says so with a null iterator.
+            let done = checkpoint.finished
+                || shard.ending.as_ref().is_some_and(|end| {
+                    checkpoint
+                        .sequence_number
+                        .as_deref()
+                        .and_then(Position::parse)
+                        .is_some_and(|at| at >= *end)
+                });
+            finished.insert(shard.id.clone(), done);
+        }
+        for shard in &shards {
+            let parent_open = shard
+                .parent
+                .as_ref()
+                .is_some_and(|p| finished.get(p) == Some(&false));
+            if finished.get(&shard.id) == Some(&true) || parent_open || *stop.borrow() {
+                continue;
+            }
+            if let Err(error) = read_shard(&source, &stream, &shard.id).await {
+                tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "reading the shard failed; it is read again from its checkpoint");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(source.poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads one shard from its checkpoint for a turn, delivering each batch.
+async fn read_shard(
+    source: &SourceParts,
+    stream: &impl ShardedStream,
+    shard: &str,
+) -> anyhow::Result<()> {
+    let lake = &source.delivery.lake;
+    let mut checkpoint = source.checkpoint(lake, shard).await?;
+    let mut iterator = stream
+        .iterator(
+            shard,
+            checkpoint.sequence_number.as_deref(),
+            source.starting_position,
+        )
+        .await?;
+    for _ in 0..READS_PER_TURN {
+        let Some(current) = iterator.take() else {
+            // The shard has ended (split, merged, or its stream turned off).
+            checkpoint.finished = true;
+            source.save(lake, shard, &checkpoint).await?;
+            return Ok(());
+        };
+        let (events, next) = stream.records(shard, current).await?;
+        iterator = next;
+        let Some(last) = events.last().map(|e| e.sequence_number.to_string()) else {
+            if iterator.is_some() {
+                return Ok(()); // caught up
+            }
+            continue;
+        };
+        source
+            .stats
+            .records_in
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let dead_letters = format!("_dead_letters/{}", source.name);
+        let report = handle_batch(
+            source.processor.as_ref(),
+            &source.delivery,
+            Some(&dead_letters),
+            &source.name,
+            &events,
+        )
+        .await?;
+        let stats = &source.stats;
+        stats
+            .rows_delivered
+            .fetch_add(report.rows_delivered as u64, Ordering::Relaxed);
+        stats
+            .dead_lettered
+            .fetch_add(report.dead_lettered as u64, Ordering::Relaxed);
+        stats
+            .objects
+            .fetch_add(report.objects as u64, Ordering::Relaxed);
+        checkpoint.sequence_number = Some(last);
+        source.save(lake, shard, &checkpoint).await?;
+    }
+    Ok(())
+}
