@@ -121,27 +121,75 @@ fn s3_rows(lake: &Lake, runtime: &tokio::runtime::Runtime, table: &str) -> BTree
     rows
 }
 
+impl Moto {
+    /// The lake every test here uses: `s3://lake/prod` on this server.
+    fn lake(&self) -> Lake {
+        let endpoint = self.endpoint();
+        let options = [
+            ("aws_endpoint", endpoint.as_str()),
+            ("aws_region", "us-east-1"),
+            ("aws_access_key_id", "test"),
+            ("aws_secret_access_key", "test"),
+        ];
+        Lake::open_with("s3://lake/prod", &options).expect("lake")
+    }
+
+    /// `driftline run PIPELINE --lake s3://lake/prod` against this server.
+    fn run(&self, pipeline: &Path, data: &Path) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
+        command
+            .arg("run")
+            .arg(pipeline)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--progress-every",
+                "60",
+                "--lake",
+                "s3://lake/prod",
+                "--data-dir",
+            ])
+            .arg(data)
+            .envs(self.env());
+        Server::spawn(command)
+    }
+}
+
+/// SIGTERM: the pipeline delivers what it buffered, then exits cleanly.
+fn stop(server: &mut Server) {
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    assert!(server.child.wait().expect("wait").success());
+}
+
+/// The table's rows once there are at least `n` (or after 30 s).
+fn wait_rows(
+    lake: &Lake,
+    runtime: &tokio::runtime::Runtime,
+    table: &str,
+    n: usize,
+) -> BTreeMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = s3_rows(lake, runtime, table);
+        if rows.values().sum::<usize>() >= n || Instant::now() > deadline {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn the_pipeline_delivers_to_s3_exactly_once() {
     let moto = Moto::start();
     assert_eq!(moto.http("PUT", "/lake").expect("create bucket"), 200);
     let dir = tempfile::tempdir().expect("dir");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
-    command
-        .arg("run")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.toml"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--progress-every",
-            "60",
-            "--lake",
-            "s3://lake/prod",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .envs(moto.env());
-    let mut server = Server::spawn(command);
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.toml");
+    let mut server = moto.run(&quickstart, &dir.path().join("data"));
     let records: Vec<serde_json::Value> = (0..2000)
         .map(|i| {
             let event = json!({"id": format!("e{i}"), "user": format!("u{}", i % 7),
@@ -164,24 +212,9 @@ fn the_pipeline_delivers_to_s3_exactly_once() {
             "{answer}"
         );
     }
-    // SIGTERM delivers what is buffered, then exits
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    assert!(server.child.wait().expect("wait").success());
-
+    stop(&mut server);
     let runtime = crate::util::runtime();
-    let options: Vec<(&str, String)> = vec![
-        ("aws_endpoint", moto.endpoint()),
-        ("aws_region", "us-east-1".into()),
-        ("aws_access_key_id", "test".into()),
-        ("aws_secret_access_key", "test".into()),
-    ];
-    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let lake = Lake::open_with("s3://lake/prod", &options).expect("lake");
+    let lake = moto.lake();
     let rows = s3_rows(&lake, &runtime, "events");
     assert_eq!(rows.len(), 2000, "distinct rows");
     assert!(rows.values().all(|n| *n == 1), "a row appears twice");
@@ -249,22 +282,7 @@ notifications = "{queue}"
         ),
     )
     .expect("pipeline");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
-    command
-        .arg("run")
-        .arg(&pipeline)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--progress-every",
-            "60",
-            "--lake",
-            "s3://lake/prod",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .envs(moto.env());
-    let mut server = Server::spawn(command);
+    let mut server = moto.run(&pipeline, &dir.path().join("data"));
     // after the source's first look
     std::thread::sleep(Duration::from_millis(1500));
     boto3(
@@ -273,27 +291,14 @@ notifications = "{queue}"
          s3.put_object(Bucket='lake', Key='prod/landing/uploads/day one.csv', Body=body.encode())",
     );
     let runtime = crate::util::runtime();
-    let options: Vec<(&str, String)> = vec![
-        ("aws_endpoint", moto.endpoint()),
-        ("aws_region", "us-east-1".into()),
-        ("aws_access_key_id", "test".into()),
-        ("aws_secret_access_key", "test".into()),
-    ];
-    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let lake = Lake::open_with("s3://lake/prod", &options).expect("lake");
+    let lake = moto.lake();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut tables = Vec::new();
     while tables.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
         tables = runtime.block_on(lake.list("uploads/")).expect("list");
     }
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    assert!(server.child.wait().expect("wait").success());
+    stop(&mut server);
     assert_eq!(
         tables.len(),
         1,
@@ -339,64 +344,20 @@ poll_ms = 200
         ),
     )
     .expect("pipeline");
-    let run = || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
-        command
-            .arg("run")
-            .arg(&pipeline)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--progress-every",
-                "60",
-                "--lake",
-                "s3://lake/prod",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .envs(moto.env());
-        Server::spawn(command)
-    };
-    let stop = |server: &mut Server| {
-        let pid = server.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success());
-        assert!(server.child.wait().expect("wait").success());
-    };
     let runtime = crate::util::runtime();
-    let options: Vec<(&str, String)> = vec![
-        ("aws_endpoint", moto.endpoint()),
-        ("aws_region", "us-east-1".into()),
-        ("aws_access_key_id", "test".into()),
-        ("aws_secret_access_key", "test".into()),
-    ];
-    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let lake = Lake::open_with("s3://lake/prod", &options).expect("lake");
-    let wait_rows = |n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let rows = s3_rows(&lake, &runtime, "orders");
-            if rows.values().sum::<usize>() >= n || Instant::now() > deadline {
-                return rows;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    let mut server = run();
-    let rows = wait_rows(4);
+    let lake = moto.lake();
+    let mut server = moto.run(&pipeline, &dir.path().join("data"));
+    let rows = wait_rows(&lake, &runtime, "orders", 4);
     stop(&mut server);
     assert_eq!(rows.len(), 4, "{rows:?}");
     // a restart goes on after its checkpoint: one new change, one new row
-    let mut server = run();
+    let mut server = moto.run(&pipeline, &dir.path().join("data"));
     boto3(
         &moto,
         "ddb = boto3.client('dynamodb', **kw)\n\
          ddb.put_item(TableName='Orders', Item={'Id': {'N': '3'}, 'Message': {'S': 'third'}})",
     );
-    let rows = wait_rows(5);
+    let rows = wait_rows(&lake, &runtime, "orders", 5);
     std::thread::sleep(Duration::from_millis(600));
     let rows_later = s3_rows(&lake, &runtime, "orders");
     stop(&mut server);
@@ -435,54 +396,10 @@ poll_ms = 200
 "#,
     )
     .expect("pipeline");
-    let run = || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
-        command
-            .arg("run")
-            .arg(&pipeline)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--progress-every",
-                "60",
-                "--lake",
-                "s3://lake/prod",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .envs(moto.env());
-        Server::spawn(command)
-    };
-    let stop = |server: &mut Server| {
-        let pid = server.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success());
-        assert!(server.child.wait().expect("wait").success());
-    };
     let runtime = crate::util::runtime();
-    let options: Vec<(&str, String)> = vec![
-        ("aws_endpoint", moto.endpoint()),
-        ("aws_region", "us-east-1".into()),
-        ("aws_access_key_id", "test".into()),
-        ("aws_secret_access_key", "test".into()),
-    ];
-    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let lake = Lake::open_with("s3://lake/prod", &options).expect("lake");
-    let wait_rows = |n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let rows = s3_rows(&lake, &runtime, "clicks");
-            if rows.values().sum::<usize>() >= n || Instant::now() > deadline {
-                return rows;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    let mut server = run();
-    assert_eq!(wait_rows(300).len(), 300);
+    let lake = moto.lake();
+    let mut server = moto.run(&pipeline, &dir.path().join("data"));
+    assert_eq!(wait_rows(&lake, &runtime, "clicks", 300).len(), 300);
     // a split mid-run: the parent is read to its end, then its children
     boto3(
         &moto,
@@ -490,16 +407,16 @@ poll_ms = 200
          k.split_shard(StreamName='clicks', ShardToSplit='shardId-000000000000', NewStartingHashKey=str(2**126))\n\
          k.put_records(StreamName='clicks', Records=[{'Data': ('{\"id\": \"d%d\", \"amount\": %d}' % (i, i)).encode(), 'PartitionKey': 'j%d' % i} for i in range(100)])",
     );
-    assert_eq!(wait_rows(400).len(), 400);
+    assert_eq!(wait_rows(&lake, &runtime, "clicks", 400).len(), 400);
     stop(&mut server);
     // a restart goes on after its checkpoints
-    let mut server = run();
+    let mut server = moto.run(&pipeline, &dir.path().join("data"));
     boto3(
         &moto,
         "k = boto3.client('kinesis', **kw)\n\
          k.put_records(StreamName='clicks', Records=[{'Data': ('{\"id\": \"e%d\", \"amount\": %d}' % (i, i)).encode(), 'PartitionKey': 'e%d' % i} for i in range(50)])",
     );
-    let rows = wait_rows(450);
+    let rows = wait_rows(&lake, &runtime, "clicks", 450);
     std::thread::sleep(Duration::from_millis(600));
     let later = s3_rows(&lake, &runtime, "clicks");
     stop(&mut server);
