@@ -152,6 +152,18 @@ async fn memory_passes_the_suite() {
     suite(|| lake.clone()).await;
 }
 
+#[tokio::test]
+async fn a_row_of_the_wrong_type_is_refused_with_the_field_named() {
+    let lake = Lake::open("memory://").expect("lake");
+    let mut bad = row(1, 0);
+    bad.values[1] = Value::String("ten".into());
+    let error = lake
+        .write_delivery("events", &schema(), &range(1, 1), &[bad], Compression::Zstd)
+        .await
+        .expect_err("wrong type");
+    assert!(error.to_string().contains("\"amount\""), "{error}");
+}
+
 #[test]
 fn unknown_schemes_are_refused_with_what_is_accepted() {
     let error = Lake::open("ftp://somewhere").expect_err("ftp").to_string();

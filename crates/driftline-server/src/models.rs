@@ -72,6 +72,25 @@ fn not_found(name: &str) -> Response {
     )
 }
 
+// The error is the answer itself (axum's `Result<Response, Response>` idiom):
+// it is built once per failed request, so its size does not matter.
+/// The model `name` serves, or the 404 that says it does not.
+#[allow(clippy::result_large_err)]
+fn served(state: &AppState, name: &str) -> Result<Arc<ModelService>, Response> {
+    state.models.get(name).ok_or_else(|| not_found(name))
+}
+
+/// A request's JSON body, or the 400 that says it is missing.
+#[allow(clippy::result_large_err)]
+fn json_body(body: Option<Json<Value>>) -> Result<Value, Response> {
+    body.map(|Json(b)| b).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "the body must be JSON (content-type: application/json)",
+        )
+    })
+}
+
 fn lifecycle_error(e: LifecycleError) -> Response {
     let status = match e {
         LifecycleError::NoChampion => StatusCode::SERVICE_UNAVAILABLE,
@@ -146,59 +165,43 @@ pub async fn predict(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     body: Option<Json<Value>>,
-) -> Response {
-    let Some(service) = state.models.get(&name) else {
-        return not_found(&name);
-    };
-    let Some(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the body must be JSON (content-type: application/json)",
-        );
-    };
-    predict_with(&service, body)
+) -> Result<Response, Response> {
+    let service = served(&state, &name)?;
+    Ok(predict_with(&service, json_body(body)?))
 }
 
 pub async fn labels(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     body: Option<Json<Value>>,
-) -> Response {
-    let Some(service) = state.models.get(&name) else {
-        return not_found(&name);
-    };
-    let Some(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the body must be JSON (content-type: application/json)",
-        );
-    };
-    let items = match body {
+) -> Result<Response, Response> {
+    let service = served(&state, &name)?;
+    let items = match json_body(body)? {
         Value::Array(items) => items,
         one @ Value::Object(_) => vec![one],
         other => {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("expected a label object or an array, got {other}"),
-            )
+            ))
         }
     };
     let (mut joined, mut unmatched) = (0, Vec::new());
     for (i, item) in items.iter().enumerate() {
         let (Some(id), Some(label)) = (item["request_id"].as_str(), label_of(&item["label"]))
         else {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("label {i}: needs \"request_id\" (a string) and \"label\" (a class number or a boolean), got {item}"),
-            );
+            ));
         };
         match service.label(id, label) {
             Ok(_) => joined += 1,
             Err(LifecycleError::Unmatched(id)) => unmatched.push(id),
-            Err(e) => return lifecycle_error(e),
+            Err(e) => return Err(lifecycle_error(e)),
         }
     }
-    Json(json!({"model": name, "joined": joined, "unmatched": unmatched})).into_response()
+    Ok(Json(json!({"model": name, "joined": joined, "unmatched": unmatched})).into_response())
 }
 
 fn label_of(value: &Value) -> Option<usize> {
@@ -213,22 +216,24 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Response {
     Json(json!({"models": state.models.names()})).into_response()
 }
 
-pub async fn show(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
-    let Some(service) = state.models.get(&name) else {
-        return not_found(&name);
-    };
-    let versions = match service.registry().versions().await {
-        Ok(versions) => versions,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
-    Json(json!({
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Response, Response> {
+    let service = served(&state, &name)?;
+    let versions = service
+        .registry()
+        .versions()
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(Json(json!({
         "model": name,
         "champion": service.champion_version(),
         "live_accuracy": service.live_accuracy(),
         "counters": service.counters(),
         "versions": versions,
     }))
-    .into_response()
+    .into_response())
 }
 
 /// SageMaker's health check: 200 once a model serves.
@@ -250,10 +255,10 @@ pub async fn invocations(
             "no model is loaded (set DRIFTLINE_MODEL when several are)",
         );
     };
-    let Some(Json(body)) = body else {
-        return error(StatusCode::BAD_REQUEST, "the body must be JSON");
-    };
-    predict_with(&service, body)
+    match json_body(body) {
+        Ok(body) => predict_with(&service, body),
+        Err(response) => response,
+    }
 }
 
 /// `POST /v1/models/{name}/promote` with `{"version": N, "reason": "..."}`.
@@ -261,18 +266,16 @@ pub async fn promote(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     body: Option<Json<Value>>,
-) -> Response {
-    let Some(service) = state.models.get(&name) else {
-        return not_found(&name);
-    };
+) -> Result<Response, Response> {
+    let service = served(&state, &name)?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let Some(version) = body["version"].as_u64() else {
-        return error(StatusCode::BAD_REQUEST, "needs {\"version\": N}");
+        return Err(error(StatusCode::BAD_REQUEST, "needs {\"version\": N}"));
     };
     let reason = body["reason"].as_str().unwrap_or("promoted by hand");
     match service.promote(version, reason).await {
-        Ok(()) => Json(json!({"model": name, "champion": version})).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+        Ok(()) => Ok(Json(json!({"model": name, "champion": version})).into_response()),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, e)),
     }
 }
 
@@ -281,14 +284,12 @@ pub async fn rollback(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     body: Option<Json<Value>>,
-) -> Response {
-    let Some(service) = state.models.get(&name) else {
-        return not_found(&name);
-    };
+) -> Result<Response, Response> {
+    let service = served(&state, &name)?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let reason = body["reason"].as_str().unwrap_or("rolled back by hand");
     match service.rollback(reason).await {
-        Ok(version) => Json(json!({"model": name, "champion": version})).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+        Ok(version) => Ok(Json(json!({"model": name, "champion": version})).into_response()),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, e)),
     }
 }

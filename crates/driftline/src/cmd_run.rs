@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use driftline_lake::Lake;
 use driftline_log::Stream;
-use driftline_log::{Durability, LogConfig, StreamSpec};
+use driftline_log::{Durability, LogConfig};
 use driftline_pipeline::landing::{run_landing, Landing};
 use driftline_pipeline::mapping::Delivery;
 use driftline_pipeline::transform::JqTransform;
@@ -82,17 +82,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
     let store = state.kinesis.store.clone();
     for stream in &config.streams {
-        let name = stream.name.get_ref();
-        if store.stream(name).is_err() {
-            let spec = StreamSpec {
-                name: name.clone(),
-                shard_count: stream.shards,
-                ..StreamSpec::default()
-            };
-            store
-                .create_stream(spec, driftline_log::now_ms())
-                .with_context(|| format!("cannot create stream {name}"))?;
-        }
+        crate::run_models::stream_or_create(&store, stream.name.get_ref(), stream.shards)?;
     }
     crate::listen::runtime()?.block_on(async move {
         let (listener, addr) = crate::listen::bind(args.listen).await?;
@@ -254,7 +244,7 @@ pub fn start_stages(
         let task = tokio::spawn(run_landing(landing, stop.clone()));
         stages.push((source.name.get_ref().clone(), stats, task));
     }
-    stages.extend(dynamodb_stages(config, &outputs, stop)?);
+    stages.extend(aws_stream_stages(config, &outputs, stop)?);
     Ok(stages)
 }
 
@@ -270,96 +260,95 @@ type Outputs<'a> = dyn Fn(
 
 /// Starts every DynamoDB Streams and Kinesis source.
 #[cfg(feature = "aws")]
-fn dynamodb_stages(
+fn aws_stream_stages(
     config: &PipelineConfig,
     outputs: &Outputs<'_>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<Stage>> {
     use crate::sharded_source::{run, SourceParts};
+    use driftline_pipeline::config::StartingPosition;
+
+    /// Where a source reads: a DynamoDB stream (by ARN) or a Kinesis stream (by name).
+    enum Service {
+        Dynamodb(String),
+        Kinesis(String),
+    }
+    struct Source<'a> {
+        kind: &'static str,
+        name: &'a str,
+        schema: &'a str,
+        transform: Result<Option<JqTransform>, String>,
+        table: &'a str,
+        starting_position: StartingPosition,
+        poll_ms: u64,
+        service: Service,
+    }
+    let dynamodb = config.dynamodb.iter().map(|s| Source {
+        kind: "dynamodb",
+        name: s.name.get_ref(),
+        schema: s.schema.get_ref(),
+        transform: s.compiled_transform(),
+        table: s.table(),
+        starting_position: s.starting_position,
+        poll_ms: s.poll_ms,
+        service: Service::Dynamodb(s.stream_arn.get_ref().clone()),
+    });
+    let kinesis = config.kinesis.iter().map(|s| Source {
+        kind: "kinesis",
+        name: s.name.get_ref(),
+        schema: s.schema.get_ref(),
+        transform: s.compiled_transform(),
+        table: s.table(),
+        starting_position: s.starting_position,
+        poll_ms: s.poll_ms,
+        service: Service::Kinesis(s.stream.get_ref().clone()),
+    });
     let mut stages = Vec::new();
-    let parts = |kind: &'static str,
-                 name: &str,
-                 schema: &str,
-                 transform,
-                 table: &str,
-                 starting_position,
-                 poll_ms: u64|
-     -> anyhow::Result<SourceParts> {
-        let (processor, delivery, _) = outputs(schema, transform, table, None)?;
-        Ok(SourceParts {
-            kind,
-            name: name.to_string(),
-            starting_position,
-            poll: Duration::from_millis(poll_ms.max(10)),
+    for source in dynamodb.chain(kinesis) {
+        let (processor, delivery, _) =
+            outputs(source.schema, source.transform, source.table, None)?;
+        let stats = Arc::new(MappingStats::default());
+        let reader = SourceParts {
+            kind: source.kind,
+            name: source.name.to_string(),
+            starting_position: source.starting_position,
+            poll: Duration::from_millis(source.poll_ms.max(10)),
             processor,
             delivery,
-            stats: Arc::new(MappingStats::default()),
-        })
-    };
-    let stage = |name: String,
-                 stats: Arc<MappingStats>,
-                 task: tokio::task::JoinHandle<anyhow::Result<()>>| {
+            stats: stats.clone(),
+        };
+        let (service, stop) = (source.service, stop.clone());
         let task = tokio::spawn(async move {
-            match task.await {
-                Ok(result) => {
-                    result.map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+            let aws = aws_config::load_from_env().await;
+            let result = match service {
+                Service::Dynamodb(arn) => {
+                    let client = aws_sdk_dynamodbstreams::Client::new(&aws);
+                    run(
+                        reader,
+                        crate::dynamodb_source::DynamodbStream { client, arn },
+                        stop,
+                    )
+                    .await
                 }
-                Err(e) => Err(driftline_pipeline::MappingError::Join(e.to_string())),
-            }
+                Service::Kinesis(name) => {
+                    let client = aws_sdk_kinesis::Client::new(&aws);
+                    run(
+                        reader,
+                        crate::kinesis_source::KinesisStream { client, name },
+                        stop,
+                    )
+                    .await
+                }
+            };
+            result.map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
         });
-        (name, stats, task)
-    };
-    for source in &config.dynamodb {
-        let reader = parts(
-            "dynamodb",
-            source.name.get_ref(),
-            source.schema.get_ref(),
-            source.compiled_transform(),
-            source.table(),
-            source.starting_position,
-            source.poll_ms,
-        )?;
-        let (arn, stop) = (source.stream_arn.get_ref().clone(), stop.clone());
-        let (stage_name, stats) = (reader.name.clone(), reader.stats.clone());
-        let task = tokio::spawn(async move {
-            let client = aws_sdk_dynamodbstreams::Client::new(&aws_config::load_from_env().await);
-            run(
-                reader,
-                crate::dynamodb_source::DynamodbStream { client, arn },
-                stop,
-            )
-            .await
-        });
-        stages.push(stage(stage_name, stats, task));
-    }
-    for source in &config.kinesis {
-        let reader = parts(
-            "kinesis",
-            source.name.get_ref(),
-            source.schema.get_ref(),
-            source.compiled_transform(),
-            source.table(),
-            source.starting_position,
-            source.poll_ms,
-        )?;
-        let (name, stop) = (source.stream.get_ref().clone(), stop.clone());
-        let (stage_name, stats) = (reader.name.clone(), reader.stats.clone());
-        let task = tokio::spawn(async move {
-            let client = aws_sdk_kinesis::Client::new(&aws_config::load_from_env().await);
-            run(
-                reader,
-                crate::kinesis_source::KinesisStream { client, name },
-                stop,
-            )
-            .await
-        });
-        stages.push(stage(stage_name, stats, task));
+        stages.push((source.name.to_string(), stats, task));
     }
     Ok(stages)
 }
 
 #[cfg(not(feature = "aws"))]
-fn dynamodb_stages(
+fn aws_stream_stages(
     config: &PipelineConfig,
     _outputs: &Outputs<'_>,
     _stop: &tokio::sync::watch::Receiver<bool>,

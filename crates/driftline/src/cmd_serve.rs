@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use driftline_lake::{Lake, Registry};
-use driftline_log::{Durability, LogConfig, StreamSpec};
+use driftline_log::{Durability, LogConfig};
 use driftline_pipeline::lifecycle::{LifecycleConfig, ModelService};
 
 #[derive(clap::Args)]
@@ -85,18 +85,7 @@ async fn load_model(
         .predict_proba_one(&vec![0.0; served.encoder.width()])
         .len();
     let store = &state.kinesis.store;
-    let log_name = format!("{name}-predictions");
-    let log = match store.stream(&log_name) {
-        Ok(stream) => stream,
-        Err(_) => store.create_stream(
-            StreamSpec {
-                name: log_name,
-                shard_count: 1,
-                ..StreamSpec::default()
-            },
-            driftline_log::now_ms(),
-        )?,
-    };
+    let log = crate::run_models::stream_or_create(store, &format!("{name}-predictions"), 1)?;
     let config = LifecycleConfig {
         learner: served.learner.clone(),
         ..LifecycleConfig::default()

@@ -21,7 +21,7 @@ use driftline_pipeline::{run_mapping, Mapping, MappingStats, PipelineConfig, Pro
 use crate::cmd_run::Stage;
 
 /// The stream `name`, created with `shards` shards if it does not exist yet.
-fn stream_or_create(store: &LogStore, name: &str, shards: u32) -> anyhow::Result<Arc<Stream>> {
+pub fn stream_or_create(store: &LogStore, name: &str, shards: u32) -> anyhow::Result<Arc<Stream>> {
     if let Ok(stream) = store.stream(name) {
         return Ok(stream);
     }
