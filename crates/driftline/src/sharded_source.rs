@@ -9,7 +9,7 @@
 //! so a restart goes on after it and a batch delivered again replaces itself.
 //! One process reads a stream: there are no leases between processes yet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +97,10 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let lake = source.delivery.lake.clone();
+    // Where each shard's reading goes on: an iterator is kept from turn to
+    // turn (a new one from the checkpoint only at first or after an error),
+    // so records put between two turns are not skipped.
+    let mut iterators: HashMap<String, String> = HashMap::new();
     while !*stop.borrow() {
         let shards = match stream.shards().await {
             Ok(shards) => shards,
@@ -105,9 +109,15 @@ pub async fn run(
                 Vec::new()
             }
         };
-        let mut finished = BTreeMap::new();
+        let mut checkpoints = BTreeMap::new();
         for shard in &shards {
-            let checkpoint = source.checkpoint(&lake, &shard.id).await?;
+            let checkpoint = match source.checkpoint(&lake, &shard.id).await {
+                Ok(checkpoint) => checkpoint,
+                Err(error) => {
+                    tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "cannot read the checkpoint; the shard waits for the next turn");
+                    continue;
+                }
+            };
             // A closed shard read up to its ending sequence number is finished
             // even where the service never says so with a null iterator.
             let done = checkpoint.finished
@@ -118,17 +128,21 @@ pub async fn run(
                         .and_then(Position::parse)
                         .is_some_and(|at| at >= *end)
                 });
-            finished.insert(shard.id.clone(), done);
+            checkpoints.insert(shard.id.clone(), (done, checkpoint));
         }
         for shard in &shards {
             let parent_open = shard
                 .parent
                 .as_ref()
-                .is_some_and(|p| finished.get(p) == Some(&false));
-            if finished.get(&shard.id) == Some(&true) || parent_open || *stop.borrow() {
+                .is_some_and(|p| checkpoints.get(p).is_some_and(|(done, _)| !done));
+            let Some((false, checkpoint)) = checkpoints.remove(&shard.id) else {
+                continue; // finished, or its checkpoint could not be read
+            };
+            if parent_open || *stop.borrow() {
                 continue;
             }
-            if let Err(error) = read_shard(&source, &stream, &shard.id).await {
+            let turn = read_shard(&source, &stream, &shard.id, checkpoint, &mut iterators).await;
+            if let Err(error) = turn {
                 tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "reading the shard failed; it is read again from its checkpoint");
             }
         }
@@ -140,21 +154,30 @@ pub async fn run(
     Ok(())
 }
 
-/// Reads one shard from its checkpoint for a turn, delivering each batch.
+/// Reads one shard for a turn, from where the last turn left it (else from
+/// its checkpoint), delivering each batch and checkpointing after it.
 async fn read_shard(
     source: &SourceParts,
     stream: &impl ShardedStream,
     shard: &str,
+    mut checkpoint: Checkpoint,
+    iterators: &mut HashMap<String, String>,
 ) -> anyhow::Result<()> {
     let lake = &source.delivery.lake;
-    let mut checkpoint = source.checkpoint(lake, shard).await?;
-    let mut iterator = stream
-        .iterator(
-            shard,
-            checkpoint.sequence_number.as_deref(),
-            source.starting_position,
-        )
-        .await?;
+    // Taken out: an error leaves no iterator behind, so the next turn starts
+    // again from the checkpoint.
+    let mut iterator = match iterators.remove(shard) {
+        Some(iterator) => Some(iterator),
+        None => {
+            stream
+                .iterator(
+                    shard,
+                    checkpoint.sequence_number.as_deref(),
+                    source.starting_position,
+                )
+                .await?
+        }
+    };
     for _ in 0..READS_PER_TURN {
         let Some(current) = iterator.take() else {
             // The shard has ended (split, merged, or its stream turned off).
@@ -165,8 +188,9 @@ async fn read_shard(
         let (events, next) = stream.records(shard, current).await?;
         iterator = next;
         let Some(last) = events.last().map(|e| e.sequence_number.to_string()) else {
-            if iterator.is_some() {
-                return Ok(()); // caught up
+            if let Some(next) = iterator {
+                iterators.insert(shard.to_string(), next);
+                return Ok(()); // caught up: go on from here next turn
             }
             continue;
         };
@@ -174,11 +198,11 @@ async fn read_shard(
             .stats
             .records_in
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        let dead_letters = format!("_dead_letters/{}", source.name);
+        // handle_batch files them under `_dead_letters/NAME/`.
         let report = handle_batch(
             source.processor.as_ref(),
             &source.delivery,
-            Some(&dead_letters),
+            Some("_dead_letters"),
             &source.name,
             &events,
         )
@@ -195,6 +219,10 @@ async fn read_shard(
             .fetch_add(report.objects as u64, Ordering::Relaxed);
         checkpoint.sequence_number = Some(last);
         source.save(lake, shard, &checkpoint).await?;
+    }
+    // The turn is over with the shard still open: go on from here next turn.
+    if let Some(next) = iterator {
+        iterators.insert(shard.to_string(), next);
     }
     Ok(())
 }

@@ -377,7 +377,8 @@ fn a_kinesis_stream_on_aws_lands_once_across_a_split_and_a_restart() {
         "s3.create_bucket(Bucket='lake')\n\
          k = boto3.client('kinesis', **kw)\n\
          k.create_stream(StreamName='clicks', ShardCount=2)\n\
-         k.put_records(StreamName='clicks', Records=[{'Data': ('{\"id\": \"c%d\", \"amount\": %d}' % (i, i)).encode(), 'PartitionKey': 'k%d' % i} for i in range(300)])",
+         k.put_records(StreamName='clicks', Records=[{'Data': ('{\"id\": \"c%d\", \"amount\": %d}' % (i, i)).encode(), 'PartitionKey': 'k%d' % i} for i in range(300)])\n\
+         k.put_record(StreamName='clicks', Data=b'{\"id\": \"bad\", \"amount\": \"lots\"}', PartitionKey='bad')",
     );
     let dir = tempfile::tempdir().expect("dir");
     let pipeline = dir.path().join("clicks.toml");
@@ -400,6 +401,15 @@ poll_ms = 200
     let lake = moto.lake();
     let mut server = moto.run(&pipeline, &dir.path().join("data"));
     assert_eq!(wait_rows(&lake, &runtime, "clicks", 300).len(), 300);
+    // the record that does not fit is kept, with its reason, not lost
+    let letters = runtime
+        .block_on(lake.list("_dead_letters/clicks/"))
+        .expect("letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].starts_with("_dead_letters/clicks/shardId-"),
+        "{letters:?}"
+    );
     // a split mid-run: the parent is read to its end, then its children
     boto3(
         &moto,
