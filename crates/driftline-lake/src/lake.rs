@@ -242,14 +242,12 @@ impl Lake {
 
     /// Paths of every object under `prefix`, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let prefix = Path::from(prefix);
-        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
-        let mut paths: Vec<String> = objects
+        Ok(self
+            .objects(prefix)
+            .await?
             .into_iter()
-            .map(|o| o.location.to_string())
-            .collect();
-        paths.sort();
-        Ok(paths)
+            .map(|o| o.path)
+            .collect())
     }
 }
 

@@ -6,6 +6,30 @@ use std::sync::atomic::Ordering;
 use driftline_log::{LogError, NewRecord, Stream};
 
 use crate::mapping::MappingStats;
+use crate::processor::Event;
+
+/// The envelope of a record that could not be processed: the reason, who
+/// refused it, where it came from, and its data.
+pub(crate) fn envelope(
+    reason: &str,
+    processor: &str,
+    stream: Option<&str>,
+    event: &Event,
+) -> serde_json::Value {
+    let mut letter = serde_json::json!({
+        "reason": reason,
+        "processor": processor,
+        "shard": event.shard,
+        "sequence_number": event.sequence_number.to_string(),
+        "arrival_ms": event.arrival_ms,
+        "partition_key": event.partition_key,
+        "data": String::from_utf8_lossy(&event.data),
+    });
+    if let Some(stream) = stream {
+        letter["stream"] = serde_json::Value::String(stream.to_string());
+    }
+    letter
+}
 
 /// Writes `letters` (partition key, envelope) to `stream`, or logs them when
 /// no on-failure stream is configured (as Lambda discards without one).

@@ -57,16 +57,7 @@ pub async fn handle_batch(
                 .iter()
                 .filter_map(|(index, reason)| events.get(*index).map(|e| (e, reason)))
                 .map(|(event, reason)| {
-                    let letter = serde_json::json!({
-                        "reason": reason,
-                        "processor": consumer,
-                        "shard": event.shard,
-                        "sequence_number": event.sequence_number.to_string(),
-                        "arrival_ms": event.arrival_ms,
-                        "partition_key": event.partition_key,
-                        "data": String::from_utf8_lossy(&event.data),
-                    });
-                    letter.to_string() + "\n"
+                    crate::dead_letter::envelope(reason, consumer, None, event).to_string() + "\n"
                 })
                 .collect();
             // Named after the batch: a retried batch replaces its letters.
@@ -85,7 +76,15 @@ pub async fn handle_batch(
             report.dead_lettered = failed.len();
         }
         (None, Some((index, _))) => {
-            let refused = &events[*index].sequence_number;
+            let refused = &events
+                .get(*index)
+                .ok_or_else(|| {
+                    MappingError::Batch(format!(
+                        "the processor reported record {index} of a batch of {}",
+                        events.len()
+                    ))
+                })?
+                .sequence_number;
             report.failures.push(refused.clone());
             rows.retain(|row| row.sequence_number < *refused);
             match index.checked_sub(1).and_then(|i| events.get(i)) {

@@ -850,13 +850,18 @@ impl ModelService {
                 classes: self.n_classes,
             });
         }
-        let mut state = self.lock();
-        state.counters.labels += 1;
-        let Some(pending) = state.pending.remove(request_id) else {
-            state.counters.unmatched_labels += 1;
-            return Err(LifecycleError::Unmatched(request_id.to_string()));
+        let pending = {
+            let mut state = self.lock();
+            state.counters.labels += 1;
+            let Some(pending) = state.pending.remove(request_id) else {
+                state.counters.unmatched_labels += 1;
+                return Err(LifecycleError::Unmatched(request_id.to_string()));
+            };
+            state.counters.joined += 1;
+            pending
         };
-        state.counters.joined += 1;
+        // Logged outside the lock: the send waits when the writer is behind,
+        // and predictions must not wait with it.
         if let Some(log) = self.joined_log.get() {
             let champion = self.champion.load();
             let features: serde_json::Map<String, serde_json::Value> = champion
@@ -882,6 +887,7 @@ impl ModelService {
                 data: record.to_string().into_bytes(),
             });
         }
+        let mut state = self.lock();
         let correct = pending.class == label;
         state.live.push_back(correct);
         state.live_correct += usize::from(correct);
@@ -897,9 +903,12 @@ impl ModelService {
                 state.counters.online_skipped += 1;
             }
         }
-        state.window.push_back((pending.x, label));
-        if state.window.len() > self.config.window {
-            state.window.pop_front();
+        // The in-memory window is the training set only without a lake source.
+        if self.training_source.get().is_none() {
+            state.window.push_back((pending.x, label));
+            if state.window.len() > self.config.window {
+                state.window.pop_front();
+            }
         }
         if rolled_back || judged {
             return Ok(true);

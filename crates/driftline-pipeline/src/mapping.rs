@@ -431,16 +431,12 @@ impl ShardWorker {
         let letters = failed
             .into_iter()
             .map(|(event, reason)| {
-                let letter = serde_json::json!({
-                    "reason": reason,
-                    "processor": self.consumer(),
-                    "stream": self.mapping.stream.name(),
-                    "shard": event.shard,
-                    "sequence_number": event.sequence_number.to_string(),
-                    "arrival_ms": event.arrival_ms,
-                    "partition_key": event.partition_key,
-                    "data": String::from_utf8_lossy(&event.data),
-                });
+                let letter = crate::dead_letter::envelope(
+                    &reason,
+                    self.consumer(),
+                    Some(self.mapping.stream.name()),
+                    &event,
+                );
                 (event.partition_key, letter)
             })
             .collect();

@@ -148,7 +148,9 @@ impl TrainingSource {
                 *last = name.last.clone();
             }
         }
-        let mut examples = self.tail(&delivered, features, count)?;
+        // Reading the stream is file I/O: told to the runtime, as the mappings
+        // do (a multi-threaded runtime, as everywhere in the pipeline).
+        let mut examples = tokio::task::block_in_place(|| self.tail(&delivered, features, count))?;
         // Newest objects first, until enough examples are at hand; one more
         // round per shard since objects of different shards interleave in time.
         objects.sort_by(|a, b| {
@@ -168,7 +170,7 @@ impl TrainingSource {
             };
             let index = paths.len();
             paths.push(object.path.clone());
-            let rows = decode_object(&bytes, features, &self.label, self.time.as_deref()).map_err(
+            let rows = decode_object(bytes, features, &self.label, self.time.as_deref()).map_err(
                 |reason| LifecycleError::Training(format!("lake object {}: {reason}", object.path)),
             )?;
             let before = examples.len();
@@ -337,7 +339,7 @@ fn decode_record(data: &[u8], features: &[String]) -> Result<(i64, Vec<f64>, usi
 /// The rows of one Parquet object: the features as columns of their names,
 /// the label, the time column if any, `_shard` and `_sequence_number`.
 fn decode_object(
-    bytes: &[u8],
+    bytes: Vec<u8>,
     features: &[String],
     label: &str,
     time: Option<&str>,
@@ -348,7 +350,7 @@ fn decode_object(
     use arrow_schema::DataType;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(bytes))
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
         .and_then(|b| b.build())
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
     let mut examples = Vec::new();

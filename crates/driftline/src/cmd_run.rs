@@ -141,8 +141,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         for (name, stats, task) in mappings {
             match task.await {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) => failure = Some(anyhow::anyhow!("processor {name}: {error}")),
-                Err(error) => failure = Some(anyhow::anyhow!("processor {name}: {error}")),
+                // The first failure is reported; later ones are logged.
+                Ok(Err(error)) => note(&mut failure, anyhow::anyhow!("processor {name}: {error}")),
+                Err(error) => note(&mut failure, anyhow::anyhow!("processor {name}: {error}")),
             }
             if !emf {
                 print_progress(&[(name, stats)]);
@@ -153,6 +154,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         server.await.context("server task")??;
         failure.map_or(Ok(()), Err)
     })
+}
+
+/// Keeps the first failure of a shutdown and logs the others.
+fn note(failure: &mut Option<anyhow::Error>, error: anyhow::Error) {
+    match failure {
+        None => *failure = Some(error),
+        Some(_) => eprintln!("error: {error:#}"),
+    }
 }
 
 /// A running stage: its name, counters and task.

@@ -3,8 +3,6 @@
 //! in `driftline-lambda` (`{"event_name", "keys", "new_image", "old_image"}` in
 //! plain JSON).
 
-use std::collections::BTreeMap;
-
 use anyhow::Context;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use driftline_lake::Position;
@@ -39,11 +37,10 @@ fn plain(value: &AttributeValue) -> Value {
     }
 }
 
+/// An item as a JSON object (whose keys serde_json keeps sorted).
 fn item(map: &std::collections::HashMap<String, AttributeValue>) -> Value {
-    let sorted: BTreeMap<&String, &AttributeValue> = map.iter().collect();
     Value::Object(
-        sorted
-            .into_iter()
+        map.iter()
             .map(|(k, v)| (k.clone(), plain(v)))
             .collect::<Map<String, Value>>(),
     )
