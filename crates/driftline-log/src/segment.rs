@@ -36,6 +36,9 @@ pub struct Segment {
     pub file: Arc<File>,
     /// Bytes of whole frames in the file.
     pub size: u64,
+    /// Length of the file: past `size` it holds zeros written ahead of the
+    /// frames (see [`Segment::allocate`]).
+    pub allocated: u64,
     /// Offset one past the last record.
     pub end_offset: u64,
     pub first_timestamp_ms: Option<i64>,
@@ -79,6 +82,7 @@ impl Segment {
             path,
             file: Arc::new(file),
             size: 0,
+            allocated: 0,
             end_offset: base_offset,
             first_timestamp_ms: None,
             last_timestamp_ms: None,
@@ -133,6 +137,11 @@ impl Segment {
                 }
             }
         }
+        segment.allocated = bytes.len() as u64;
+        // Zeros after the last frame are space written ahead, not a torn write.
+        if torn_at.is_some() && bytes[position..].iter().all(|b| *b == 0) {
+            torn_at = None;
+        }
         Ok(ScanOutcome { segment, torn_at })
     }
 
@@ -182,12 +191,42 @@ impl Segment {
             path: path.to_path_buf(),
             file: Arc::new(file),
             size,
+            allocated: size,
             end_offset,
             first_timestamp_ms: has_records.then_some(first_ts),
             last_timestamp_ms: has_records.then_some(last_ts),
             index,
             bytes_since_index: 0,
         }))
+    }
+
+    /// Makes sure the file holds at least `needed` bytes, writing zeros ahead
+    /// in steps of `step` (never past `limit` unless `needed` is): an fdatasync
+    /// after overwriting blocks that already exist need not commit a new file
+    /// size, which on ext4 took it from about 0.19 to 0.12 ms for 55 KB here.
+    pub fn allocate(&mut self, needed: u64, step: u64, limit: u64) -> std::io::Result<()> {
+        if needed <= self.allocated {
+            return Ok(());
+        }
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        let target = needed.max((self.allocated + step).min(limit));
+        let mut at = self.allocated.max(self.size);
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            self.file.write_all_at(&ZEROS[..n], at)?;
+            at += n as u64;
+        }
+        self.allocated = target;
+        Ok(())
+    }
+
+    /// Cuts the zeros written ahead, so the file is exactly its frames again.
+    pub fn trim_allocation(&mut self) -> std::io::Result<()> {
+        if self.allocated > self.size {
+            self.file.set_len(self.size)?;
+            self.allocated = self.size;
+        }
+        Ok(())
     }
 
     /// Records a frame that was appended at the current end.

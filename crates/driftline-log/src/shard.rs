@@ -19,6 +19,9 @@ use crate::error::{LogError, Result};
 use crate::frame::{decode_records, encode_frame, seal_frame, NewRecord, StoredRecord};
 use crate::segment::{FrameCursor, Segment};
 
+/// How far ahead of the frames a durable segment's file is filled with zeros.
+const ALLOCATION_STEP: u64 = 4 * 1024 * 1024;
+
 /// How a shard is opened.
 #[derive(Clone, Debug)]
 pub struct ShardOptions {
@@ -33,6 +36,28 @@ pub struct AppendOutcome {
     pub count: u32,
     pub timestamp_ms: i64,
 }
+
+impl AppendOutcome {
+    /// The offset one past the last record written.
+    pub fn end(&self) -> u64 {
+        self.first_offset + u64::from(self.count)
+    }
+}
+
+/// Asks the kernel to begin writing the file's dirty pages; only a hint; the
+/// fdatasync that follows is what makes them durable.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for as long as `file` is borrowed, and
+    // sync_file_range only reads its arguments.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File) {}
 
 /// What a read returned.
 #[derive(Clone, Debug, Default)]
@@ -105,7 +130,7 @@ impl ShardLog {
             } else {
                 Segment::open_sealed(&path, *base)?
             };
-            let segment = outcome.segment;
+            let mut segment = outcome.segment;
             if let Some(previous) = segments.last().map(|s: &Segment| s.end_offset) {
                 if previous != segment.base_offset {
                     return Err(LogError::Corrupt {
@@ -137,6 +162,7 @@ impl ShardLog {
                     .set_len(position)
                     .and_then(|()| segment.file.sync_all())
                     .map_err(|e| LogError::io(&path, e))?;
+                segment.allocated = position;
             }
             report.records += segment.end_offset - segment.base_offset;
             segments.push(segment);
@@ -205,10 +231,19 @@ impl ShardLog {
                 .segments
                 .last_mut()
                 .ok_or_else(|| LogError::InvalidArgument("shard has no segment".into()))?;
-            if let Err(error) = active.file.write_all_at(&frame, active.size) {
+            let end = active.size + frame.len() as u64;
+            let written = if self.options.durability == Durability::Fsync {
+                let limit = self.options.segment_bytes;
+                active.allocate(end, ALLOCATION_STEP, limit)
+            } else {
+                Ok(())
+            }
+            .and_then(|()| active.file.write_all_at(&frame, active.size));
+            if let Err(error) = written {
                 // Leave no partial frame behind (a full disk, say): the log
                 // stays valid and the next append starts at a frame boundary.
                 let _ = active.file.set_len(active.size);
+                active.allocated = active.size;
                 return Err(LogError::io(&active.path, error));
             }
             let info = crate::frame::FrameInfo {
@@ -243,9 +278,20 @@ impl ShardLog {
     /// until it is on disk, sharing one fsync with concurrent writers.
     pub fn wait_acknowledged(&self, outcome: &AppendOutcome) -> Result<()> {
         if self.options.durability == Durability::Fsync {
-            self.sync_to(outcome.first_offset + u64::from(outcome.count))?;
+            self.sync_to(outcome.end())?;
         }
         Ok(())
+    }
+
+    /// Starts writing an earlier [`ShardLog::write`] to disk without waiting,
+    /// so that the writes of several shards are in flight together before
+    /// [`ShardLog::wait_acknowledged`] waits on each in turn.
+    pub fn start_writeback(&self, outcome: &AppendOutcome) {
+        if self.options.durability != Durability::Fsync || self.end_offset() >= outcome.end() {
+            return;
+        }
+        let file = self.read_state().active().file.clone();
+        start_writeback(&file);
     }
 
     /// True once a reader at `offset` has read everything this closed shard will ever hold.
@@ -288,10 +334,14 @@ impl ShardLog {
 
     /// Seals the active segment (fsync, index file) and starts a new one.
     fn roll(&self, state: &mut ShardState) -> Result<()> {
-        let active = state.active();
+        let active = state
+            .segments
+            .last_mut()
+            .ok_or_else(|| LogError::InvalidArgument("shard has no segment".into()))?;
+        // A sealed segment is exactly its frames: its index records that size.
         active
-            .file
-            .sync_data()
+            .trim_allocation()
+            .and_then(|()| active.file.sync_all())
             .map_err(|e| LogError::io(&active.path, e))?;
         active.write_index()?;
         let next = Segment::create(&self.dir, active.end_offset)?;

@@ -25,61 +25,80 @@ fn record(key: &str, data: Vec<u8>) -> NewRecord {
 fn a_crash_at_every_byte_of_the_tail_recovers_exactly_the_acknowledged_prefix() {
     let dir = tempfile::tempdir().expect("tempdir");
     let shard_dir = dir.path().join("shard");
-    // ends[i] = file size once batch i was acknowledged; counts[i] = records so far
+    // ends[i] = bytes of frames once batch i was acknowledged; counts[i] = records so far
     let mut ends = vec![0u64];
     let mut counts = vec![0u64];
     {
         let (shard, _) = ShardLog::open(&shard_dir, options()).expect("open");
         for batch in 0..6u8 {
             let records: Vec<_> = (0..=batch)
-                .map(|i| record("k", vec![batch; usize::from(i) * 7 + 1]))
+                // no zero bytes at a frame's end: a cut there would equal the zeros ahead
+                .map(|i| record("k", vec![batch + 1; usize::from(i) * 7 + 1]))
                 .collect();
             shard.append(&records, 10).expect("append");
-            ends.push(
-                std::fs::metadata(driftline_log::segment::segment_path(&shard_dir, 0))
-                    .expect("stat")
-                    .len(),
-            );
+            ends.push(shard.size_bytes());
             counts.push(counts.last().copied().unwrap_or(0) + records.len() as u64);
         }
     }
-    let full = std::fs::read(driftline_log::segment::segment_path(&shard_dir, 0)).expect("read");
-    for cut in 0..=full.len() {
-        let crashed = dir.path().join(format!("crash-{cut}"));
-        std::fs::create_dir_all(&crashed).expect("mkdir");
-        std::fs::write(
-            driftline_log::segment::segment_path(&crashed, 0),
-            &full[..cut],
-        )
-        .expect("write");
-        let (shard, report) = ShardLog::open(&crashed, options()).expect("reopen");
-        let whole_batches = ends
-            .iter()
-            .rposition(|end| *end <= cut as u64)
-            .expect("some prefix");
-        let expected = counts[whole_batches];
-        assert_eq!(shard.end_offset(), expected, "cut at byte {cut}");
-        assert_eq!(
-            report.truncated_bytes,
-            cut as u64 - ends[whole_batches],
-            "cut at byte {cut}"
-        );
-        let records = shard.read(0, 1000, usize::MAX).expect("read").records;
-        assert_eq!(records.len() as u64, expected);
-        assert!(records
-            .iter()
-            .enumerate()
-            .all(|(i, r)| r.offset == i as u64));
-        // the log accepts appends again after recovery
-        assert_eq!(
-            shard
-                .append(&[record("k", vec![1])], 11)
-                .expect("append")
-                .first_offset,
-            expected
-        );
-        std::fs::remove_dir_all(&crashed).expect("cleanup");
+    let file = std::fs::read(driftline_log::segment::segment_path(&shard_dir, 0)).expect("read");
+    let frames = &file[..ends[ends.len() - 1] as usize];
+    assert!(
+        file[frames.len()..].iter().all(|b| *b == 0),
+        "past the frames a durable segment holds only zeros written ahead"
+    );
+    // Two shapes of crash: the file ends where the write stopped (it was
+    // growing), or the write stopped inside zeros written ahead.
+    for zeros_after in [0usize, 4096] {
+        for cut in 0..=frames.len() {
+            let crashed = dir.path().join(format!("crash-{zeros_after}-{cut}"));
+            std::fs::create_dir_all(&crashed).expect("mkdir");
+            let mut bytes = frames[..cut].to_vec();
+            bytes.resize(cut + zeros_after, 0);
+            std::fs::write(driftline_log::segment::segment_path(&crashed, 0), &bytes)
+                .expect("write");
+            let (shard, report) = ShardLog::open(&crashed, options()).expect("reopen");
+            let whole_batches = ends
+                .iter()
+                .rposition(|end| *end <= cut as u64)
+                .expect("some prefix");
+            let expected = counts[whole_batches];
+            assert_eq!(shard.end_offset(), expected, "cut at byte {cut}");
+            let torn = cut as u64 - ends[whole_batches];
+            let cut_bytes = if torn == 0 {
+                0
+            } else {
+                torn + zeros_after as u64
+            };
+            assert_eq!(report.truncated_bytes, cut_bytes, "cut at byte {cut}");
+            let records = shard.read(0, 1000, usize::MAX).expect("read").records;
+            assert_eq!(records.len() as u64, expected);
+            assert!(records
+                .iter()
+                .enumerate()
+                .all(|(i, r)| r.offset == i as u64));
+            // the log accepts appends again after recovery
+            assert_eq!(
+                shard
+                    .append(&[record("k", vec![1])], 11)
+                    .expect("append")
+                    .first_offset,
+                expected
+            );
+            std::fs::remove_dir_all(&crashed).expect("cleanup");
+        }
     }
+}
+
+/// Bytes up to the end of the last frame (zeros written ahead follow it).
+fn frame_bytes(file: &[u8]) -> usize {
+    let mut position = 0;
+    while let Some(len) = driftline_log::frame::frame_len(&file[position..]) {
+        if len <= driftline_log::frame::FRAME_HEADER_LEN || position + len > file.len() {
+            break;
+        }
+        position += len;
+    }
+    position
 }
 
 #[test]
@@ -93,7 +112,8 @@ fn garbage_after_the_last_frame_is_cut_not_read() {
     }
     let path = driftline_log::segment::segment_path(dir.path(), 0);
     let mut bytes = std::fs::read(&path).expect("read");
-    let valid = bytes.len();
+    let valid = frame_bytes(&bytes);
+    bytes.truncate(valid);
     bytes.extend(std::iter::repeat_n(0xAB, 100));
     std::fs::write(&path, &bytes).expect("write");
     let (shard, report) = ShardLog::open(dir.path(), options()).expect("reopen");

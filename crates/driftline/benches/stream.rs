@@ -43,6 +43,11 @@ fn free_port() -> u16 {
         .unwrap_or(45_678)
 }
 
+/// `fsync` unless BENCH_DURABILITY says otherwise (`os` shows what the fsyncs cost).
+fn durability() -> String {
+    std::env::var("BENCH_DURABILITY").unwrap_or_else(|_| "fsync".into())
+}
+
 fn start_driftline() -> Peer {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_driftline"))
@@ -51,7 +56,7 @@ fn start_driftline() -> Peer {
             "--listen",
             "127.0.0.1:0",
             "--durability",
-            "fsync",
+            &durability(),
             "--data-dir",
         ])
         .arg(dir.path())
@@ -310,7 +315,8 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "stream write benchmark: 100-byte records, {seconds} s per case, driftline durable (fsync)"
+        "stream write benchmark: 100-byte records, {seconds} s per case, driftline durability {}",
+        durability()
     );
     if kinesalite_bin.is_none() {
         println!(

@@ -60,22 +60,58 @@ fn reopening_keeps_every_record_and_the_next_offset() {
 #[test]
 fn a_torn_tail_is_cut_and_earlier_records_survive() {
     let dir = tempfile::tempdir().expect("tempdir");
-    {
+    let valid = {
         let (shard, _) = ShardLog::open(dir.path(), options(1 << 20)).expect("open");
         for i in 0..3 {
             shard.append(&[rec(i)], 1).expect("append");
         }
-    }
+        shard.size_bytes() as usize
+    };
     let segment = crate::segment::segment_path(dir.path(), 0);
     let mut bytes = std::fs::read(&segment).expect("read");
-    bytes.extend_from_slice(&[0x20, 0, 0, 0, 1, 2]);
+    // a frame header and two bytes of its body written over the zeros ahead
+    bytes[valid..valid + 6].copy_from_slice(&[0x20, 0, 0, 0, 1, 2]);
+    let on_disk = bytes.len() as u64;
     std::fs::write(&segment, &bytes).expect("write");
     let (shard, report) = ShardLog::open(dir.path(), options(1 << 20)).expect("reopen");
-    assert_eq!(report.truncated_bytes, 6);
+    assert_eq!(report.truncated_bytes, on_disk - valid as u64);
+    assert_eq!(
+        std::fs::metadata(&segment).expect("stat").len(),
+        valid as u64
+    );
     assert_eq!(
         shard.read(0, 10, usize::MAX).expect("read").records.len(),
         3
     );
+}
+
+#[test]
+fn zeros_written_ahead_are_not_a_torn_tail_and_sealed_segments_hold_only_frames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (shard, _) = ShardLog::open(dir.path(), options(1 << 20)).expect("open");
+        shard.append(&[rec(0), rec(1)], 1).expect("append");
+    }
+    let first = crate::segment::segment_path(dir.path(), 0);
+    assert_eq!(std::fs::metadata(&first).expect("stat").len(), 1 << 20);
+    let (shard, report) = ShardLog::open(dir.path(), options(1 << 20)).expect("reopen");
+    assert_eq!(report.truncated_bytes, 0);
+    assert_eq!(report.records, 2);
+    let big = NewRecord {
+        partition_key: "k".into(),
+        explicit_hash_key: None,
+        data: vec![7; 1 << 20],
+    };
+    shard.append(&[big], 2).expect("append");
+    assert_eq!(shard.segment_count(), 2);
+    let sealed_len = std::fs::metadata(&first).expect("stat").len();
+    assert!(
+        sealed_len < 200,
+        "sealed at its frames' size, was {sealed_len}"
+    );
+    let records = shard.read(0, 10, usize::MAX).expect("read").records;
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[2].data.len(), 1 << 20);
 }
 
 #[test]
