@@ -203,12 +203,27 @@ impl Stream {
 
     /// The open shard that owns a record with this key.
     pub fn route(&self, partition_key: &str, explicit_hash_key: Option<u128>) -> Result<u32> {
-        let hash_key = explicit_hash_key.unwrap_or_else(|| partition_key_hash(partition_key));
-        let routes = self
-            .routes
+        self.route_in(&self.routes(), partition_key, explicit_hash_key)
+    }
+
+    fn routes(&self) -> Arc<Vec<(HashKeyRange, u32)>> {
+        self.routes
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+            .clone()
+    }
+
+    fn route_in(
+        &self,
+        routes: &[(HashKeyRange, u32)],
+        partition_key: &str,
+        explicit_hash_key: Option<u128>,
+    ) -> Result<u32> {
+        if let [(HashKeyRange::FULL, index)] = routes {
+            // One shard owns every hash key: the MD5 would not change the answer.
+            return Ok(*index);
+        }
+        let hash_key = explicit_hash_key.unwrap_or_else(|| partition_key_hash(partition_key));
         let slot = routes.partition_point(|(range, _)| range.end < hash_key);
         match routes.get(slot) {
             Some((range, index)) if range.contains(hash_key) => Ok(*index),
@@ -232,8 +247,9 @@ impl Stream {
                 break;
             }
             let mut by_shard: BTreeMap<u32, (Vec<usize>, Vec<NewRecord>)> = BTreeMap::new();
+            let routes = self.routes();
             for (i, record) in pending.drain(..) {
-                match self.route(&record.partition_key, record.explicit_hash_key) {
+                match self.route_in(&routes, &record.partition_key, record.explicit_hash_key) {
                     Ok(shard) => {
                         let batch = by_shard.entry(shard).or_default();
                         batch.0.push(i);

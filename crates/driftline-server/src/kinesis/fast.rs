@@ -89,13 +89,23 @@ fn encode_put_records(
         if i > 0 {
             out.push(b',');
         }
+        let mut digits = itoa::Buffer::new();
         // Writes to a Vec cannot fail.
         let _ = match result {
-            Ok(position) => write!(
-                out,
-                "{{\"SequenceNumber\":\"{}\",\"ShardId\":\"shardId-{:012}\"}}",
-                position.sequence_number, position.shard_index
-            ),
+            Ok(position) => {
+                out.extend_from_slice(b"{\"SequenceNumber\":\"");
+                out.extend_from_slice(
+                    digits
+                        .format(position.sequence_number.as_u128())
+                        .as_bytes(),
+                );
+                out.extend_from_slice(b"\",\"ShardId\":\"shardId-");
+                let index = digits.format(position.shard_index).as_bytes();
+                out.extend(std::iter::repeat_n(b'0', 12usize.saturating_sub(index.len())));
+                out.extend_from_slice(index);
+                out.extend_from_slice(b"\"}");
+                Ok(())
+            }
             Err(error) => write!(
                 out,
                 "{{\"ErrorCode\":\"{}\",\"ErrorMessage\":{}}}",
