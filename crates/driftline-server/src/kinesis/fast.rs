@@ -5,7 +5,6 @@
 
 use std::borrow::Cow;
 
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -52,8 +51,8 @@ pub fn put_records_json(
     let mut records = Vec::with_capacity(request.records.len());
     for entry in &request.records {
         // Invalid base64 is left to the generic path to report.
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(entry.data.as_bytes())
+        let data = base64_simd::STANDARD
+            .decode_to_vec(entry.data.as_bytes())
             .ok()?;
         records.push((entry, data));
     }
@@ -116,4 +115,25 @@ fn encode_put_records(
     }
     out.extend_from_slice(b"],\"EncryptionType\":\"NONE\"}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    /// The fast path must accept exactly what the generic path's decoder accepts,
+    /// or a body would be answered differently depending on the path it took.
+    #[test]
+    fn simd_base64_accepts_and_refuses_what_the_generic_decoder_does() {
+        for text in [
+            "", "YQ==", "YWI=", "YWJj", "YQ", "YWI", "Y", "YQ=", "YQ===", "Y Q==", "YR==", "YWJ=",
+            "////", "-_-_", "YW\nJj", "=YQ=",
+        ] {
+            let simd = base64_simd::STANDARD.decode_to_vec(text.as_bytes()).ok();
+            let generic = base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .ok();
+            assert_eq!(simd, generic, "{text:?}");
+        }
+    }
 }
