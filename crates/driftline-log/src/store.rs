@@ -6,6 +6,7 @@
 //! DATA_DIR/streams/s-NAME/shards/SHARD_ID/*.log  segments, named by first offset
 //! DATA_DIR/streams/s-NAME/shards/SHARD_ID/*.idx  sparse index of a sealed segment
 //! DATA_DIR/streams/s-NAME/consumers/NAME.json    a consumer's checkpoints
+//! DATA_DIR/streams/s-NAME/journal/*.wal          frames not yet synced in their segments
 //! ```
 
 use std::collections::BTreeMap;
@@ -31,6 +32,9 @@ pub struct LogConfig {
     pub max_streams: usize,
     /// Retention by size, per shard, on top of retention by time.
     pub max_shard_bytes: Option<u64>,
+    /// Size at which a stream's journal starts a new file; the segments are
+    /// then synced and the older file deleted (fsync mode).
+    pub journal_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -41,6 +45,7 @@ impl Default for LogConfig {
             max_open_shards_per_stream: 500,
             max_streams: 1000,
             max_shard_bytes: None,
+            journal_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -246,6 +251,7 @@ impl LogStore {
         StreamLimits {
             max_open_shards: config.max_open_shards_per_stream,
             max_shard_bytes: config.max_shard_bytes,
+            journal_bytes: config.journal_bytes,
         }
     }
 }

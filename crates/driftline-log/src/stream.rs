@@ -10,12 +10,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
+use crate::durability::Durability;
 use crate::error::{LogError, Result};
 use crate::frame::{NewRecord, StoredRecord};
 use crate::hash::{partition_key_hash, HashKeyRange};
+use crate::journal::Journal;
 use crate::sequence::SequenceNumber;
 use crate::shard::{AppendOutcome, ReadOutcome, ShardLog, ShardOptions};
 
@@ -115,11 +118,25 @@ pub struct Stream {
     /// Serialises metadata changes (resharding, retention, tags).
     admin: Mutex<()>,
     consumers: Mutex<()>,
+    /// In fsync mode, the write-ahead file every put is acknowledged by.
+    journal: Option<Journal>,
+    /// The running checkpoint, if any (one at a time).
+    checkpointer: Mutex<Option<JoinHandle<Result<()>>>>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Some(running) = self.lock_checkpointer().take() {
+            let _ = running.join();
+        }
+    }
 }
 
 pub(crate) struct StreamLimits {
     pub max_open_shards: u32,
     pub max_shard_bytes: Option<u64>,
+    /// Size at which the journal starts a new file (and a checkpoint follows).
+    pub journal_bytes: u64,
 }
 
 impl Stream {
@@ -162,6 +179,31 @@ impl Stream {
             }
             shards.insert(shard.index, Arc::new(log));
         }
+        let journal = if options.durability == Durability::Fsync {
+            let (journal, replayed) = Journal::open(
+                &dir.join("journal"),
+                limits.journal_bytes,
+                |index, frame| {
+                    let shard = shards.get(&index).ok_or_else(|| {
+                        LogError::InvalidArgument(format!(
+                            "the journal of stream {} holds records of {}, which its metadata does not list",
+                            meta.name,
+                            shard_id(index)
+                        ))
+                    })?;
+                    shard.restore_frame(frame).map(|_| ())
+                },
+            )?;
+            // The restored frames are durable in their segments before the
+            // journal files that held them go.
+            for shard in shards.values() {
+                shard.flush()?;
+            }
+            crate::journal::remove(&replayed.files)?;
+            Some(journal)
+        } else {
+            None
+        };
         let routes = routes_of(&meta);
         Ok(Stream {
             name: meta.name.clone(),
@@ -174,6 +216,8 @@ impl Stream {
             routes: RwLock::new(Arc::new(routes)),
             admin: Mutex::new(()),
             consumers: Mutex::new(()),
+            journal,
+            checkpointer: Mutex::new(None),
         })
     }
 
@@ -259,9 +303,19 @@ impl Stream {
                 }
             }
             let mut written: Vec<(Arc<ShardLog>, u32, AppendOutcome, Vec<usize>)> = Vec::new();
+            let mut journal_end = 0;
+            let mut rotated = false;
             for (shard_index, (indices, batch)) in by_shard {
                 let outcome = self.shard(shard_index).and_then(|shard| {
-                    let outcome = shard.write(&batch, now_ms)?;
+                    let outcome = match &self.journal {
+                        Some(journal) => shard.write_logged(&batch, now_ms, |frame| {
+                            let appended = journal.append(shard_index, frame)?;
+                            journal_end = appended.end;
+                            rotated |= appended.rotated;
+                            Ok(())
+                        })?,
+                        None => shard.write(&batch, now_ms)?,
+                    };
                     Ok((shard, outcome))
                 });
                 match outcome {
@@ -277,7 +331,25 @@ impl Stream {
                     }
                 }
             }
-            let acknowledgements = wait_all(&written);
+            let acknowledgements = match &self.journal {
+                Some(journal) => {
+                    let synced = journal.sync_to(journal_end);
+                    if rotated {
+                        self.checkpoint_in_background();
+                    }
+                    written
+                        .iter()
+                        .map(|(shard, _, outcome, _)| {
+                            synced
+                                .as_ref()
+                                .map_err(|e| clone_error(e, &e.to_string()))?;
+                            shard.mark_acknowledged(outcome.end());
+                            Ok(())
+                        })
+                        .collect()
+                }
+                None => wait_all(&written),
+            };
             for ((_, shard_index, outcome, indices), acknowledged) in
                 written.into_iter().zip(acknowledgements)
             {
@@ -306,6 +378,45 @@ impl Stream {
                 })
             })
             .collect()
+    }
+
+    /// Makes every shard's segments durable, then deletes the journal files
+    /// sealed before, whose frames they now hold. It runs on its own thread:
+    /// syncing a journal file's worth of segment writes took long enough to
+    /// show in the put latency. If it fails, the files stay and the next open
+    /// replays them (their frames are skipped where the segments hold them).
+    fn checkpoint_in_background(&self) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let retired = journal.take_retired();
+        let shards: Vec<Arc<ShardLog>> = self
+            .shards
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let checkpoint = move || -> Result<()> {
+            for shard in shards {
+                shard.flush()?;
+            }
+            crate::journal::remove(&retired)
+        };
+        let mut slot = self.lock_checkpointer();
+        if let Some(previous) = slot.take() {
+            let _ = previous.join();
+        }
+        *slot = std::thread::Builder::new()
+            .name(format!("checkpoint-{}", self.name))
+            .spawn(checkpoint)
+            .ok();
+    }
+
+    fn lock_checkpointer(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<Result<()>>>> {
+        self.checkpointer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Reads from a shard; see [`ShardLog::read`].

@@ -157,6 +157,9 @@ enum Op {
     Tear {
         bytes: u8,
     },
+    /// A crash that loses every segment write since the store was opened
+    /// (or since the segment was created), as a lost page cache would.
+    Crash,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -164,6 +167,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (any::<u8>(), 1..20u8, 0..600u16).prop_map(|(shard_key, records, size)| Op::Append { shard_key, records, size }),
         1 => Just(Op::Reopen),
         1 => (1..64u8).prop_map(|bytes| Op::Tear { bytes }),
+        1 => Just(Op::Crash),
     ]
 }
 
@@ -180,6 +184,8 @@ proptest! {
         store.create_stream(StreamSpec { name: "s".into(), shard_count: 3, ..StreamSpec::default() }, 0).expect("create");
         let mut model: Vec<(String, Vec<u8>)> = Vec::new();
         let mut serial = 0u32;
+        let stream_dir = dir.path().join("streams/s-s");
+        let mut durable = active_segments(&stream_dir);
         for op in ops {
             match op {
                 Op::Append { shard_key, records, size } => {
@@ -196,6 +202,17 @@ proptest! {
                 Op::Reopen => {
                     drop(store);
                     store = LogStore::open(dir.path(), config.clone()).expect("reopen");
+                    durable = active_segments(&stream_dir);
+                }
+                Op::Crash => {
+                    drop(store);
+                    for (path, len) in active_segments(&stream_dir) {
+                        let keep = durable.iter().find(|(p, _)| *p == path).map_or(0, |(_, l)| *l);
+                        let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+                        file.set_len(keep.min(len)).expect("cut");
+                    }
+                    store = LogStore::open(dir.path(), config.clone()).expect("reopen");
+                    durable = active_segments(&stream_dir);
                 }
                 Op::Tear { bytes } => {
                     // a write that was never acknowledged: junk at the tail of shard 1's active segment
@@ -208,6 +225,7 @@ proptest! {
                     content.extend(std::iter::repeat_n(bytes, usize::from(bytes)));
                     std::fs::write(&last, content).expect("write");
                     store = LogStore::open(dir.path(), config.clone()).expect("reopen");
+                    durable = active_segments(&stream_dir);
                 }
             }
         }
@@ -223,4 +241,194 @@ proptest! {
             prop_assert!(records.iter().enumerate().all(|(i, r)| r.offset == i as u64));
         }
     }
+}
+
+/// Each shard's newest segment and the bytes of its frames: what a crash cannot take back
+/// once the store has been opened (opening syncs every segment).
+fn active_segments(stream_dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let Ok(shards) = std::fs::read_dir(stream_dir.join("shards")) else {
+        return Vec::new();
+    };
+    let mut active = Vec::new();
+    for shard in shards.filter_map(|e| e.ok()) {
+        let mut segments: Vec<_> = std::fs::read_dir(shard.path())
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        segments.sort();
+        if let Some(last) = segments.pop() {
+            let len = frame_bytes(&std::fs::read(&last).expect("read")) as u64;
+            active.push((last, len));
+        }
+    }
+    active
+}
+
+/// The journal's entries: (end position, records in the entry's frame).
+fn journal_entries(bytes: &[u8]) -> Vec<(usize, u64)> {
+    let mut entries = Vec::new();
+    let mut position = 0;
+    while position + 12 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[position..position + 4].try_into().expect("4")) as usize;
+        if len == 0 {
+            break;
+        }
+        // entry header 12, frame header 8, then version 1, offset 8, timestamp 8, count 4
+        let count_at = position + 12 + 8 + 17;
+        let count = u32::from_le_bytes(bytes[count_at..count_at + 4].try_into().expect("4"));
+        position += 8 + len;
+        entries.push((position, u64::from(count)));
+    }
+    entries
+}
+
+#[test]
+fn segments_that_lost_unsynced_writes_are_restored_from_the_journal_cut_anywhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig::default();
+    let stream_dir = dir.path().join("streams/s-s");
+    {
+        let store = LogStore::open(dir.path(), config.clone()).expect("open");
+        store
+            .create_stream(
+                StreamSpec {
+                    name: "s".into(),
+                    shard_count: 3,
+                    ..StreamSpec::default()
+                },
+                0,
+            )
+            .expect("create");
+        let stream = store.stream("s").expect("stream");
+        for batch in 0..3u8 {
+            let records: Vec<_> = (0..12)
+                .map(|i| record(&format!("key-{batch}-{i}"), vec![batch + 1; 20 + i]))
+                .collect();
+            for result in stream.put(records, 1) {
+                result.expect("acknowledged");
+            }
+        }
+    }
+    let mut journals: Vec<_> = std::fs::read_dir(stream_dir.join("journal"))
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    let journal_path = journals.remove(0);
+    let journal = std::fs::read(&journal_path).expect("journal");
+    let entries = journal_entries(&journal);
+    assert_eq!(entries.len(), 9, "one entry per shard per put");
+    let full = entries[entries.len() - 1].0;
+    let segments = active_segments(&stream_dir);
+    let originals: Vec<Vec<u8>> = segments
+        .iter()
+        .map(|(p, _)| std::fs::read(p).expect("read"))
+        .collect();
+    let mut cuts: Vec<usize> = (0..=full).step_by(13).collect();
+    for (end, _) in &entries {
+        cuts.extend([end - 1, *end, end + 1]);
+    }
+    cuts.retain(|cut| *cut <= full);
+    for cut in cuts {
+        // the segments lost everything (or kept a torn half); the journal was cut at `cut`
+        for (half, ((path, _), original)) in segments.iter().zip(&originals).enumerate() {
+            let keep = if half % 2 == 0 { 0 } else { original.len() / 2 };
+            std::fs::write(path, &original[..keep]).expect("cut segment");
+        }
+        for leftover in std::fs::read_dir(stream_dir.join("journal")).expect("ls") {
+            std::fs::remove_file(leftover.expect("entry").path()).expect("rm");
+        }
+        let mut bytes = journal[..cut].to_vec();
+        bytes.resize(full + 64, 0);
+        std::fs::write(&journal_path, &bytes).expect("cut journal");
+        let store = LogStore::open(dir.path(), config.clone()).expect("reopen");
+        let stream = store.stream("s").expect("stream");
+        let whole: u64 = entries
+            .iter()
+            .filter(|(end, _)| *end <= cut)
+            .map(|(_, n)| n)
+            .sum();
+        let held = stream.read_all().expect("read").len() as u64;
+        // A torn half of a segment can hold frames the journal lost; never fewer than the journal's.
+        assert!(
+            held >= whole,
+            "cut {cut}: {held} records, the journal held {whole}"
+        );
+        if cut == full {
+            assert_eq!(held, 36, "every acknowledged record");
+        }
+        for shard in stream.meta().shards {
+            let records = stream
+                .read(shard.index, 0, 1000, usize::MAX)
+                .expect("read")
+                .records;
+            assert!(
+                records
+                    .iter()
+                    .enumerate()
+                    .all(|(i, r)| r.offset == i as u64),
+                "cut {cut}"
+            );
+        }
+        drop(stream);
+        drop(store);
+    }
+}
+
+#[test]
+fn a_full_journal_file_is_retired_once_the_segments_are_synced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        journal_bytes: 4096,
+        ..LogConfig::default()
+    };
+    let store = LogStore::open(dir.path(), config.clone()).expect("open");
+    store
+        .create_stream(
+            StreamSpec {
+                name: "s".into(),
+                shard_count: 2,
+                ..StreamSpec::default()
+            },
+            0,
+        )
+        .expect("create");
+    let stream = store.stream("s").expect("stream");
+    for batch in 0..40u32 {
+        let records: Vec<_> = (0..4)
+            .map(|i| record(&format!("k{batch}-{i}"), vec![7; 200]))
+            .collect();
+        for result in stream.put(records, 1) {
+            result.expect("acknowledged");
+        }
+    }
+    drop(stream);
+    // checkpoints run on their own thread, one at a time
+    let journal_dir = dir.path().join("streams/s-s/journal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut files = usize::MAX;
+    while std::time::Instant::now() < deadline {
+        files = std::fs::read_dir(&journal_dir).expect("ls").count();
+        if files == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        files, 1,
+        "sealed journal files are deleted after a checkpoint"
+    );
+    drop(store);
+    let store = LogStore::open(dir.path(), config).expect("reopen");
+    assert_eq!(
+        store
+            .stream("s")
+            .expect("stream")
+            .read_all()
+            .expect("read")
+            .len(),
+        160
+    );
 }

@@ -93,14 +93,13 @@ fn encode_put_records(
         let _ = match result {
             Ok(position) => {
                 out.extend_from_slice(b"{\"SequenceNumber\":\"");
-                out.extend_from_slice(
-                    digits
-                        .format(position.sequence_number.as_u128())
-                        .as_bytes(),
-                );
+                out.extend_from_slice(digits.format(position.sequence_number.as_u128()).as_bytes());
                 out.extend_from_slice(b"\",\"ShardId\":\"shardId-");
                 let index = digits.format(position.shard_index).as_bytes();
-                out.extend(std::iter::repeat_n(b'0', 12usize.saturating_sub(index.len())));
+                out.extend(std::iter::repeat_n(
+                    b'0',
+                    12usize.saturating_sub(index.len()),
+                ));
                 out.extend_from_slice(index);
                 out.extend_from_slice(b"\"}");
                 Ok(())

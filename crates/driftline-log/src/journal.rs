@@ -1,0 +1,367 @@
+//! A stream's journal: one write-ahead file shared by all of its shards.
+//!
+//! In fsync mode a put appends each shard's frame to the journal, tagged with
+//! the shard, then writes it to the shard's segment without waiting; one
+//! fdatasync of the journal makes the whole put durable however many shards it
+//! touched, and concurrent puts share it (group commit). A put over four shard
+//! files otherwise cost four fdatasyncs. Segments are fsynced when sealed and
+//! at a checkpoint, after which the journal files they cover are deleted. On
+//! open, frames a segment lacks (lost with the page cache in a crash) are
+//! written back to it from the journal.
+//!
+//! ```text
+//! DIR/GENERATION.wal    entry*, then zeros written ahead
+//! entry := len:u32le  crc32c(shard ‖ frame):u32le  shard:u32le  frame
+//! ```
+//!
+//! Positions count bytes over all generations, so "durable up to" is one number.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{CorruptFrame, LogError, Result};
+
+const ENTRY_HEADER_LEN: usize = 12;
+/// How far ahead of its entries the journal file is filled with zeros.
+const ALLOCATION_STEP: u64 = 4 * 1024 * 1024;
+
+struct Active {
+    file: Arc<File>,
+    path: PathBuf,
+    generation: u64,
+    /// Journal position of the file's first byte.
+    base: u64,
+    size: u64,
+    allocated: u64,
+    /// Sealed files whose frames a checkpoint will make durable in the segments.
+    retired: Vec<PathBuf>,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    rotate_bytes: u64,
+    active: Mutex<Active>,
+    /// Serialises fdatasyncs; whoever holds it syncs for every waiting writer.
+    sync_lock: Mutex<()>,
+    /// Position up to which the journal is durable.
+    synced: AtomicU64,
+}
+
+/// What an append did.
+pub struct Appended {
+    /// Position one past the entry: durable once [`Journal::sync_to`] it returns.
+    pub end: u64,
+    /// The append sealed a full file: a checkpoint may now retire it.
+    pub rotated: bool,
+}
+
+/// The journal files a recovery replayed, to delete once the shards are durable.
+pub struct Replayed {
+    pub files: Vec<PathBuf>,
+    pub entries: u64,
+}
+
+impl Journal {
+    /// Replays every journal file in `dir` through `apply` (shard, frame), in
+    /// the order written, then starts a new file. A torn entry ends the replay
+    /// of the last file; in an earlier, sealed file it is corruption.
+    pub fn open(
+        dir: &Path,
+        rotate_bytes: u64,
+        mut apply: impl FnMut(u32, &[u8]) -> Result<()>,
+    ) -> Result<(Journal, Replayed)> {
+        crate::fsutil::create_dir_all(dir)?;
+        let mut generations = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| LogError::io(dir, e))? {
+            let entry = entry.map_err(|e| LogError::io(dir, e))?;
+            let name = entry.file_name();
+            if let Some(generation) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".wal"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                generations.push(generation);
+            }
+        }
+        generations.sort_unstable();
+        let mut replayed = Replayed {
+            files: Vec::new(),
+            entries: 0,
+        };
+        for (i, generation) in generations.iter().enumerate() {
+            let path = journal_path(dir, *generation);
+            let bytes = std::fs::read(&path).map_err(|e| LogError::io(&path, e))?;
+            let mut position = 0;
+            while position < bytes.len() {
+                match entry_at(&bytes[position..]) {
+                    Ok((shard, frame, len)) => {
+                        apply(shard, frame)?;
+                        replayed.entries += 1;
+                        position += len;
+                    }
+                    Err(reason) => {
+                        let zeros_after = bytes[position..].iter().all(|b| *b == 0);
+                        if i + 1 < generations.len() && !zeros_after {
+                            return Err(LogError::Corrupt {
+                                path,
+                                position: position as u64,
+                                reason,
+                            });
+                        }
+                        break;
+                    }
+                }
+            }
+            replayed.files.push(path);
+        }
+        let generation = generations.last().map_or(0, |g| g + 1);
+        let (file, path) = create(dir, generation)?;
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            rotate_bytes,
+            active: Mutex::new(Active {
+                file,
+                path,
+                generation,
+                base: 0,
+                size: 0,
+                allocated: 0,
+                retired: Vec::new(),
+            }),
+            sync_lock: Mutex::new(()),
+            synced: AtomicU64::new(0),
+        };
+        Ok((journal, replayed))
+    }
+
+    /// Appends one shard's frame. Call it under the shard's write lock, so a
+    /// shard's entries are in offset order and a sync that covers one entry
+    /// covers every earlier frame of that shard.
+    pub fn append(&self, shard: u32, frame: &[u8]) -> Result<Appended> {
+        let mut entry = Vec::with_capacity(ENTRY_HEADER_LEN + frame.len());
+        entry.extend_from_slice(&((4 + frame.len()) as u32).to_le_bytes());
+        let mut crc = crc32c::crc32c(&shard.to_le_bytes());
+        crc = crc32c::crc32c_append(crc, frame);
+        entry.extend_from_slice(&crc.to_le_bytes());
+        entry.extend_from_slice(&shard.to_le_bytes());
+        entry.extend_from_slice(frame);
+        let mut active = self.lock_active();
+        let end = active.size + entry.len() as u64;
+        let written = if end > active.allocated {
+            let target = end.max(active.allocated + ALLOCATION_STEP);
+            crate::fsutil::fill_zeros(&active.file, active.allocated.max(active.size), target)
+                .map(|()| active.allocated = target)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| active.file.write_all_at(&entry, active.size));
+        if let Err(error) = written {
+            // No partial entry stays behind: replay would stop at it.
+            let _ = crate::fsutil::fill_zeros(&active.file, active.size, end);
+            return Err(LogError::io(&active.path, error));
+        }
+        active.size = end;
+        let end = active.base + active.size;
+        let rotated = active.size >= self.rotate_bytes;
+        if rotated {
+            self.rotate(&mut active)?;
+        }
+        Ok(Appended { end, rotated })
+    }
+
+    /// Returns once the journal is durable up to `end`; one fdatasync covers
+    /// every entry appended before it started.
+    pub fn sync_to(&self, end: u64) -> Result<()> {
+        if self.synced.load(Ordering::Acquire) >= end {
+            return Ok(());
+        }
+        let _sync = self
+            .sync_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.synced.load(Ordering::Acquire) >= end {
+            return Ok(());
+        }
+        let (file, path, target) = {
+            let active = self.lock_active();
+            (
+                active.file.clone(),
+                active.path.clone(),
+                active.base + active.size,
+            )
+        };
+        // Entries before `target` are in this file or in sealed files, which
+        // were synced when they were sealed.
+        file.sync_data().map_err(|e| LogError::io(path, e))?;
+        self.synced.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The sealed files a checkpoint may delete once every shard is synced.
+    pub fn take_retired(&self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.lock_active().retired)
+    }
+
+    /// Seals the active file (synced, trimmed to its entries) and starts the next.
+    fn rotate(&self, active: &mut Active) -> Result<()> {
+        active
+            .file
+            .set_len(active.size)
+            .and_then(|()| active.file.sync_data())
+            .map_err(|e| LogError::io(&active.path, e))?;
+        let sealed_end = active.base + active.size;
+        self.synced.fetch_max(sealed_end, Ordering::AcqRel);
+        let generation = active.generation + 1;
+        let (file, path) = create(&self.dir, generation)?;
+        let sealed = std::mem::replace(&mut active.path, path);
+        active.retired.push(sealed);
+        active.file = file;
+        active.generation = generation;
+        active.base = sealed_end;
+        active.size = 0;
+        active.allocated = 0;
+        Ok(())
+    }
+
+    fn lock_active(&self) -> std::sync::MutexGuard<'_, Active> {
+        self.active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Deletes journal files whose frames the segments now hold durably.
+pub fn remove(files: &[PathBuf]) -> Result<()> {
+    for path in files {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LogError::io(path, e)),
+        }
+    }
+    Ok(())
+}
+
+fn journal_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("{generation:020}.wal"))
+}
+
+fn create(dir: &Path, generation: u64) -> Result<(Arc<File>, PathBuf)> {
+    let path = journal_path(dir, generation);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| LogError::io(&path, e))?;
+    crate::fsutil::sync_dir(dir)?;
+    Ok((Arc::new(file), path))
+}
+
+/// The entry at the start of `bytes`: its shard, its frame and its length.
+fn entry_at(bytes: &[u8]) -> std::result::Result<(u32, &[u8], usize), CorruptFrame> {
+    let header = bytes
+        .get(..ENTRY_HEADER_LEN)
+        .ok_or(CorruptFrame::Truncated)?;
+    let body_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    if body_len < 4 {
+        return Err(CorruptFrame::Truncated);
+    }
+    let len = 8 + body_len;
+    let body = bytes.get(8..len).ok_or(CorruptFrame::Truncated)?;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if crc32c::crc32c(body) != crc {
+        return Err(CorruptFrame::Checksum);
+    }
+    let shard = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
+    Ok((shard, &body[4..], len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(dir: &Path) -> Vec<(u32, Vec<u8>)> {
+        let mut seen = Vec::new();
+        let (_journal, _) = Journal::open(dir, 1 << 20, |shard, frame| {
+            seen.push((shard, frame.to_vec()));
+            Ok(())
+        })
+        .expect("open");
+        seen
+    }
+
+    #[test]
+    fn entries_replay_in_order_across_rotations() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let expected: Vec<(u32, Vec<u8>)> = (0..50u32)
+            .map(|i| (i % 3, vec![i as u8 + 1; 40 + i as usize]))
+            .collect();
+        {
+            let (journal, replayed) = Journal::open(dir.path(), 600, |_, _| Ok(())).expect("open");
+            assert_eq!(replayed.entries, 0);
+            let mut rotations = 0;
+            for (shard, frame) in &expected {
+                let appended = journal.append(*shard, frame).expect("append");
+                journal.sync_to(appended.end).expect("sync");
+                rotations += usize::from(appended.rotated);
+            }
+            assert!(rotations > 3, "600-byte files rotate");
+            assert_eq!(journal.take_retired().len(), rotations);
+        }
+        assert_eq!(replay(dir.path()), expected);
+    }
+
+    #[test]
+    fn a_journal_cut_at_any_byte_replays_exactly_its_whole_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ends = vec![0usize];
+        {
+            let (journal, _) = Journal::open(dir.path(), 1 << 20, |_, _| Ok(())).expect("open");
+            for i in 0..4u32 {
+                let appended = journal
+                    .append(i, &vec![9u8; 10 * i as usize + 1])
+                    .expect("append");
+                ends.push(appended.end as usize);
+            }
+        }
+        let file = std::fs::read(journal_path(dir.path(), 0)).expect("read");
+        let full = ends[ends.len() - 1];
+        for cut in 0..=full {
+            let crashed = tempfile::tempdir().expect("tempdir");
+            let mut bytes = file[..cut].to_vec();
+            bytes.resize(full + 100, 0);
+            std::fs::write(journal_path(crashed.path(), 0), &bytes).expect("write");
+            let whole = ends.iter().rposition(|end| *end <= cut).expect("prefix");
+            let seen = replay(crashed.path());
+            assert_eq!(seen.len(), whole, "cut at {cut}");
+            assert!(seen
+                .iter()
+                .enumerate()
+                .all(|(i, (shard, _))| *shard == i as u32));
+        }
+    }
+
+    #[test]
+    fn damage_inside_a_sealed_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (journal, _) = Journal::open(dir.path(), 100, |_, _| Ok(())).expect("open");
+            for i in 0..4u32 {
+                journal.append(i, &[7u8; 80]).expect("append");
+            }
+        }
+        let sealed = journal_path(dir.path(), 0);
+        let mut bytes = std::fs::read(&sealed).expect("read");
+        bytes[20] ^= 0xFF;
+        std::fs::write(&sealed, &bytes).expect("write");
+        let error = Journal::open(dir.path(), 100, |_, _| Ok(()))
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("checksum"), "{error}");
+    }
+}
