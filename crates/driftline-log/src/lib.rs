@@ -14,6 +14,9 @@
 //! A segment is a sequence of checksummed batch frames (see [`frame`]); a
 //! segment rolls when it would exceed the configured size, and a sealed
 //! segment gets a sparse index file so reads by offset and by time never scan.
+//! In fsync mode a stream also keeps a write-ahead [`journal`]: a put is
+//! acknowledged by one fdatasync of the journal however many shards it
+//! touched, and opening the stream writes back any frame a segment lost.
 //!
 //! # Guarantees
 //!
