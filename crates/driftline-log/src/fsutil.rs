@@ -46,3 +46,16 @@ pub fn fill_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Fills `file` with zeros from `from` up to `target` if it can; when it cannot
+/// (a full disk, a file-size limit) it cuts the zeros it wrote and reports
+/// `from`, so the write that follows is refused only if its own bytes do not fit.
+pub fn fill_ahead(file: &File, from: u64, target: u64) -> u64 {
+    match fill_zeros(file, from, target) {
+        Ok(()) => target,
+        Err(_) => {
+            let _ = file.set_len(from);
+            from
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! A stream's journal: one write-ahead file shared by all of its shards.
 //!
-//! In fsync mode a put appends each shard's frame to the journal, tagged with
-//! the shard, then writes it to the shard's segment without waiting; one
+//! In fsync mode a put writes each shard's frame to the shard's segment
+//! without waiting and appends it to the journal, tagged with the shard; one
 //! fdatasync of the journal makes the whole put durable however many shards it
 //! touched, and concurrent puts share it (group commit). A put over four shard
 //! files otherwise cost four fdatasyncs. Segments are fsynced when sealed and
@@ -150,14 +150,12 @@ impl Journal {
         entry.extend_from_slice(frame);
         let mut active = self.lock_active();
         let end = active.size + entry.len() as u64;
-        let written = if end > active.allocated {
+        if end > active.allocated {
             let target = end.max(active.allocated + ALLOCATION_STEP);
-            crate::fsutil::fill_zeros(&active.file, active.allocated.max(active.size), target)
-                .map(|()| active.allocated = target)
-        } else {
-            Ok(())
+            let from = active.allocated.max(active.size);
+            active.allocated = crate::fsutil::fill_ahead(&active.file, from, target);
         }
-        .and_then(|()| active.file.write_all_at(&entry, active.size));
+        let written = active.file.write_all_at(&entry, active.size);
         if let Err(error) = written {
             // No partial entry stays behind: replay would stop at it.
             let _ = crate::fsutil::fill_zeros(&active.file, active.size, end);

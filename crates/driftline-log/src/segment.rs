@@ -203,14 +203,14 @@ impl Segment {
     /// Makes sure the file holds at least `needed` bytes, writing zeros ahead
     /// (see [`crate::fsutil::fill_zeros`]) in steps of `step`, never past
     /// `limit` unless `needed` is.
-    pub fn allocate(&mut self, needed: u64, step: u64, limit: u64) -> std::io::Result<()> {
+    /// Without room for them the frame is written without zeros ahead.
+    pub fn allocate(&mut self, needed: u64, step: u64, limit: u64) {
         if needed <= self.allocated {
-            return Ok(());
+            return;
         }
         let target = needed.max((self.allocated + step).min(limit));
-        crate::fsutil::fill_zeros(&self.file, self.allocated.max(self.size), target)?;
-        self.allocated = target;
-        Ok(())
+        self.allocated =
+            crate::fsutil::fill_ahead(&self.file, self.allocated.max(self.size), target);
     }
 
     /// Cuts the zeros written ahead, so the file is exactly its frames again.

@@ -101,8 +101,6 @@ pub struct ShardLog {
     /// Offset one past the last record readers may see.
     visible: AtomicU64,
     last_timestamp_ms: AtomicU64,
-    /// Set when a frame reached the journal but not the segment.
-    failed: std::sync::OnceLock<String>,
 }
 
 impl ShardLog {
@@ -188,7 +186,6 @@ impl ShardLog {
                 synced: Mutex::new(next),
                 visible: AtomicU64::new(next),
                 last_timestamp_ms: AtomicU64::new(last_ts),
-                failed: std::sync::OnceLock::new(),
             },
             report,
         ))
@@ -213,7 +210,7 @@ impl ShardLog {
     }
 
     /// [`ShardLog::write`], handing the sealed frame to `log` (the stream's
-    /// journal) under the write lock before it goes to the segment. Such a
+    /// journal) under the write lock once it is in the segment. Such a
     /// write is acknowledged by the journal's sync, then
     /// [`ShardLog::mark_acknowledged`]; the segment is synced later.
     pub fn write_logged(
@@ -234,12 +231,6 @@ impl ShardLog {
         fill_ahead: bool,
         log: impl FnOnce(&[u8]) -> Result<()>,
     ) -> Result<AppendOutcome> {
-        if let Some(reason) = self.failed.get() {
-            return Err(LogError::InvalidArgument(format!(
-                "shard {} refuses writes until the store is reopened: {reason}",
-                self.dir.display()
-            )));
-        }
         if records.is_empty() {
             return Err(LogError::InvalidArgument(
                 "an append needs at least one record".into(),
@@ -263,29 +254,25 @@ impl ShardLog {
             // Arrival timestamps never decrease within a shard, so time lookups can bisect.
             let timestamp_ms = now_ms.max(self.last_timestamp_ms.load(Ordering::Relaxed) as i64);
             seal_frame(&mut frame, first_offset, timestamp_ms);
-            log(&frame)?;
             let active = state
                 .segments
                 .last_mut()
                 .ok_or_else(|| LogError::InvalidArgument("shard has no segment".into()))?;
             let end = active.size + frame.len() as u64;
-            let written = if fill_ahead {
-                let limit = self.options.segment_bytes;
-                active.allocate(end, ALLOCATION_STEP, limit)
-            } else {
-                Ok(())
+            if fill_ahead {
+                active.allocate(end, ALLOCATION_STEP, self.options.segment_bytes);
             }
-            .and_then(|()| active.file.write_all_at(&frame, active.size));
+            // The segment first, then the journal: if either fails the frame
+            // is cut from the segment, so no record is kept that its put did
+            // not acknowledge, and the next frame starts at a frame boundary.
+            let written = active
+                .file
+                .write_all_at(&frame, active.size)
+                .map_err(|e| LogError::io(&active.path, e))
+                .and_then(|()| log(&frame));
             if let Err(error) = written {
-                // Leave no partial frame behind (a full disk, say): the log
-                // stays valid and the next append starts at a frame boundary.
                 let _ = active.file.set_len(active.size);
                 active.allocated = active.size;
-                let error = LogError::io(&active.path, error);
-                // The journal may hold this frame: a later frame at the same
-                // offset would contradict it, so writes stop until a reopen
-                // restores the segment from the journal.
-                let _ = self.failed.set(error.to_string());
                 return Err(error);
             }
             let info = crate::frame::FrameInfo {
@@ -346,9 +333,10 @@ impl ShardLog {
             .last_mut()
             .ok_or_else(|| LogError::InvalidArgument("shard has no segment".into()))?;
         let end = active.size + frame.len() as u64;
+        active.allocate(end, ALLOCATION_STEP, self.options.segment_bytes);
         active
-            .allocate(end, ALLOCATION_STEP, self.options.segment_bytes)
-            .and_then(|()| active.file.write_all_at(frame, active.size))
+            .file
+            .write_all_at(frame, active.size)
             .map_err(|e| LogError::io(&active.path, e))?;
         active.note_frame(&info);
         self.last_timestamp_ms
