@@ -158,6 +158,9 @@ impl Scorer {
     }
 }
 
+/// Events handed to [`Classifier::predict_then_learn_many`] at once.
+const AHEAD_EVENTS: usize = 2048;
+
 /// Runs `model` over the labelled `stream` under `policy`; `progress` is
 /// called with the number of events done now and then.
 pub fn run(
@@ -190,9 +193,25 @@ pub fn run(
         let window_y: Vec<usize> = chosen.iter().map(|i| ys[*i]).collect();
         model.fit(&window_x, &window_y);
     };
+    // Without a delay an online learner tests and trains on each event in one step.
+    let learn_while_testing = policy.online && config.delay == 0;
+    // With nothing else ever touching the model (no refits), a run of events
+    // at a time: a forest learns them on several threads.
+    let ahead_of_time = learn_while_testing && policy.drift.is_none() && policy.periodic.is_none();
+    let mut ahead: VecDeque<Vec<f64>> = VecDeque::new();
     for t in 0..xs.len() {
         // test
-        let probabilities = model.predict_proba_one(&xs[t]);
+        let probabilities = if ahead_of_time {
+            if ahead.is_empty() {
+                let end = (t + AHEAD_EVENTS).min(xs.len());
+                ahead.extend(model.predict_then_learn_many(&xs[t..end], &ys[t..end]));
+            }
+            ahead.pop_front().unwrap_or_default()
+        } else if learn_while_testing {
+            model.predict_then_learn(&xs[t], ys[t])
+        } else {
+            model.predict_proba_one(&xs[t])
+        };
         let predicted = crate::learn::argmax(&probabilities);
         let y = ys[t];
         scorer.update(&Observation::Class {
@@ -212,7 +231,7 @@ pub fn run(
             if buffer.len() > config.buffer {
                 buffer.pop_front();
             }
-            if policy.online {
+            if policy.online && !learn_while_testing {
                 model.learn_one(&xs[i], ys[i]);
             }
             let retrains_before = retrains.len();

@@ -43,6 +43,9 @@ impl Default for ForestConfig {
     }
 }
 
+/// One tree of the forest with everything it learns by: its own random
+/// stream (Poisson weights, new trees' seeds), so members evolve independently
+/// of each other and can learn on different threads with the same result.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Member {
     tree: Tree,
@@ -51,6 +54,97 @@ struct Member {
     drift: Adwin,
     correct: f64,
     seen: f64,
+    rng: SplitMix64,
+    /// Times this member's tree was replaced after a drift.
+    drifts: u64,
+}
+
+/// What a member needs to learn and to grow new trees.
+struct Shape<'a> {
+    n_features: usize,
+    n_classes: usize,
+    config: &'a ForestConfig,
+}
+
+impl Shape<'_> {
+    fn tree(&self, rng: &mut SplitMix64) -> Tree {
+        Tree::new(
+            self.n_features,
+            self.n_classes,
+            self.config.tree.clone(),
+            false,
+            rng.next_u64(),
+        )
+    }
+}
+
+impl Member {
+    fn new(shape: &Shape, seed: u64) -> Member {
+        let mut rng = SplitMix64::new(seed);
+        let config = shape.config;
+        Member {
+            tree: shape.tree(&mut rng),
+            background: None,
+            warning: Adwin::new(config.warning_delta, 32, 5, 5, 10).unwrap_or_default(),
+            drift: Adwin::new(config.drift_delta, 32, 5, 5, 10).unwrap_or_default(),
+            correct: 0.0,
+            seen: 0.0,
+            rng,
+            drifts: 0,
+        }
+    }
+
+    /// The weight of this member's vote: its accuracy since it (re)started.
+    fn vote_weight(&self) -> f64 {
+        let accuracy = if self.seen > 0.0 {
+            self.correct / self.seen
+        } else {
+            0.0
+        };
+        if accuracy > 0.0 {
+            accuracy
+        } else {
+            1e-6
+        }
+    }
+
+    /// Learns one example; returns the member's vote on it, taken before it
+    /// learned (what [`Classifier::predict_proba_one`] counts).
+    fn learn(&mut self, shape: &Shape, x: &[f64], y: usize) -> Vec<f64> {
+        let k = self.rng.poisson(shape.config.lambda);
+        let vote = if k > 0 {
+            let vote = self.tree.learn_and_predict(x, y, f64::from(k));
+            if let Some(background) = self.background.as_mut() {
+                background.learn(x, y, f64::from(k));
+            }
+            vote
+        } else {
+            self.tree.predict(x)
+        };
+        let wrong = super::argmax(&vote) != y;
+        self.seen += 1.0;
+        if !wrong {
+            self.correct += 1.0;
+        }
+        let error = f64::from(u8::from(wrong));
+        let warned = self.warning.update(error) == DriftState::Drift;
+        let drifted = self.drift.update(error) == DriftState::Drift;
+        if warned && self.background.is_none() {
+            self.background = Some(shape.tree(&mut self.rng));
+        }
+        if drifted {
+            self.drifts += 1;
+            self.tree = match self.background.take() {
+                Some(background) => background,
+                None => shape.tree(&mut self.rng),
+            };
+            self.correct = 0.0;
+            self.seen = 0.0;
+            self.warning.reset();
+            self.drift.reset();
+        }
+        vote
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -59,9 +153,7 @@ pub struct AdaptiveRandomForestClassifier {
     n_features: usize,
     n_classes: usize,
     seed: u64,
-    rng: SplitMix64,
     members: Vec<Member>,
-    drifts: u64,
 }
 
 impl AdaptiveRandomForestClassifier {
@@ -72,49 +164,30 @@ impl AdaptiveRandomForestClassifier {
         // MOA's default: each leaf may split on 60 % of the features.
         let subspace = ((n_features as f64) * config.subspace_fraction).round() as usize;
         tree_config.subspace = Some(subspace.clamp(1, n_features.max(1)));
+        let config = ForestConfig {
+            tree: tree_config,
+            ..config
+        };
+        let shape = Shape {
+            n_features,
+            n_classes,
+            config: &config,
+        };
         let members = (0..config.trees)
-            .map(|_| Member {
-                tree: Tree::new(
-                    n_features,
-                    n_classes,
-                    tree_config.clone(),
-                    false,
-                    rng.next_u64(),
-                ),
-                background: None,
-                warning: Adwin::new(config.warning_delta, 32, 5, 5, 10).unwrap_or_default(),
-                drift: Adwin::new(config.drift_delta, 32, 5, 5, 10).unwrap_or_default(),
-                correct: 0.0,
-                seen: 0.0,
-            })
+            .map(|_| Member::new(&shape, rng.next_u64()))
             .collect();
         AdaptiveRandomForestClassifier {
-            config: ForestConfig {
-                tree: tree_config,
-                ..config
-            },
+            config,
             n_features,
             n_classes,
             seed,
-            rng,
             members,
-            drifts: 0,
         }
     }
 
     /// Trees replaced after a detected drift so far.
     pub fn drifts(&self) -> u64 {
-        self.drifts
-    }
-
-    fn fresh_tree(&mut self) -> Tree {
-        Tree::new(
-            self.n_features,
-            self.n_classes,
-            self.config.tree.clone(),
-            false,
-            self.rng.next_u64(),
-        )
+        self.members.iter().map(|m| m.drifts).sum()
     }
 }
 
@@ -123,56 +196,97 @@ impl Classifier for AdaptiveRandomForestClassifier {
         if y >= self.n_classes {
             return;
         }
-        for m in 0..self.members.len() {
-            let k = self.rng.poisson(self.config.lambda);
-            let member = &mut self.members[m];
-            // The tree's vote on this example, taken before it learns from it.
-            let vote = if k > 0 {
-                let vote = member.tree.learn_and_predict(x, y, f64::from(k));
-                if let Some(background) = member.background.as_mut() {
-                    background.learn(x, y, f64::from(k));
-                }
-                vote
-            } else {
-                member.tree.predict(x)
-            };
-            let wrong = super::argmax(&vote) != y;
-            member.seen += 1.0;
-            if !wrong {
-                member.correct += 1.0;
-            }
-            let error = f64::from(u8::from(wrong));
-            let warned = member.warning.update(error) == DriftState::Drift;
-            let drifted = member.drift.update(error) == DriftState::Drift;
-            if warned && self.members[m].background.is_none() {
-                let background = self.fresh_tree();
-                self.members[m].background = Some(background);
-            }
-            if drifted {
-                self.drifts += 1;
-                let replacement = match self.members[m].background.take() {
-                    Some(background) => background,
-                    None => self.fresh_tree(),
-                };
-                let member = &mut self.members[m];
-                member.tree = replacement;
-                member.correct = 0.0;
-                member.seen = 0.0;
-                member.warning.reset();
-                member.drift.reset();
+        let shape = Shape {
+            n_features: self.n_features,
+            n_classes: self.n_classes,
+            config: &self.config,
+        };
+        for member in &mut self.members {
+            member.learn(&shape, x, y);
+        }
+    }
+
+    /// Each tree's vote is the one it computes while learning: every tree
+    /// walks to its leaf and scores it once per example, not twice.
+    fn predict_then_learn(&mut self, x: &[f64], y: usize) -> Vec<f64> {
+        if y >= self.n_classes {
+            return self.predict_proba_one(x);
+        }
+        let shape = Shape {
+            n_features: self.n_features,
+            n_classes: self.n_classes,
+            config: &self.config,
+        };
+        let mut votes = vec![0.0; self.n_classes];
+        for member in &mut self.members {
+            let weight = member.vote_weight();
+            for (vote, p) in votes.iter_mut().zip(member.learn(&shape, x, y)) {
+                *vote += weight * p;
             }
         }
+        normalize(votes)
+    }
+
+    /// The members learn the whole run on as many threads as there are cores
+    /// (they share nothing), then their votes are added up in member order, so
+    /// the answer is the same as one event at a time on one thread.
+    fn predict_then_learn_many(&mut self, xs: &[Vec<f64>], ys: &[usize]) -> Vec<Vec<f64>> {
+        let (n, classes, trees) = (xs.len(), self.n_classes, self.members.len());
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(trees);
+        if threads < 2 || ys.iter().any(|y| *y >= classes) {
+            return xs
+                .iter()
+                .zip(ys)
+                .map(|(x, y)| self.predict_then_learn(x, *y))
+                .collect();
+        }
+        // weighted[(m * n + t) * classes + c]: member m's weighted vote on event t
+        let mut weighted = vec![0.0; trees * n * classes];
+        let per_thread = trees.div_ceil(threads);
+        let shape = Shape {
+            n_features: self.n_features,
+            n_classes: classes,
+            config: &self.config,
+        };
+        std::thread::scope(|scope| {
+            for (members, out) in self
+                .members
+                .chunks_mut(per_thread)
+                .zip(weighted.chunks_mut(per_thread * n * classes))
+            {
+                let shape = &shape;
+                scope.spawn(move || {
+                    for (member, out) in members.iter_mut().zip(out.chunks_mut(n * classes)) {
+                        for ((x, y), out) in xs.iter().zip(ys).zip(out.chunks_mut(classes)) {
+                            let weight = member.vote_weight();
+                            for (o, p) in out.iter_mut().zip(member.learn(shape, x, *y)) {
+                                *o = weight * p;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (0..n)
+            .map(|t| {
+                let mut votes = vec![0.0; classes];
+                for m in 0..trees {
+                    let at = (m * n + t) * classes;
+                    for (vote, w) in votes.iter_mut().zip(&weighted[at..at + classes]) {
+                        *vote += w;
+                    }
+                }
+                normalize(votes)
+            })
+            .collect()
     }
 
     fn predict_proba_one(&self, x: &[f64]) -> Vec<f64> {
         let mut votes = vec![0.0; self.n_classes];
         for member in &self.members {
-            let accuracy = if member.seen > 0.0 {
-                member.correct / member.seen
-            } else {
-                0.0
-            };
-            let weight = if accuracy > 0.0 { accuracy } else { 1e-6 };
+            let weight = member.vote_weight();
             for (vote, p) in votes.iter_mut().zip(member.tree.predict(x)) {
                 *vote += weight * p;
             }
@@ -233,5 +347,59 @@ mod tests {
         assert!(correct_before > 1800, "{correct_before}");
         assert!(correct_after > 1800, "{correct_after}");
         assert!(forest.drifts() > 0);
+    }
+
+    #[test]
+    fn predicting_while_learning_is_exactly_predicting_then_learning() {
+        let mut rng = SplitMix64::new(11);
+        let mut apart = AdaptiveRandomForestClassifier::new(4, 3, ForestConfig::default(), 3);
+        let mut together = apart.clone();
+        for i in 0..6000 {
+            let x = [
+                rng.next_f64(),
+                rng.next_f64(),
+                rng.next_f64(),
+                rng.next_f64(),
+            ];
+            // a concept that changes, so trees drift and are replaced on the way
+            let y = if i < 3000 {
+                usize::from(x[0] > 0.5) + usize::from(x[1] > 0.7)
+            } else {
+                usize::from(x[2] > 0.4) * 2
+            };
+            let expected = apart.predict_proba_one(&x);
+            apart.learn_one(&x, y);
+            assert_eq!(together.predict_then_learn(&x, y), expected, "event {i}");
+        }
+        assert!(apart.drifts() > 0);
+        assert_eq!(apart.drifts(), together.drifts());
+    }
+
+    #[test]
+    fn learning_a_run_on_several_threads_gives_the_one_thread_answer() {
+        let mut rng = SplitMix64::new(5);
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        for i in 0..5000 {
+            let x = vec![rng.next_f64(), rng.next_f64(), rng.next_f64()];
+            ys.push(if i < 2500 {
+                usize::from(x[0] > 0.5)
+            } else {
+                usize::from(x[1] < 0.3)
+            });
+            xs.push(x);
+        }
+        let mut one = AdaptiveRandomForestClassifier::new(3, 2, ForestConfig::default(), 9);
+        let mut many = one.clone();
+        let expected: Vec<Vec<f64>> = xs
+            .iter()
+            .zip(&ys)
+            .map(|(x, y)| one.predict_then_learn(x, *y))
+            .collect();
+        let mut got = many.predict_then_learn_many(&xs[..1234], &ys[..1234]);
+        got.extend(many.predict_then_learn_many(&xs[1234..], &ys[1234..]));
+        assert_eq!(got, expected);
+        assert_eq!(one.drifts(), many.drifts());
+        assert!(one.drifts() > 0);
     }
 }

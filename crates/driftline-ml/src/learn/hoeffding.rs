@@ -398,13 +398,13 @@ impl Node {
         } else {
             predicted
         };
-        self.counts[y] += w;
         match &mut self.kind {
             Kind::Split {
                 feature,
                 threshold,
                 children,
             } => {
+                self.counts[y] += w;
                 let branch = usize::from(x.get(*feature).copied().unwrap_or(0.0) > *threshold);
                 children[branch].learn(x, y, w, ctx, predicted)
             }
@@ -412,9 +412,13 @@ impl Node {
         }
     }
 
+    /// Scores the leaf's prediction on the example, then learns it. The
+    /// prediction is made from the counts as they were (not recomputed by
+    /// subtracting the example: split leaves hold fractional counts, and
+    /// `c + w - w` need not be `c`), so it equals [`Node::predict`] exactly.
     fn learn_at_leaf(&mut self, x: &[f64], y: usize, w: f64, ctx: &mut Context) -> Vec<f64> {
-        let mut counts_before = self.counts.clone();
-        counts_before[y] -= w;
+        let counts_before = self.counts.clone();
+        self.counts[y] += w;
         let Kind::Leaf(leaf) = &mut self.kind else {
             return normalize(counts_before);
         };

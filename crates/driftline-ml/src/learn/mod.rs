@@ -26,6 +26,26 @@ pub trait Classifier: Send + Sync {
     /// Class probabilities (length `n_classes`, summing to 1).
     fn predict_proba_one(&self, x: &[f64]) -> Vec<f64>;
 
+    /// The prequential step: class probabilities for `x`, then learning from
+    /// it. The same as [`Classifier::predict_proba_one`] followed by
+    /// [`Classifier::learn_one`]; a learner that computes its prediction
+    /// while learning overrides it to do that work once.
+    fn predict_then_learn(&mut self, x: &[f64], y: usize) -> Vec<f64> {
+        let probabilities = self.predict_proba_one(x);
+        self.learn_one(x, y);
+        probabilities
+    }
+
+    /// [`Classifier::predict_then_learn`] over a run of events, in order.
+    /// A learner made of independent parts (a forest's trees) overrides it
+    /// to spread the parts over threads.
+    fn predict_then_learn_many(&mut self, xs: &[Vec<f64>], ys: &[usize]) -> Vec<Vec<f64>> {
+        xs.iter()
+            .zip(ys)
+            .map(|(x, y)| self.predict_then_learn(x, *y))
+            .collect()
+    }
+
     /// The most probable class.
     fn predict_one(&self, x: &[f64]) -> usize {
         argmax(&self.predict_proba_one(x))
