@@ -241,13 +241,84 @@ struct Leaf {
     features: Vec<usize>,
     /// observers[i][class] for features[i].
     observers: Vec<Vec<Gaussian>>,
+    /// discrete[i]: exact class weights per value of features[i], while it
+    /// has taken at most [`MAX_VALUES`] distinct values (`None` after).
+    #[serde(default)]
+    discrete: Vec<Option<Values>>,
     weight_at_last_attempt: f64,
     majority_correct: f64,
     bayes_correct: f64,
 }
 
-/// Naive Bayes at a leaf: class priors from `counts`, one Gaussian per
-/// class and feature.
+/// Distinct values up to which a feature's class weights are kept exactly.
+const MAX_VALUES: usize = 8;
+
+/// Exact class weights per value of a feature with few distinct values
+/// (flags, categories, small counts). Naive Bayes then uses the observed
+/// frequencies and splits fall between observed values, where a Gaussian
+/// would spread a three-valued feature over a bell curve.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Values {
+    /// Sorted distinct values.
+    values: Vec<f64>,
+    /// weights[j][class] for values[j].
+    weights: Vec<Vec<f64>>,
+}
+
+impl Values {
+    /// Counts `x`; gives up (becomes `None`) past [`MAX_VALUES`] distinct values.
+    fn update(slot: &mut Option<Values>, x: f64, class: usize, w: f64, n_classes: usize) {
+        let Some(values) = slot.as_mut() else { return };
+        match values.values.binary_search_by(|v| v.total_cmp(&x)) {
+            Ok(j) => values.weights[j][class] += w,
+            Err(_) if values.values.len() >= MAX_VALUES || x.is_nan() => *slot = None,
+            Err(j) => {
+                let mut weights = vec![0.0; n_classes];
+                weights[class] = w;
+                values.values.insert(j, x);
+                values.weights.insert(j, weights);
+            }
+        }
+    }
+
+    /// log P(x | class), Laplace-smoothed over the values seen plus one unseen.
+    fn log_likelihood(&self, x: f64, class: usize, class_weight: f64) -> f64 {
+        let seen = match self.values.binary_search_by(|v| v.total_cmp(&x)) {
+            Ok(j) => self.weights[j][class],
+            Err(_) => 0.0,
+        };
+        ((seen + 1.0) / (class_weight + self.values.len() as f64 + 1.0)).ln()
+    }
+
+    /// The best threshold between two observed values: (gain, threshold, left, right).
+    fn best_split(&self, parent_entropy: f64) -> Option<(f64, f64, Vec<f64>, Vec<f64>)> {
+        let n_classes = self.weights.first()?.len();
+        let mut right = vec![0.0; n_classes];
+        for weights in &self.weights {
+            for (r, w) in right.iter_mut().zip(weights) {
+                *r += w;
+            }
+        }
+        let mut left = vec![0.0; n_classes];
+        let mut best: Option<(f64, f64, Vec<f64>, Vec<f64>)> = None;
+        for j in 0..self.values.len().saturating_sub(1) {
+            for ((l, r), w) in left.iter_mut().zip(right.iter_mut()).zip(&self.weights[j]) {
+                *l += w;
+                *r -= w;
+            }
+            let threshold = (self.values[j] + self.values[j + 1]) / 2.0;
+            if let Some(gain) = information_gain(parent_entropy, &left, &right) {
+                if best.as_ref().is_none_or(|(g, ..)| gain > *g) {
+                    best = Some((gain, threshold, left.clone(), right.clone()));
+                }
+            }
+        }
+        best
+    }
+}
+
+/// Naive Bayes at a leaf: class priors from `counts`, and per class and
+/// feature the observed frequencies of a few-valued feature or a Gaussian.
 fn bayes(counts: &[f64], leaf: &Leaf, x: &[f64]) -> Vec<f64> {
     let total: f64 = counts.iter().sum();
     let mut log_scores: Vec<f64> = counts
@@ -262,9 +333,14 @@ fn bayes(counts: &[f64], leaf: &Leaf, x: &[f64]) -> Vec<f64> {
         .collect();
     for (i, feature) in leaf.features.iter().enumerate() {
         let value = x.get(*feature).copied().unwrap_or(0.0);
+        let discrete = leaf.discrete.get(i).and_then(Option::as_ref);
         for (class, score) in log_scores.iter_mut().enumerate() {
             if score.is_finite() {
-                *score += leaf.observers[i][class].log_pdf(value);
+                let observer = &leaf.observers[i][class];
+                *score += match discrete {
+                    Some(values) => values.log_likelihood(value, class, observer.weight),
+                    None => observer.log_pdf(value),
+                };
             }
         }
     }
@@ -326,6 +402,7 @@ impl Node {
             _ => (0..ctx.n_features).collect(),
         };
         let observers = vec![vec![Gaussian::default(); ctx.n_classes]; features.len()];
+        let discrete = vec![Some(Values::default()); features.len()];
         let weight: f64 = counts.iter().sum();
         Node {
             counts,
@@ -333,6 +410,7 @@ impl Node {
             kind: Kind::Leaf(Leaf {
                 features,
                 observers,
+                discrete,
                 weight_at_last_attempt: weight,
                 majority_correct: 0.0,
                 bayes_correct: 0.0,
@@ -442,7 +520,11 @@ impl Node {
             majority
         };
         for (i, feature) in leaf.features.iter().enumerate() {
-            leaf.observers[i][y].update(x.get(*feature).copied().unwrap_or(0.0), w);
+            let value = x.get(*feature).copied().unwrap_or(0.0);
+            leaf.observers[i][y].update(value, w);
+            if let Some(slot) = leaf.discrete.get_mut(i) {
+                Values::update(slot, value, y, w, ctx.n_classes);
+            }
         }
         let weight: f64 = self.counts.iter().sum();
         let due = weight - leaf.weight_at_last_attempt >= ctx.config.grace_period;
@@ -474,6 +556,12 @@ impl Node {
         let (mut left, mut right) = (vec![0.0; ctx.n_classes], vec![0.0; ctx.n_classes]);
         let mut stds: Vec<f64> = Vec::with_capacity(ctx.n_classes);
         for (i, feature) in leaf.features.iter().enumerate() {
+            if let Some(values) = leaf.discrete.get(i).and_then(Option::as_ref) {
+                if let Some((gain, threshold, left, right)) = values.best_split(parent_entropy) {
+                    candidates.push((gain, *feature, threshold, left, right));
+                }
+                continue;
+            }
             let observers = &leaf.observers[i];
             let (lo, hi) = observers
                 .iter()
@@ -851,5 +939,47 @@ mod tests {
         for (x, _) in stream.iter().take(100) {
             assert_eq!(back.predict_proba_one(x), tree.predict_proba_one(x));
         }
+    }
+
+    #[test]
+    fn few_valued_features_are_counted_exactly_until_they_have_many_values() {
+        let mut slot = Some(Values::default());
+        for (x, class) in [(1.0, 0), (0.0, 1), (0.5, 1), (1.0, 0), (0.5, 1)] {
+            Values::update(&mut slot, x, class, 1.0, 2);
+        }
+        let values = slot.clone().expect("three values");
+        assert_eq!(values.values, vec![0.0, 0.5, 1.0]);
+        assert_eq!(
+            values.weights,
+            vec![vec![0.0, 1.0], vec![0.0, 2.0], vec![2.0, 0.0]]
+        );
+        // (2 + 1) / (3 + 3 + 1): class 1's weight 3, three values seen plus one unseen
+        assert!((values.log_likelihood(0.5, 1, 3.0) - (3.0f64 / 7.0).ln()).abs() < 1e-12);
+        let (_, threshold, left, right) = values.best_split(1.0).expect("a split");
+        assert_eq!(threshold, 0.75);
+        assert_eq!((left, right), (vec![0.0, 3.0], vec![2.0, 0.0]));
+        for x in 0..MAX_VALUES {
+            Values::update(&mut slot, 10.0 + x as f64, 0, 1.0, 2);
+        }
+        assert!(
+            slot.is_none(),
+            "past MAX_VALUES distinct values the Gaussians take over"
+        );
+    }
+
+    #[test]
+    fn a_tree_learns_a_middle_value_of_a_three_valued_feature() {
+        let mut rng = SplitMix64::new(2);
+        let mut tree = HoeffdingTreeClassifier::new(2, 2, TreeConfig::default());
+        let mut correct = 0;
+        for i in 0..4000 {
+            let x = [f64::from(rng.below(3) as u32) / 2.0, rng.next_f64()];
+            let y = usize::from(x[0] == 0.5);
+            if i >= 3000 && tree.predict_one(&x) == y {
+                correct += 1;
+            }
+            tree.learn_one(&x, y);
+        }
+        assert_eq!(correct, 1000);
     }
 }
