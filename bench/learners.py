@@ -13,6 +13,9 @@ files, then prints samples/s and the ratio for each pair:
   as a whole process, CSV parse included);
 - ADWIN updates/s on the 1,000,000-bit Bernoulli stream against river's ADWIN.
 
+Every measured command runs once untimed first (page cache, JIT), then REPEATS
+timed runs whose median counts.
+
 Usage (bench/learners.sh sets up the peers' venv): python learners.py DRIFTLINE_BINARY PEERS_DIR
 """
 import json
@@ -35,11 +38,12 @@ def ours(stream_file, model, policy="online"):
     """Median wall time of the whole driftline process, and its accuracy."""
     times, accuracy = [], None
     out = Path("/tmp") / f"driftline-bench-{model}.json"
-    for _ in range(REPEATS):
+    for repeat in range(REPEATS + 1):
         t0 = time.perf_counter()
         subprocess.run([str(driftline), "backtest", str(stream_file), "--target", "y", "--model", model,
                         "--policy", policy, "--quiet", "--json", str(out)], check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t0)
+        if repeat > 0:  # the first run warms the page cache and is not timed
+            times.append(time.perf_counter() - t0)
         accuracy = json.loads(out.read_text())["runs"][0]["metrics"]["accuracy"]
     return statistics.median(times), accuracy
 
@@ -54,31 +58,35 @@ for name in STREAMS:
         import gzip
         csv_path.write_bytes(gzip.decompress((peers_dir / "streams" / man["file"]).read_bytes()))
     vw_times = []
-    for _ in range(REPEATS):
+    for repeat in range(REPEATS + 1):
         correct, dt, done, *_ = run_peers.run_vw_native(name, X, y, cols, man, 600)
-        vw_times.append(dt)
+        if repeat > 0:  # every peer gets the same untimed warm-up run
+            vw_times.append(dt)
     vw = statistics.median(vw_times)
     lr_time, lr_acc = ours(csv_path, "lr")
     rows.append((name, "logistic regression", "vw_native", n / vw, float(correct.mean()), n / lr_time, lr_acc))
     moa_hat = []
-    for _ in range(REPEATS):
+    for repeat in range(REPEATS + 1):
         correct, dt, *_ = run_peers.run_moa("moa_hat", name, X, y, cols, man, 600)
-        moa_hat.append(dt)
+        if repeat > 0:
+            moa_hat.append(dt)
     ht_time, ht_acc = ours(csv_path, "ht")
     rows.append((name, "hoeffding tree vs HAT", "moa_hat", n / statistics.median(moa_hat), float(correct.mean()), n / ht_time, ht_acc))
     moa_arf = []
-    for _ in range(REPEATS):
+    for repeat in range(REPEATS + 1):
         correct, dt, *_ = run_peers.run_moa("moa_arf", name, X, y, cols, man, 600)
-        moa_arf.append(dt)
+        if repeat > 0:
+            moa_arf.append(dt)
     arf_time, arf_acc = ours(csv_path, "arf")
     rows.append((name, "adaptive random forest", "moa_arf", n / statistics.median(moa_arf), float(correct.mean()), n / arf_time, arf_acc))
 
 bits = run_peers.bernoulli_bits()
 factory, as_bool = run_peers.make_detectors()["ADWIN(delta=0.002)"]
 river_rates = []
-for _ in range(REPEATS):
+for repeat in range(REPEATS + 1):
     hits, dt, done, _ = run_peers.run_detector(factory, as_bool, bits, 600)
-    river_rates.append(done / dt)
+    if repeat > 0:
+        river_rates.append(done / dt)
 ours_adwin = json.loads(subprocess.run([str(driftline), "bench", "adwin"], check=True, capture_output=True, text=True).stdout)
 rows.append(("bernoulli_1m", "ADWIN updates", "river ADWIN", statistics.median(river_rates), hits[:3], ours_adwin["updates_per_second"], ours_adwin["detections"][:3]))
 
