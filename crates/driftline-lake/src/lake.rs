@@ -240,6 +240,32 @@ impl Lake {
         Ok(())
     }
 
+    /// Creates an object only if there is none at `path`; false if one
+    /// exists. Two writers racing for one path: exactly one gets true.
+    pub async fn create(&self, path: &str, bytes: Vec<u8>) -> Result<bool> {
+        let options = PutOptions {
+            mode: object_store::PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&Path::from(path), PutPayload::from(bytes), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Deletes one object; deleting one that is not there is not an error.
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        match self.store.delete(&Path::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Paths of every object under `prefix`, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         Ok(self

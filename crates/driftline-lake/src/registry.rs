@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LakeError, Result};
@@ -256,20 +256,7 @@ impl Registry {
 
     /// Creates an object only if there is none; false if one exists.
     async fn create(&self, path: &str, bytes: Vec<u8>) -> Result<bool> {
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        match self
-            .lake
-            .store()
-            .put_opts(&Path::from(path), PutPayload::from(bytes), options)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(error) => Err(error.into()),
-        }
+        self.lake.create(path, bytes).await
     }
 
     /// The highest number among `registry/MODEL/KIND/NNNNNNNNNN.json`.

@@ -104,6 +104,22 @@ async fn suite(open: impl Fn() -> Lake) {
         Some(&b"hello"[..])
     );
     assert_eq!(lake.read("notes/none.txt").await.expect("read"), None);
+    // create-only: of two handles racing for one path exactly one wins; delete is idempotent
+    let other = open();
+    let (first, second) = tokio::join!(
+        lake.create("claims/1.json", b"a".to_vec()),
+        other.create("claims/1.json", b"b".to_vec())
+    );
+    assert!(
+        first.expect("create") ^ second.expect("create"),
+        "exactly one creates"
+    );
+    lake.delete("claims/1.json").await.expect("delete");
+    lake.delete("claims/1.json").await.expect("delete again");
+    assert!(lake
+        .create("claims/1.json", b"c".to_vec())
+        .await
+        .expect("create"));
 
     // the registry: concurrent writers through two handles never share a version
     let a = Registry::new(open(), "m").expect("a");

@@ -23,6 +23,8 @@ mod emf_report;
 #[cfg(feature = "aws")]
 mod kinesis_source;
 mod lambda_zip;
+#[cfg(feature = "aws")]
+mod leases;
 mod listen;
 mod report;
 mod run_models;

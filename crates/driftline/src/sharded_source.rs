@@ -7,9 +7,10 @@
 //! last delivered sequence number, and whether it has ended, is checkpointed
 //! in the lake under `_checkpoints/KIND/NAME/SHARD.json` after its delivery,
 //! so a restart goes on after it and a batch delivered again replaces itself.
-//! One process reads a stream: there are no leases between processes yet.
+//! Several processes share a stream's shards through leases in the lake
+//! (`leases.rs`): each reads only the shards it holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,8 @@ use driftline_pipeline::config::StartingPosition;
 use driftline_pipeline::function::handle_batch;
 use driftline_pipeline::mapping::Delivery;
 use driftline_pipeline::{Event, MappingStats, Processor};
+
+use crate::leases::{Leases, LEASE_TIME};
 
 /// Calls for records per shard before the next shard gets its turn.
 const READS_PER_TURN: usize = 10;
@@ -101,6 +104,8 @@ pub async fn run(
     // turn (a new one from the checkpoint only at first or after an error),
     // so records put between two turns are not skipped.
     let mut iterators: HashMap<String, String> = HashMap::new();
+    let mut leases = Leases::new(lake.clone(), source.kind, &source.name, LEASE_TIME);
+    tracing::info!(source = %source.name, worker = %leases.worker(), "reading the shards this worker leases");
     while !*stop.borrow() {
         let shards = match stream.shards().await {
             Ok(shards) => shards,
@@ -130,7 +135,24 @@ pub async fn run(
                 });
             checkpoints.insert(shard.id.clone(), (done, checkpoint));
         }
+        let unfinished: Vec<String> = checkpoints
+            .iter()
+            .filter(|(_, (done, _))| !done)
+            .map(|(shard, _)| shard.clone())
+            .collect();
+        let mine = match leases.turn(&unfinished).await {
+            Ok(mine) => mine,
+            Err(error) => {
+                tracing::warn!(source = %source.name, error = %format!("{error:#}"), "cannot renew or take leases; reading nothing this turn");
+                BTreeSet::new()
+            }
+        };
+        // An iterator of a shard read by another worker meanwhile would be stale.
+        iterators.retain(|shard, _| mine.contains(shard));
         for shard in &shards {
+            if !mine.contains(&shard.id) {
+                continue;
+            }
             let parent_open = shard
                 .parent
                 .as_ref()
@@ -141,7 +163,15 @@ pub async fn run(
             if parent_open || *stop.borrow() {
                 continue;
             }
-            let turn = read_shard(&source, &stream, &shard.id, checkpoint, &mut iterators).await;
+            let turn = read_shard(
+                &source,
+                &stream,
+                &shard.id,
+                checkpoint,
+                &mut iterators,
+                &leases,
+            )
+            .await;
             if let Err(error) = turn {
                 tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "reading the shard failed; it is read again from its checkpoint");
             }
@@ -150,6 +180,10 @@ pub async fn run(
             _ = tokio::time::sleep(source.poll) => {}
             _ = stop.changed() => {}
         }
+    }
+    // Handed over at once rather than when they expire.
+    if let Err(error) = leases.release_all().await {
+        tracing::warn!(source = %source.name, error = %format!("{error:#}"), "cannot release the leases; they expire instead");
     }
     Ok(())
 }
@@ -162,6 +196,7 @@ async fn read_shard(
     shard: &str,
     mut checkpoint: Checkpoint,
     iterators: &mut HashMap<String, String>,
+    leases: &Leases,
 ) -> anyhow::Result<()> {
     let lake = &source.delivery.lake;
     // Taken out: an error leaves no iterator behind, so the next turn starts
@@ -185,6 +220,10 @@ async fn read_shard(
             source.save(lake, shard, &checkpoint).await?;
             return Ok(());
         };
+        if !leases.may_read(shard) {
+            // Near the lease's end: leave the shard (and its iterator) alone.
+            return Ok(());
+        }
         let (events, next) = stream.records(shard, current).await?;
         iterator = next;
         let Some(last) = events.last().map(|e| e.sequence_number.to_string()) else {

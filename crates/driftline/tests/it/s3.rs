@@ -434,3 +434,109 @@ poll_ms = 200
     assert_eq!(rows.len(), 450, "distinct records");
     assert!(rows.values().all(|n| *n == 1), "a record landed twice");
 }
+
+/// The owner named by each shard's newest lease object.
+fn lease_owners(lake: &Lake, runtime: &tokio::runtime::Runtime) -> BTreeMap<String, String> {
+    let mut newest: BTreeMap<String, String> = BTreeMap::new();
+    for path in runtime
+        .block_on(lake.list("_leases/kinesis/clicks/"))
+        .expect("leases")
+        .into_iter()
+        .filter(|p| !p.contains("/_workers/"))
+    {
+        let shard = path.split('/').nth(3).expect("shard").to_string();
+        let entry = newest.entry(shard).or_default();
+        if path > *entry {
+            *entry = path;
+        }
+    }
+    newest
+        .into_iter()
+        .map(|(shard, path)| {
+            let body = runtime
+                .block_on(lake.read(&path))
+                .expect("read")
+                .expect("lease");
+            let lease: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            (
+                shard,
+                lease["owner"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_processes_share_the_shards_of_a_kinesis_stream_without_overlap() {
+    let moto = Moto::start();
+    boto3(
+        &moto,
+        "s3.create_bucket(Bucket='lake')\n\
+         k = boto3.client('kinesis', **kw)\n\
+         k.create_stream(StreamName='clicks', ShardCount=4)",
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let pipeline = dir.path().join("clicks.toml");
+    std::fs::write(
+        &pipeline,
+        r#"
+[[schema]]
+name = "click"
+fields = [{ name = "id", type = "string" }, { name = "amount", type = "float" }]
+[[kinesis]]
+name = "clicks"
+stream = "clicks"
+schema = "click"
+poll_ms = 200
+[lake]
+"#,
+    )
+    .expect("pipeline");
+    let runtime = crate::util::runtime();
+    let lake = moto.lake();
+    let put = |prefix: &str, n: usize| {
+        boto3(
+            &moto,
+            &format!(
+                "k = boto3.client('kinesis', **kw)\n\
+                 k.put_records(StreamName='clicks', Records=[{{'Data': ('{{\"id\": \"{prefix}%d\", \"amount\": %d}}' % (i, i)).encode(), 'PartitionKey': '{prefix}%d' % i}} for i in range({n})])"
+            ),
+        )
+    };
+    let mut first = moto.run(&pipeline, &dir.path().join("data-a"));
+    let mut second = moto.run(&pipeline, &dir.path().join("data-b"));
+    put("a", 400);
+    assert_eq!(wait_rows(&lake, &runtime, "clicks", 400).len(), 400);
+    // within a few turns each process leases two of the four shards
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut owners = lease_owners(&lake, &runtime);
+    while Instant::now() < deadline {
+        let distinct: std::collections::BTreeSet<&String> = owners.values().collect();
+        if owners.len() == 4 && distinct.len() == 2 && !distinct.contains(&String::new()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        owners = lease_owners(&lake, &runtime);
+    }
+    let mut per_owner: BTreeMap<&String, usize> = BTreeMap::new();
+    for owner in owners.values() {
+        *per_owner.entry(owner).or_default() += 1;
+    }
+    assert_eq!(
+        per_owner.values().copied().collect::<Vec<_>>(),
+        vec![2, 2],
+        "{owners:?}"
+    );
+    put("b", 200);
+    assert_eq!(wait_rows(&lake, &runtime, "clicks", 600).len(), 600);
+    // one process stops cleanly: the other takes its shards over
+    stop(&mut first);
+    put("c", 200);
+    let rows = wait_rows(&lake, &runtime, "clicks", 800);
+    std::thread::sleep(Duration::from_millis(600));
+    let later = s3_rows(&lake, &runtime, "clicks");
+    stop(&mut second);
+    assert_eq!(rows, later);
+    assert_eq!(rows.len(), 800, "distinct records");
+    assert!(rows.values().all(|n| *n == 1), "a record landed twice");
+}

@@ -1,0 +1,298 @@
+//! Shard leases in the lake, so that several `driftline run` processes share
+//! the shards of one AWS stream and no shard is read by two at once (as the
+//! KCL does with its DynamoDB lease table, here with create-only objects,
+//! which every lake backend has: a directory, memory, S3).
+//!
+//! ```text
+//! _leases/KIND/NAME/SHARD/EPOCH.json     {"owner": WORKER, "expires_ms": T}   newest epoch rules
+//! _leases/KIND/NAME/_workers/WORKER.json {"expires_ms": T}                    a live worker
+//! ```
+//!
+//! Taking, renewing or releasing a lease creates the next epoch; creation is
+//! create-only, so of two workers racing for a shard exactly one wins. A
+//! worker takes free or expired leases up to its fair share (the shards over
+//! the live workers, rounded up) and releases what it holds beyond it, between
+//! turns, so a second process gets shards within a few turns. A holder reads a
+//! shard only until a third of the lease time before it expires, and others
+//! take it only after it expired: no overlap while the clocks of the processes
+//! agree to within that third.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use driftline_lake::Lake;
+
+/// How long a lease lasts without renewal.
+pub const LEASE_TIME: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct LeaseBody {
+    owner: String,
+    expires_ms: i64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Heartbeat {
+    expires_ms: i64,
+}
+
+/// A lease this worker holds.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    epoch: u64,
+    expires_ms: i64,
+}
+
+pub struct Leases {
+    lake: Lake,
+    prefix: String,
+    worker: String,
+    lease_ms: i64,
+    held: BTreeMap<String, Held>,
+}
+
+impl Leases {
+    pub fn new(lake: Lake, kind: &str, name: &str, lease_time: Duration) -> Leases {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Leases {
+            lake,
+            prefix: format!("_leases/{kind}/{name}"),
+            worker: format!("{}-{nanos:x}", std::process::id()),
+            lease_ms: i64::try_from(lease_time.as_millis()).unwrap_or(i64::MAX),
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// This worker's name in the lease objects.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// One turn over `shards` (those not finished): announces this worker,
+    /// renews its leases, releases any beyond its fair share and takes free
+    /// ones up to it. Returns the shards it may read now.
+    pub async fn turn(&mut self, shards: &[String]) -> anyhow::Result<BTreeSet<String>> {
+        let now = now_ms();
+        self.lake
+            .write(
+                &format!("{}/_workers/{}.json", self.prefix, self.worker),
+                serde_json::to_vec(&Heartbeat {
+                    expires_ms: now + self.lease_ms,
+                })?,
+            )
+            .await?;
+        let live = self.live_workers(now).await?.max(1);
+        let fair = shards.len().div_ceil(live);
+        let wanted: BTreeSet<&String> = shards.iter().collect();
+        // Leases of shards that are gone or finished are let go.
+        let gone: Vec<String> = self
+            .held
+            .keys()
+            .filter(|s| !wanted.contains(s))
+            .cloned()
+            .collect();
+        for shard in gone {
+            self.release(&shard).await?;
+        }
+        let mut free = Vec::new();
+        for shard in shards {
+            let (epoch, lease) = self.newest(shard).await?;
+            match self.held.get(shard).copied() {
+                // Renewed once a third of the lease time has passed.
+                Some(held)
+                    if held.epoch == epoch && held.expires_ms - now < self.lease_ms * 2 / 3 =>
+                {
+                    self.claim(shard, epoch + 1, now).await?;
+                }
+                Some(held) if held.epoch == epoch => {}
+                Some(_) => {
+                    // Someone else wrote a newer epoch: it is theirs now.
+                    self.held.remove(shard);
+                }
+                None if lease.as_ref().is_none_or(|l| l.expires_ms < now) => {
+                    free.push((shard.clone(), lease.map_or(0, |_| epoch + 1)));
+                }
+                None => {}
+            }
+        }
+        while self.held.len() > fair {
+            let Some(shard) = self.held.keys().next_back().cloned() else {
+                break;
+            };
+            self.release(&shard).await?;
+        }
+        for (shard, epoch) in free {
+            if self.held.len() >= fair {
+                break;
+            }
+            self.claim(&shard, epoch, now).await?;
+        }
+        Ok(self
+            .held
+            .keys()
+            .filter(|shard| self.may_read(shard))
+            .cloned()
+            .collect())
+    }
+
+    /// Whether this worker may read `shard` now: it holds the lease and is
+    /// not within a third of the lease time of its expiry.
+    pub fn may_read(&self, shard: &str) -> bool {
+        self.held
+            .get(shard)
+            .is_some_and(|held| now_ms() < held.expires_ms - self.lease_ms / 3)
+    }
+
+    /// Lets every lease go (on a clean stop), so others need not wait for expiry.
+    pub async fn release_all(&mut self) -> anyhow::Result<()> {
+        let shards: Vec<String> = self.held.keys().cloned().collect();
+        for shard in shards {
+            self.release(&shard).await?;
+        }
+        self.lake
+            .delete(&format!("{}/_workers/{}.json", self.prefix, self.worker))
+            .await?;
+        Ok(())
+    }
+
+    async fn release(&mut self, shard: &str) -> anyhow::Result<()> {
+        if let Some(held) = self.held.remove(shard) {
+            let body = LeaseBody {
+                owner: String::new(),
+                expires_ms: 0,
+            };
+            // Lost to someone else already if it cannot be created: nothing to do.
+            self.lake
+                .create(
+                    &self.lease_path(shard, held.epoch + 1),
+                    serde_json::to_vec(&body)?,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates epoch `epoch` of `shard`'s lease for this worker; held if it won.
+    async fn claim(&mut self, shard: &str, epoch: u64, now: i64) -> anyhow::Result<()> {
+        let body = LeaseBody {
+            owner: self.worker.clone(),
+            expires_ms: now + self.lease_ms,
+        };
+        if self
+            .lake
+            .create(&self.lease_path(shard, epoch), serde_json::to_vec(&body)?)
+            .await?
+        {
+            self.held.insert(
+                shard.to_string(),
+                Held {
+                    epoch,
+                    expires_ms: body.expires_ms,
+                },
+            );
+            if let Some(old) = epoch.checked_sub(2) {
+                // Two epochs back can go: the newest and its predecessor stay.
+                self.lake.delete(&self.lease_path(shard, old)).await?;
+            }
+        } else {
+            self.held.remove(shard);
+        }
+        Ok(())
+    }
+
+    /// The newest epoch of `shard`'s lease and its body (`None`: never leased).
+    async fn newest(&self, shard: &str) -> anyhow::Result<(u64, Option<LeaseBody>)> {
+        let epochs = self.lake.list(&format!("{}/{shard}/", self.prefix)).await?;
+        let Some(epoch) = epochs
+            .iter()
+            .filter_map(|p| p.rsplit('/').next()?.strip_suffix(".json")?.parse().ok())
+            .max()
+        else {
+            return Ok((0, None));
+        };
+        let body = match self.lake.read(&self.lease_path(shard, epoch)).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            None => LeaseBody::default(), // deleted under us: treat as free
+        };
+        Ok((epoch, Some(body)))
+    }
+
+    async fn live_workers(&self, now: i64) -> anyhow::Result<usize> {
+        let mut live = 0;
+        for path in self
+            .lake
+            .list(&format!("{}/_workers/", self.prefix))
+            .await?
+        {
+            let Some(bytes) = self.lake.read(&path).await? else {
+                continue;
+            };
+            if serde_json::from_slice::<Heartbeat>(&bytes).is_ok_and(|h| h.expires_ms >= now) {
+                live += 1;
+            }
+        }
+        Ok(live)
+    }
+
+    fn lease_path(&self, shard: &str, epoch: u64) -> String {
+        format!("{}/{shard}/{epoch:020}.json", self.prefix)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shards(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("shardId-{i:012}")).collect()
+    }
+
+    #[tokio::test]
+    async fn two_workers_share_the_shards_and_never_hold_one_together() {
+        let lake = Lake::open("memory://").expect("lake");
+        let all = shards(5);
+        let mut a = Leases::new(lake.clone(), "kinesis", "s", Duration::from_secs(10));
+        let mut b = Leases::new(lake.clone(), "kinesis", "s", Duration::from_secs(10));
+        b.worker.push_str("-b");
+        let (mut mine_a, mut mine_b) = (BTreeSet::new(), BTreeSet::new());
+        for _ in 0..4 {
+            mine_a = a.turn(&all).await.expect("turn a");
+            assert!(mine_a.is_disjoint(&mine_b), "{mine_a:?} {mine_b:?}");
+            mine_b = b.turn(&all).await.expect("turn b");
+            assert!(mine_a.is_disjoint(&mine_b), "{mine_a:?} {mine_b:?}");
+        }
+        assert_eq!(mine_a.len() + mine_b.len(), 5, "{mine_a:?} {mine_b:?}");
+        assert!(mine_a.len().abs_diff(mine_b.len()) <= 1);
+        // a clean stop hands everything over at the next turn
+        a.release_all().await.expect("release");
+        assert_eq!(b.turn(&all).await.expect("turn").len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_vanished_loses_its_shards_when_they_expire() {
+        let lake = Lake::open("memory://").expect("lake");
+        let all = shards(3);
+        let lease = Duration::from_millis(300);
+        let mut a = Leases::new(lake.clone(), "dynamodb", "t", lease);
+        let mut b = Leases::new(lake.clone(), "dynamodb", "t", lease);
+        b.worker.push_str("-b");
+        assert_eq!(a.turn(&all).await.expect("turn").len(), 3);
+        // b sees a live and its leases unexpired: nothing to take
+        assert!(b.turn(&all).await.expect("turn").is_empty());
+        drop(a); // gone without releasing
+        tokio::time::sleep(lease + Duration::from_millis(50)).await;
+        assert_eq!(b.turn(&all).await.expect("turn").len(), 3);
+        // a holder stops reading a third of the lease time before expiry
+        assert!(b.may_read(&all[0]));
+        tokio::time::sleep(lease * 2 / 3 + Duration::from_millis(20)).await;
+        assert!(!b.may_read(&all[0]));
+    }
+}
