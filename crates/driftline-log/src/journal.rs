@@ -48,6 +48,9 @@ pub struct Journal {
     sync_lock: Mutex<()>,
     /// Position up to which the journal is durable.
     synced: AtomicU64,
+    /// Set by a failed fdatasync: the kernel may have dropped the pages it
+    /// could not write, so no later sync can vouch for them (fail-stop).
+    failed: std::sync::OnceLock<String>,
 }
 
 /// What an append did.
@@ -62,20 +65,29 @@ pub struct Appended {
 pub struct Replayed {
     pub files: Vec<PathBuf>,
     pub entries: u64,
+    /// The generation a new journal file starts at.
+    pub next_generation: u64,
 }
 
 impl Journal {
     /// Replays every journal file in `dir` through `apply` (shard, frame), in
-    /// the order written, then starts a new file. A torn entry ends the replay
-    /// of the last file; in an earlier, sealed file it is corruption.
-    pub fn open(
-        dir: &Path,
-        rotate_bytes: u64,
-        mut apply: impl FnMut(u32, &[u8]) -> Result<()>,
-    ) -> Result<(Journal, Replayed)> {
-        crate::fsutil::create_dir_all(dir)?;
+    /// the order written. A torn entry ends the replay of the last file and
+    /// is cut from it (synced), so that file stays valid when a newer one
+    /// follows it; in an earlier, sealed file a torn entry is corruption.
+    pub fn replay(dir: &Path, mut apply: impl FnMut(u32, &[u8]) -> Result<()>) -> Result<Replayed> {
         let mut generations = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| LogError::io(dir, e))? {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Replayed {
+                    files: Vec::new(),
+                    entries: 0,
+                    next_generation: 0,
+                })
+            }
+            Err(e) => return Err(LogError::io(dir, e)),
+        };
+        for entry in entries {
             let entry = entry.map_err(|e| LogError::io(dir, e))?;
             let name = entry.file_name();
             if let Some(generation) = name
@@ -90,6 +102,7 @@ impl Journal {
         let mut replayed = Replayed {
             files: Vec::new(),
             entries: 0,
+            next_generation: generations.last().map_or(0, |g| g + 1),
         };
         for (i, generation) in generations.iter().enumerate() {
             let path = journal_path(dir, *generation);
@@ -103,23 +116,38 @@ impl Journal {
                         position += len;
                     }
                     Err(reason) => {
-                        let zeros_after = bytes[position..].iter().all(|b| *b == 0);
-                        if i + 1 < generations.len() && !zeros_after {
+                        if bytes[position..].iter().all(|b| *b == 0) {
+                            break; // zeros written ahead
+                        }
+                        if i + 1 < generations.len() {
                             return Err(LogError::Corrupt {
                                 path,
                                 position: position as u64,
                                 reason,
                             });
                         }
+                        OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .and_then(|f| f.set_len(position as u64).and_then(|()| f.sync_all()))
+                            .map_err(|e| LogError::io(&path, e))?;
                         break;
                     }
                 }
             }
             replayed.files.push(path);
         }
-        let generation = generations.last().map_or(0, |g| g + 1);
+        Ok(replayed)
+    }
+
+    /// Starts a journal in `dir` at `generation` (after [`Journal::replay`]).
+    pub fn create(dir: &Path, generation: u64, rotate_bytes: u64) -> Result<Journal> {
+        crate::fsutil::create_dir_all(dir)?;
+        if let Some(parent) = dir.parent() {
+            crate::fsutil::sync_dir(parent)?;
+        }
         let (file, path) = create(dir, generation)?;
-        let journal = Journal {
+        Ok(Journal {
             dir: dir.to_path_buf(),
             rotate_bytes,
             active: Mutex::new(Active {
@@ -133,8 +161,8 @@ impl Journal {
             }),
             sync_lock: Mutex::new(()),
             synced: AtomicU64::new(0),
-        };
-        Ok((journal, replayed))
+            failed: std::sync::OnceLock::new(),
+        })
     }
 
     /// Appends one shard's frame. Call it under the shard's write lock, so a
@@ -163,16 +191,21 @@ impl Journal {
         }
         active.size = end;
         let end = active.base + active.size;
-        let rotated = active.size >= self.rotate_bytes;
-        if rotated {
-            self.rotate(&mut active)?;
-        }
+        // The entry is written: a rotation that fails must not make its put
+        // fail (the entry would outlive the put); a later append retries it.
+        let rotated = active.size >= self.rotate_bytes && self.rotate(&mut active).is_ok();
         Ok(Appended { end, rotated })
     }
 
     /// Returns once the journal is durable up to `end`; one fdatasync covers
     /// every entry appended before it started.
     pub fn sync_to(&self, end: u64) -> Result<()> {
+        if let Some(reason) = self.failed.get() {
+            return Err(LogError::InvalidArgument(format!(
+                "the journal in {} failed to sync earlier ({reason}); reopen the store",
+                self.dir.display()
+            )));
+        }
         if self.synced.load(Ordering::Acquire) >= end {
             return Ok(());
         }
@@ -193,9 +226,20 @@ impl Journal {
         };
         // Entries before `target` are in this file or in sealed files, which
         // were synced when they were sealed.
-        file.sync_data().map_err(|e| LogError::io(path, e))?;
+        if let Err(error) = file.sync_data() {
+            let error = LogError::io(path, error);
+            let _ = self.failed.set(error.to_string());
+            return Err(error);
+        }
         self.synced.fetch_max(target, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Puts back files a checkpoint could not retire, for the next one.
+    pub fn give_back(&self, mut files: Vec<PathBuf>) {
+        let mut active = self.lock_active();
+        files.append(&mut active.retired);
+        active.retired = files;
     }
 
     /// The sealed files a checkpoint may delete once every shard is synced.
@@ -231,7 +275,8 @@ impl Journal {
     }
 }
 
-/// Deletes journal files whose frames the segments now hold durably.
+/// Deletes journal files whose frames the segments now hold durably, and
+/// syncs their directory so that the deletion is durable too.
 pub fn remove(files: &[PathBuf]) -> Result<()> {
     for path in files {
         match std::fs::remove_file(path) {
@@ -239,6 +284,9 @@ pub fn remove(files: &[PathBuf]) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(LogError::io(path, e)),
         }
+    }
+    if let Some(dir) = files.first().and_then(|p| p.parent()) {
+        crate::fsutil::sync_dir(dir)?;
     }
     Ok(())
 }
@@ -285,12 +333,17 @@ mod tests {
 
     fn replay(dir: &Path) -> Vec<(u32, Vec<u8>)> {
         let mut seen = Vec::new();
-        let (_journal, _) = Journal::open(dir, 1 << 20, |shard, frame| {
+        Journal::replay(dir, |shard, frame| {
             seen.push((shard, frame.to_vec()));
             Ok(())
         })
-        .expect("open");
+        .expect("replay");
         seen
+    }
+
+    fn open(dir: &Path, rotate_bytes: u64) -> Journal {
+        let replayed = Journal::replay(dir, |_, _| Ok(())).expect("replay");
+        Journal::create(dir, replayed.next_generation, rotate_bytes).expect("create")
     }
 
     #[test]
@@ -300,8 +353,7 @@ mod tests {
             .map(|i| (i % 3, vec![i as u8 + 1; 40 + i as usize]))
             .collect();
         {
-            let (journal, replayed) = Journal::open(dir.path(), 600, |_, _| Ok(())).expect("open");
-            assert_eq!(replayed.entries, 0);
+            let journal = open(dir.path(), 600);
             let mut rotations = 0;
             for (shard, frame) in &expected {
                 let appended = journal.append(*shard, frame).expect("append");
@@ -319,7 +371,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut ends = vec![0usize];
         {
-            let (journal, _) = Journal::open(dir.path(), 1 << 20, |_, _| Ok(())).expect("open");
+            let journal = open(dir.path(), 1 << 20);
             for i in 0..4u32 {
                 let appended = journal
                     .append(i, &vec![9u8; 10 * i as usize + 1])
@@ -348,7 +400,7 @@ mod tests {
     fn damage_inside_a_sealed_file_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let (journal, _) = Journal::open(dir.path(), 100, |_, _| Ok(())).expect("open");
+            let journal = open(dir.path(), 100);
             for i in 0..4u32 {
                 journal.append(i, &[7u8; 80]).expect("append");
             }
@@ -357,9 +409,31 @@ mod tests {
         let mut bytes = std::fs::read(&sealed).expect("read");
         bytes[20] ^= 0xFF;
         std::fs::write(&sealed, &bytes).expect("write");
-        let error = Journal::open(dir.path(), 100, |_, _| Ok(()))
+        let error = Journal::replay(dir.path(), |_, _| Ok(()))
             .err()
             .expect("refused");
         assert!(error.to_string().contains("checksum"), "{error}");
+    }
+
+    #[test]
+    fn a_torn_entry_is_cut_so_a_newer_file_after_it_does_not_make_it_corrupt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let end = {
+            let journal = open(dir.path(), 1 << 20);
+            journal.append(0, &[5u8; 30]).expect("append").end as usize
+        };
+        // a crash left half of a second entry after the first
+        let path = journal_path(dir.path(), 0);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[end..end + 20].copy_from_slice(&[
+            0x30, 0, 0, 0, 9, 9, 9, 9, 1, 0, 0, 0, 7, 7, 7, 7, 7, 7, 7, 7,
+        ]);
+        std::fs::write(&path, &bytes).expect("write");
+        // the next open starts generation 1 beside it (and a crash keeps both)
+        let journal = open(dir.path(), 1 << 20);
+        journal.append(1, &[6u8; 30]).expect("append");
+        drop(journal);
+        let seen = replay(dir.path());
+        assert_eq!(seen.len(), 2, "both whole entries, none refused");
     }
 }

@@ -44,21 +44,6 @@ impl AppendOutcome {
     }
 }
 
-/// Asks the kernel to begin writing the file's dirty pages; only a hint; the
-/// fdatasync that follows is what makes them durable.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is open for as long as `file` is borrowed, and
-    // sync_file_range only reads its arguments.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &std::fs::File) {}
-
 /// What a read returned.
 #[derive(Clone, Debug, Default)]
 pub struct ReadOutcome {
@@ -360,17 +345,6 @@ impl ShardLog {
         Ok(())
     }
 
-    /// Starts writing an earlier [`ShardLog::write`] to disk without waiting,
-    /// so that the writes of several shards are in flight together before
-    /// [`ShardLog::wait_acknowledged`] waits on each in turn.
-    pub fn start_writeback(&self, outcome: &AppendOutcome) {
-        if self.options.durability != Durability::Fsync || self.end_offset() >= outcome.end() {
-            return;
-        }
-        let file = self.read_state().active().file.clone();
-        start_writeback(&file);
-    }
-
     /// True once a reader at `offset` has read everything this closed shard will ever hold.
     pub fn is_finished_at(&self, offset: u64) -> bool {
         let state = self.read_state();
@@ -385,6 +359,25 @@ impl ShardLog {
         } else {
             Ok(())
         }
+    }
+
+    /// Syncs the active segment whatever the sync mark says (on open, the
+    /// frames found on disk may be only in the page cache) and makes every
+    /// written frame visible.
+    pub fn sync_active(&self) -> Result<()> {
+        let mut synced = self
+            .synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (target, file, path) = {
+            let state = self.read_state();
+            let active = state.active();
+            (active.end_offset, active.file.clone(), active.path.clone())
+        };
+        file.sync_data().map_err(|e| LogError::io(path, e))?;
+        *synced = (*synced).max(target);
+        self.visible.fetch_max(target, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Group commit: one fsync covers every frame written before it started.

@@ -119,7 +119,7 @@ pub struct Stream {
     admin: Mutex<()>,
     consumers: Mutex<()>,
     /// In fsync mode, the write-ahead file every put is acknowledged by.
-    journal: Option<Journal>,
+    journal: Option<Arc<Journal>>,
     /// The running checkpoint, if any (one at a time).
     checkpointer: Mutex<Option<JoinHandle<Result<()>>>>,
 }
@@ -179,28 +179,33 @@ impl Stream {
             }
             shards.insert(shard.index, Arc::new(log));
         }
-        let journal = if options.durability == Durability::Fsync {
-            let (journal, replayed) = Journal::open(
-                &dir.join("journal"),
-                limits.journal_bytes,
-                |index, frame| {
-                    let shard = shards.get(&index).ok_or_else(|| {
-                        LogError::InvalidArgument(format!(
-                            "the journal of stream {} holds records of {}, which its metadata does not list",
-                            meta.name,
-                            shard_id(index)
-                        ))
-                    })?;
-                    shard.restore_frame(frame).map(|_| ())
-                },
-            )?;
-            // The restored frames are durable in their segments before the
-            // journal files that held them go.
+        // Replayed whatever the mode: a store written in fsync mode and opened
+        // in OS mode still holds what its journal acknowledged.
+        let journal_dir = dir.join("journal");
+        let replayed = Journal::replay(&journal_dir, |index, frame| {
+            let shard = shards.get(&index).ok_or_else(|| {
+                LogError::InvalidArgument(format!(
+                    "the journal of stream {} holds records of {}, which its metadata does not list",
+                    meta.name,
+                    shard_id(index)
+                ))
+            })?;
+            shard.restore_frame(frame).map(|_| ())
+        })?;
+        if !replayed.files.is_empty() {
+            // Every segment is synced (what a crash of the process left there
+            // may be only in the page cache) before the journal files go.
             for shard in shards.values() {
-                shard.flush()?;
+                shard.sync_active()?;
             }
             crate::journal::remove(&replayed.files)?;
-            Some(journal)
+        }
+        let journal = if options.durability == Durability::Fsync {
+            Some(Arc::new(Journal::create(
+                &journal_dir,
+                replayed.next_generation,
+                limits.journal_bytes,
+            )?))
         } else {
             None
         };
@@ -397,11 +402,15 @@ impl Stream {
             .values()
             .cloned()
             .collect();
+        let journal = journal.clone();
         let checkpoint = move || -> Result<()> {
-            for shard in shards {
-                shard.flush()?;
+            let synced = shards.iter().try_for_each(|shard| shard.flush());
+            let removed = synced.and_then(|()| crate::journal::remove(&retired));
+            if removed.is_err() {
+                // Retired by the next checkpoint, or replayed at the next open.
+                journal.give_back(retired);
             }
-            crate::journal::remove(&retired)
+            removed
         };
         let mut slot = self.lock_checkpointer();
         if let Some(previous) = slot.take() {
@@ -789,16 +798,8 @@ impl Stream {
     }
 }
 
-/// Waits for the writes to several shards together: every shard's writeback
-/// is started before the first fdatasync, so the devices' writes overlap and a
-/// batch over N shards costs little more than one (threads per wait cost more
-/// than they saved on two cores).
+/// Waits for writes made without the journal (OS mode, where nothing waits).
 fn wait_all(written: &[(Arc<ShardLog>, u32, AppendOutcome, Vec<usize>)]) -> Vec<Result<()>> {
-    if written.len() > 1 {
-        for (shard, _, outcome, _) in written {
-            shard.start_writeback(outcome);
-        }
-    }
     written
         .iter()
         .map(|(shard, _, outcome, _)| shard.wait_acknowledged(outcome))

@@ -432,3 +432,46 @@ fn a_full_journal_file_is_retired_once_the_segments_are_synced() {
         160
     );
 }
+
+#[test]
+fn a_store_written_in_fsync_mode_and_opened_in_os_mode_still_replays_its_journal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stream_dir = dir.path().join("streams/s-s");
+    {
+        let store = LogStore::open(dir.path(), LogConfig::default()).expect("open");
+        store
+            .create_stream(
+                StreamSpec {
+                    name: "s".into(),
+                    shard_count: 2,
+                    ..StreamSpec::default()
+                },
+                0,
+            )
+            .expect("create");
+        let records: Vec<_> = (0..20)
+            .map(|i| record(&format!("k{i}"), vec![3; 50]))
+            .collect();
+        for result in store.stream("s").expect("stream").put(records, 1) {
+            result.expect("acknowledged");
+        }
+    }
+    // a power loss took the segments' unsynced writes; the journal kept them
+    for (path, _) in active_segments(&stream_dir) {
+        std::fs::write(&path, b"").expect("cut");
+    }
+    let os = LogConfig {
+        durability: Durability::Os,
+        ..LogConfig::default()
+    };
+    let store = LogStore::open(dir.path(), os).expect("reopen");
+    assert_eq!(
+        store
+            .stream("s")
+            .expect("stream")
+            .read_all()
+            .expect("read")
+            .len(),
+        20
+    );
+}

@@ -98,13 +98,22 @@ impl Leases {
         }
         let mut free = Vec::new();
         for shard in shards {
-            let (epoch, lease) = self.newest(shard).await?;
+            // One shard's trouble does not stop the others' renewals.
+            let (epoch, lease) = match self.newest(shard).await {
+                Ok(newest) => newest,
+                Err(error) => {
+                    tracing::warn!(shard = %shard, error = %format!("{error:#}"), "cannot read the lease");
+                    continue;
+                }
+            };
             match self.held.get(shard).copied() {
                 // Renewed once a third of the lease time has passed.
                 Some(held)
                     if held.epoch == epoch && held.expires_ms - now < self.lease_ms * 2 / 3 =>
                 {
-                    self.claim(shard, epoch + 1, now).await?;
+                    if let Err(error) = self.claim(shard, epoch + 1, now).await {
+                        tracing::warn!(shard = %shard, error = %format!("{error:#}"), "cannot renew the lease");
+                    }
                 }
                 Some(held) if held.epoch == epoch => {}
                 Some(_) => {
@@ -127,7 +136,9 @@ impl Leases {
             if self.held.len() >= fair {
                 break;
             }
-            self.claim(&shard, epoch, now).await?;
+            if let Err(error) = self.claim(&shard, epoch, now).await {
+                tracing::warn!(shard = %shard, error = %format!("{error:#}"), "cannot take the lease");
+            }
         }
         Ok(self
             .held
@@ -135,6 +146,22 @@ impl Leases {
             .filter(|shard| self.may_read(shard))
             .cloned()
             .collect())
+    }
+
+    /// Whether this worker holds `shard`'s lease (readable or not).
+    pub fn holds(&self, shard: &str) -> bool {
+        self.held.contains_key(shard)
+    }
+
+    /// Renews `shard`'s lease now if a third of the lease time has passed.
+    pub async fn renew(&mut self, shard: &str) -> anyhow::Result<()> {
+        let now = now_ms();
+        if let Some(held) = self.held.get(shard).copied() {
+            if held.expires_ms - now < self.lease_ms * 2 / 3 {
+                self.claim(shard, held.epoch + 1, now).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether this worker may read `shard` now: it holds the lease and is
@@ -180,24 +207,27 @@ impl Leases {
             owner: self.worker.clone(),
             expires_ms: now + self.lease_ms,
         };
-        if self
+        let created = self
             .lake
             .create(&self.lease_path(shard, epoch), serde_json::to_vec(&body)?)
-            .await?
-        {
-            self.held.insert(
-                shard.to_string(),
-                Held {
-                    epoch,
-                    expires_ms: body.expires_ms,
-                },
-            );
-            if let Some(old) = epoch.checked_sub(2) {
-                // Two epochs back can go: the newest and its predecessor stay.
-                self.lake.delete(&self.lease_path(shard, old)).await?;
-            }
-        } else {
+            .await?;
+        // An epoch can be created again after it was deleted (two epochs on):
+        // the claim stands only if no later epoch exists.
+        if !created || self.newest(shard).await?.0 != epoch {
             self.held.remove(shard);
+            return Ok(());
+        }
+        self.held.insert(
+            shard.to_string(),
+            Held {
+                epoch,
+                expires_ms: body.expires_ms,
+            },
+        );
+        if let Some(old) = epoch.checked_sub(2) {
+            // Two epochs back can go (the newest and its predecessor stay);
+            // left behind if it cannot, which costs only a listing entry.
+            let _ = self.lake.delete(&self.lease_path(shard, old)).await;
         }
         Ok(())
     }

@@ -110,16 +110,24 @@ pub async fn run(
         let shards = match stream.shards().await {
             Ok(shards) => shards,
             Err(error) => {
+                // No turn at all: an empty list would let every lease go.
                 tracing::warn!(source = %source.name, error = %format!("{error:#}"), "cannot list the shards");
-                Vec::new()
+                tokio::select! {
+                    _ = tokio::time::sleep(source.poll) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
             }
         };
         let mut checkpoints = BTreeMap::new();
+        let mut unreadable = Vec::new();
         for shard in &shards {
             let checkpoint = match source.checkpoint(&lake, &shard.id).await {
                 Ok(checkpoint) => checkpoint,
                 Err(error) => {
                     tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "cannot read the checkpoint; the shard waits for the next turn");
+                    // Still unfinished as far as anyone knows: its lease is kept.
+                    unreadable.push(shard.id.clone());
                     continue;
                 }
             };
@@ -135,11 +143,12 @@ pub async fn run(
                 });
             checkpoints.insert(shard.id.clone(), (done, checkpoint));
         }
-        let unfinished: Vec<String> = checkpoints
+        let mut unfinished: Vec<String> = checkpoints
             .iter()
             .filter(|(_, (done, _))| !done)
             .map(|(shard, _)| shard.clone())
             .collect();
+        unfinished.extend(unreadable);
         let mine = match leases.turn(&unfinished).await {
             Ok(mine) => mine,
             Err(error) => {
@@ -147,8 +156,8 @@ pub async fn run(
                 BTreeSet::new()
             }
         };
-        // An iterator of a shard read by another worker meanwhile would be stale.
-        iterators.retain(|shard, _| mine.contains(shard));
+        // An iterator of a shard another worker may have read meanwhile would be stale.
+        iterators.retain(|shard, _| leases.holds(shard));
         for shard in &shards {
             if !mine.contains(&shard.id) {
                 continue;
@@ -157,21 +166,18 @@ pub async fn run(
                 .parent
                 .as_ref()
                 .is_some_and(|p| checkpoints.get(p).is_some_and(|(done, _)| !done));
-            let Some((false, checkpoint)) = checkpoints.remove(&shard.id) else {
+            if !matches!(checkpoints.get(&shard.id), Some((false, _))) {
                 continue; // finished, or its checkpoint could not be read
-            };
+            }
             if parent_open || *stop.borrow() {
                 continue;
             }
-            let turn = read_shard(
-                &source,
-                &stream,
-                &shard.id,
-                checkpoint,
-                &mut iterators,
-                &leases,
-            )
-            .await;
+            // Renewed before a long read, so the last shards of a turn do not
+            // run into their lease's end.
+            if let Err(error) = leases.renew(&shard.id).await {
+                tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "cannot renew the lease");
+            }
+            let turn = read_shard(&source, &stream, &shard.id, &mut iterators, &leases).await;
             if let Err(error) = turn {
                 tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "reading the shard failed; it is read again from its checkpoint");
             }
@@ -194,11 +200,13 @@ async fn read_shard(
     source: &SourceParts,
     stream: &impl ShardedStream,
     shard: &str,
-    mut checkpoint: Checkpoint,
     iterators: &mut HashMap<String, String>,
     leases: &Leases,
 ) -> anyhow::Result<()> {
     let lake = &source.delivery.lake;
+    // Read now, after the lease was won: a worker that held the shard before
+    // may have moved it on since the turn began.
+    let mut checkpoint = source.checkpoint(lake, shard).await?;
     // Taken out: an error leaves no iterator behind, so the next turn starts
     // again from the checkpoint.
     let mut iterator = match iterators.remove(shard) {
@@ -221,7 +229,8 @@ async fn read_shard(
             return Ok(());
         };
         if !leases.may_read(shard) {
-            // Near the lease's end: leave the shard (and its iterator) alone.
+            // Near the lease's end: leave the shard alone, keeping its iterator.
+            iterators.insert(shard.to_string(), current);
             return Ok(());
         }
         let (events, next) = stream.records(shard, current).await?;
@@ -256,6 +265,11 @@ async fn read_shard(
         stats
             .objects
             .fetch_add(report.objects as u64, Ordering::Relaxed);
+        if !leases.may_read(shard) {
+            // The batch is delivered, but the lease may be someone else's by
+            // now: a checkpoint written this late could move theirs back.
+            return Ok(());
+        }
         checkpoint.sequence_number = Some(last);
         source.save(lake, shard, &checkpoint).await?;
     }
