@@ -57,8 +57,12 @@ struct Member {
     drift: Adwin,
     correct: f64,
     seen: f64,
-    rng: SplitMix64,
+    /// Artifacts written before members had their own streams load with a
+    /// stream derived from the tree's own seed.
+    #[serde(default)]
+    rng: Option<SplitMix64>,
     /// Times this member's tree was replaced after a drift.
+    #[serde(default)]
     drifts: u64,
 }
 
@@ -92,7 +96,7 @@ impl Member {
             drift: Adwin::new(config.drift_delta, 32, 5, 5, 10).unwrap_or_default(),
             correct: 0.0,
             seen: 0.0,
-            rng,
+            rng: Some(rng),
             drifts: 0,
         }
     }
@@ -114,7 +118,9 @@ impl Member {
     /// Learns one example; returns the member's vote on it, taken before it
     /// learned (what [`Classifier::predict_proba_one`] counts).
     fn learn(&mut self, shape: &Shape, x: &[f64], y: usize) -> Vec<f64> {
-        let k = self.rng.poisson(shape.config.lambda);
+        let tree_seed = self.tree.seed();
+        let rng = self.rng.get_or_insert_with(|| SplitMix64::new(tree_seed));
+        let k = rng.poisson(shape.config.lambda);
         let vote = if k > 0 {
             let vote = self.tree.learn_and_predict(x, y, f64::from(k));
             if let Some(background) = self.background.as_mut() {
@@ -133,13 +139,13 @@ impl Member {
         let warned = self.warning.update(error) == DriftState::Drift;
         let drifted = self.drift.update(error) == DriftState::Drift;
         if warned && self.background.is_none() {
-            self.background = Some(shape.tree(&mut self.rng));
+            self.background = Some(shape.tree(rng));
         }
         if drifted {
             self.drifts += 1;
             self.tree = match self.background.take() {
                 Some(background) => background,
-                None => shape.tree(&mut self.rng),
+                None => shape.tree(rng),
             };
             self.correct = 0.0;
             self.seen = 0.0;
@@ -234,7 +240,11 @@ impl Classifier for AdaptiveRandomForestClassifier {
     /// (they share nothing), then their votes are added up in member order, so
     /// the answer is the same as one event at a time on one thread.
     fn predict_then_learn_many(&mut self, xs: &[Vec<f64>], ys: &[usize]) -> Vec<Vec<f64>> {
-        let (n, classes, trees) = (xs.len(), self.n_classes, self.members.len());
+        let (n, classes, trees) = (xs.len().min(ys.len()), self.n_classes, self.members.len());
+        let (xs, ys) = (&xs[..n], &ys[..n]);
+        if n == 0 {
+            return Vec::new();
+        }
         let threads = std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
             .min(trees);
@@ -404,5 +414,25 @@ mod tests {
         assert_eq!(got, expected);
         assert_eq!(one.drifts(), many.drifts());
         assert!(one.drifts() > 0);
+    }
+
+    #[test]
+    fn a_forest_saved_before_members_had_their_own_streams_still_loads_and_learns() {
+        let mut forest = AdaptiveRandomForestClassifier::new(2, 2, ForestConfig::default(), 1);
+        forest.learn_one(&[0.2, 0.9], 1);
+        let mut saved = serde_json::to_value(&forest).expect("json");
+        for member in saved["members"].as_array_mut().expect("members") {
+            let member = member.as_object_mut().expect("member");
+            member.remove("rng");
+            member.remove("drifts");
+        }
+        let mut loaded: AdaptiveRandomForestClassifier =
+            serde_json::from_value(saved).expect("loads");
+        loaded.learn_one(&[0.3, 0.8], 1);
+        assert_eq!(
+            loaded.predict_then_learn_many(&[], &[]),
+            Vec::<Vec<f64>>::new()
+        );
+        assert_eq!(loaded.predict_one(&[0.25, 0.85]), 1);
     }
 }

@@ -263,12 +263,18 @@ struct Values {
     values: Vec<f64>,
     /// weights[j][class] for values[j].
     weights: Vec<Vec<f64>>,
+    /// Examples counted (whatever their weights).
+    #[serde(default)]
+    examples: u32,
 }
 
 impl Values {
     /// Counts `x`; gives up (becomes `None`) past [`MAX_VALUES`] distinct values.
     fn update(slot: &mut Option<Values>, x: f64, class: usize, w: f64, n_classes: usize) {
         let Some(values) = slot.as_mut() else { return };
+        // -0.0 and 0.0 are one value (total_cmp would tell them apart).
+        let x = x + 0.0;
+        values.examples = values.examples.saturating_add(1);
         match values.values.binary_search_by(|v| v.total_cmp(&x)) {
             Ok(j) => values.weights[j][class] += w,
             Err(_) if values.values.len() >= MAX_VALUES || x.is_nan() => *slot = None,
@@ -281,8 +287,16 @@ impl Values {
         }
     }
 
+    /// Whether the counts say more than the Gaussians yet: on average two
+    /// examples per value seen. A continuous feature at a fresh leaf has
+    /// distinct values only, and its first few must not be read as categories.
+    fn settled(&self) -> bool {
+        self.values.len() >= 2 && self.examples as usize >= 2 * self.values.len()
+    }
+
     /// log P(x | class), Laplace-smoothed over the values seen plus one unseen.
     fn log_likelihood(&self, x: f64, class: usize, class_weight: f64) -> f64 {
+        let x = x + 0.0;
         let seen = match self.values.binary_search_by(|v| v.total_cmp(&x)) {
             Ok(j) => self.weights[j][class],
             Err(_) => 0.0,
@@ -306,7 +320,14 @@ impl Values {
                 *l += w;
                 *r -= w;
             }
-            let threshold = (self.values[j] + self.values[j + 1]) / 2.0;
+            let middle = (self.values[j] + self.values[j + 1]) / 2.0;
+            // Between a finite value and an infinite one, the finite one
+            // (x > threshold goes right, so it stays left).
+            let threshold = if middle.is_finite() {
+                middle
+            } else {
+                self.values[j]
+            };
             if let Some(gain) = information_gain(parent_entropy, &left, &right) {
                 if best.as_ref().is_none_or(|(g, ..)| gain > *g) {
                     best = Some((gain, threshold, left.clone(), right.clone()));
@@ -333,7 +354,11 @@ fn bayes(counts: &[f64], leaf: &Leaf, x: &[f64]) -> Vec<f64> {
         .collect();
     for (i, feature) in leaf.features.iter().enumerate() {
         let value = x.get(*feature).copied().unwrap_or(0.0);
-        let discrete = leaf.discrete.get(i).and_then(Option::as_ref);
+        let discrete = leaf
+            .discrete
+            .get(i)
+            .and_then(Option::as_ref)
+            .filter(|v| v.settled());
         for (class, score) in log_scores.iter_mut().enumerate() {
             if score.is_finite() {
                 let observer = &leaf.observers[i][class];
@@ -556,7 +581,8 @@ impl Node {
         let (mut left, mut right) = (vec![0.0; ctx.n_classes], vec![0.0; ctx.n_classes]);
         let mut stds: Vec<f64> = Vec::with_capacity(ctx.n_classes);
         for (i, feature) in leaf.features.iter().enumerate() {
-            if let Some(values) = leaf.discrete.get(i).and_then(Option::as_ref) {
+            let discrete = leaf.discrete.get(i).and_then(Option::as_ref);
+            if let Some(values) = discrete.filter(|v| v.settled()) {
                 if let Some((gain, threshold, left, right)) = values.best_split(parent_entropy) {
                     candidates.push((gain, *feature, threshold, left, right));
                 }
@@ -741,6 +767,11 @@ impl Tree {
 
     pub(crate) fn predict(&self, x: &[f64]) -> Vec<f64> {
         self.root.predict(x, self.config.naive_bayes)
+    }
+
+    /// The seed the tree was made with.
+    pub(crate) fn seed(&self) -> u64 {
+        self.seed
     }
 
     pub(crate) fn reset(&mut self) {
@@ -948,6 +979,12 @@ mod tests {
             Values::update(&mut slot, x, class, 1.0, 2);
         }
         let values = slot.clone().expect("three values");
+        assert!(!values.settled(), "five examples of three values: not yet");
+        let mut more = slot.clone();
+        Values::update(&mut more, -0.0, 1, 1.0, 2);
+        let more = more.expect("still three values");
+        assert_eq!(more.values.len(), 3, "-0.0 is 0.0");
+        assert!(more.settled());
         assert_eq!(values.values, vec![0.0, 0.5, 1.0]);
         assert_eq!(
             values.weights,
