@@ -167,10 +167,30 @@ pub struct DynamodbSourceConfig {
     /// Milliseconds between reads of a shard that had nothing new.
     #[serde(default = "default_dynamodb_poll")]
     pub poll_ms: u64,
+    /// Records per GetRecords call, hence per delivered batch (1 to 1,000,
+    /// DynamoDB Streams' limit).
+    #[serde(default = "default_get_records_limit")]
+    pub batch_size: Spanned<u32>,
 }
 
 fn default_dynamodb_poll() -> u64 {
     1000
+}
+
+fn default_get_records_limit() -> Spanned<u32> {
+    Spanned::new(0..0, 1000)
+}
+
+/// A GetRecords limit within 1..=`max`, or where and why not.
+fn check_batch_size(batch_size: &Spanned<u32>, max: u32) -> Result<(), (usize, String)> {
+    let size = *batch_size.get_ref();
+    if (1..=max).contains(&size) {
+        return Ok(());
+    }
+    Err((
+        batch_size.span().start,
+        format!("batch_size must be between 1 and {max} (records per GetRecords call), not {size}"),
+    ))
 }
 
 /// A Kinesis data stream on AWS as a source (aws feature): every shard read,
@@ -190,6 +210,10 @@ pub struct KinesisSourceConfig {
     /// Milliseconds between reads of a shard that had nothing new.
     #[serde(default = "default_dynamodb_poll")]
     pub poll_ms: u64,
+    /// Records per GetRecords call, hence per delivered batch (1 to 10,000,
+    /// Kinesis's limit).
+    #[serde(default = "default_get_records_limit")]
+    pub batch_size: Spanned<u32>,
 }
 
 impl KinesisSourceConfig {
@@ -466,6 +490,7 @@ impl PipelineConfig {
         }
         for source in &config.dynamodb {
             check_outputs(&None, &source.schema, &source.transform)?;
+            check_batch_size(&source.batch_size, 1000).map_err(|(at, e)| invalid(at, e))?;
             let arn = source.stream_arn.get_ref();
             if !(arn.starts_with("arn:") && arn.contains(":dynamodb:") && arn.contains("/stream/"))
             {
@@ -477,6 +502,7 @@ impl PipelineConfig {
         }
         for source in &config.kinesis {
             check_outputs(&None, &source.schema, &source.transform)?;
+            check_batch_size(&source.batch_size, 10_000).map_err(|(at, e)| invalid(at, e))?;
             crate::config::check_kinesis_name(source.stream.get_ref())
                 .map_err(|e| invalid(source.stream.span().start, e))?;
         }
@@ -653,6 +679,36 @@ max_buffer_seconds = 5
     }
 
     const MODEL: &str = "\n[[model]]\nname = \"fraud\"\nfeatures = [\"amount\", \"hour\"]\nlabels = \"events-dlq\"\nretrain = { every_seconds = 60, cooldown_seconds = 1.5 }\npromotion = { mode = \"canary\", canary_share = 0.2 }\n";
+
+    #[test]
+    fn an_aws_source_batch_size_is_within_get_records_limits() {
+        let source = |kind: &str, extra: &str| {
+            let service = if kind == "kinesis" {
+                "stream = \"clicks\""
+            } else {
+                "stream_arn = \"arn:aws:dynamodb:us-east-1:1:table/t/stream/x\""
+            };
+            format!("{GOOD}\n[[{kind}]]\nname = \"s\"\n{service}\nschema = \"event\"\n{extra}\n")
+        };
+        let config =
+            PipelineConfig::parse(&source("kinesis", ""), Path::new("p.toml")).expect("valid");
+        assert_eq!(*config.kinesis[0].batch_size.get_ref(), 1000);
+        let config = PipelineConfig::parse(
+            &source("kinesis", "batch_size = 10000"),
+            Path::new("p.toml"),
+        )
+        .expect("valid");
+        assert_eq!(*config.kinesis[0].batch_size.get_ref(), 10_000);
+        let error = error_of(&source("kinesis", "batch_size = 10001"));
+        assert!(
+            error.contains("batch_size must be between 1 and 10000"),
+            "{error}"
+        );
+        assert!(error.starts_with("p.toml:"), "{error}");
+        let error = error_of(&source("dynamodb", "batch_size = 2000"));
+        assert!(error.contains("between 1 and 1000"), "{error}");
+        assert!(error_of(&source("dynamodb", "batch_size = 0")).contains("not 0"));
+    }
 
     #[test]
     fn a_model_declaration_becomes_its_lifecycle() {

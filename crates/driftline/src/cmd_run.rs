@@ -290,6 +290,7 @@ fn aws_stream_stages(
         table: &'a str,
         starting_position: StartingPosition,
         poll_ms: u64,
+        batch_size: u32,
         service: Service,
     }
     let dynamodb = config.dynamodb.iter().map(|s| Source {
@@ -300,6 +301,7 @@ fn aws_stream_stages(
         table: s.table(),
         starting_position: s.starting_position,
         poll_ms: s.poll_ms,
+        batch_size: *s.batch_size.get_ref(),
         service: Service::Dynamodb(s.stream_arn.get_ref().clone()),
     });
     let kinesis = config.kinesis.iter().map(|s| Source {
@@ -310,6 +312,7 @@ fn aws_stream_stages(
         table: s.table(),
         starting_position: s.starting_position,
         poll_ms: s.poll_ms,
+        batch_size: *s.batch_size.get_ref(),
         service: Service::Kinesis(s.stream.get_ref().clone()),
     });
     let mut stages = Vec::new();
@@ -326,7 +329,7 @@ fn aws_stream_stages(
             delivery,
             stats: stats.clone(),
         };
-        let (service, stop) = (source.service, stop.clone());
+        let (service, stop, batch_size) = (source.service, stop.clone(), source.batch_size);
         let task = tokio::spawn(async move {
             let aws = aws_config::load_from_env().await;
             let result = match service {
@@ -334,7 +337,11 @@ fn aws_stream_stages(
                     let client = aws_sdk_dynamodbstreams::Client::new(&aws);
                     run(
                         reader,
-                        crate::dynamodb_source::DynamodbStream { client, arn },
+                        crate::dynamodb_source::DynamodbStream {
+                            client,
+                            arn,
+                            batch_size,
+                        },
                         stop,
                     )
                     .await
@@ -343,7 +350,11 @@ fn aws_stream_stages(
                     let client = aws_sdk_kinesis::Client::new(&aws);
                     run(
                         reader,
-                        crate::kinesis_source::KinesisStream { client, name },
+                        crate::kinesis_source::KinesisStream {
+                            client,
+                            name,
+                            batch_size,
+                        },
                         stop,
                     )
                     .await

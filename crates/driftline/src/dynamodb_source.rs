@@ -54,6 +54,8 @@ fn error(e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
 pub struct DynamodbStream {
     pub client: aws_sdk_dynamodbstreams::Client,
     pub arn: String,
+    /// Records per GetRecords call.
+    pub batch_size: u32,
 }
 
 impl ShardedStream for DynamodbStream {
@@ -119,7 +121,7 @@ impl ShardedStream for DynamodbStream {
             .client
             .get_records()
             .shard_iterator(iterator)
-            .limit(1000)
+            .limit(i32::try_from(self.batch_size).unwrap_or(1000))
             .send()
             .await
             .map_err(error)?;

@@ -17,6 +17,8 @@ fn error(e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
 pub struct KinesisStream {
     pub client: aws_sdk_kinesis::Client,
     pub name: String,
+    /// Records per GetRecords call.
+    pub batch_size: u32,
 }
 
 impl ShardedStream for KinesisStream {
@@ -79,7 +81,7 @@ impl ShardedStream for KinesisStream {
             .client
             .get_records()
             .shard_iterator(iterator)
-            .limit(1000)
+            .limit(i32::try_from(self.batch_size).unwrap_or(10_000))
             .send()
             .await
             .map_err(error)?;

@@ -393,6 +393,7 @@ name = "clicks"
 stream = "clicks"
 schema = "click"
 poll_ms = 200
+batch_size = 40
 [lake]
 "#,
     )
@@ -401,6 +402,9 @@ poll_ms = 200
     let lake = moto.lake();
     let mut server = moto.run(&pipeline, &dir.path().join("data"));
     assert_eq!(wait_rows(&lake, &runtime, "clicks", 300).len(), 300);
+    // batches of at most 40 records: 300 records on 2 shards take at least 8 objects
+    let objects = runtime.block_on(lake.list("clicks/")).expect("objects");
+    assert!(objects.len() >= 8, "{} objects", objects.len());
     // the record that does not fit is kept, with its reason, not lost
     let letters = runtime
         .block_on(lake.list("_dead_letters/clicks/"))
