@@ -12,13 +12,17 @@
 //! create-only, so of two workers racing for a shard exactly one wins. A
 //! worker takes free or expired leases up to its fair share (the shards over
 //! the live workers, rounded up) and releases what it holds beyond it, between
-//! turns, so a second process gets shards within a few turns. A holder reads a
-//! shard only until a third of the lease time before it expires, and others
-//! take it only after it expired: no overlap while the clocks of the processes
-//! agree to within that third.
+//! turns, so a second process gets shards within a few turns.
+//!
+//! Time is never compared across machines (as in the KCL): another worker's
+//! lease has expired when its epoch has not changed for the lease time on the
+//! observer's own clock, and a worker is live while its heartbeat keeps
+//! changing. A holder counts its lease time from before it asked for the
+//! epoch, and reads only until a third of it is left, so it has stopped before
+//! any observer (who saw the epoch after it was created) counts it expired.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use driftline_lake::Lake;
 
@@ -27,28 +31,34 @@ pub const LEASE_TIME: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct LeaseBody {
+    /// Empty once released.
     owner: String,
-    expires_ms: i64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Heartbeat {
-    expires_ms: i64,
+    /// Changes with every turn of its worker.
+    beat: u64,
 }
 
-/// A lease this worker holds.
+/// A lease this worker holds, timed on this worker's clock.
 #[derive(Clone, Copy, Debug)]
 struct Held {
     epoch: u64,
-    expires_ms: i64,
+    expires: Instant,
 }
 
 pub struct Leases {
     lake: Lake,
     prefix: String,
     worker: String,
-    lease_ms: i64,
+    lease_time: Duration,
     held: BTreeMap<String, Held>,
+    /// Others' leases: the epoch last seen and since when (this clock).
+    observed: HashMap<String, (u64, Instant)>,
+    /// Others' heartbeats: the beat last seen and since when.
+    heartbeats: HashMap<String, (u64, Instant)>,
+    beat: u64,
 }
 
 impl Leases {
@@ -60,8 +70,11 @@ impl Leases {
             lake,
             prefix: format!("_leases/{kind}/{name}"),
             worker: format!("{}-{nanos:x}", std::process::id()),
-            lease_ms: i64::try_from(lease_time.as_millis()).unwrap_or(i64::MAX),
+            lease_time,
             held: BTreeMap::new(),
+            observed: HashMap::new(),
+            heartbeats: HashMap::new(),
+            beat: 0,
         }
     }
 
@@ -74,16 +87,14 @@ impl Leases {
     /// renews its leases, releases any beyond its fair share and takes free
     /// ones up to it. Returns the shards it may read now.
     pub async fn turn(&mut self, shards: &[String]) -> anyhow::Result<BTreeSet<String>> {
-        let now = now_ms();
+        self.beat += 1;
         self.lake
             .write(
                 &format!("{}/_workers/{}.json", self.prefix, self.worker),
-                serde_json::to_vec(&Heartbeat {
-                    expires_ms: now + self.lease_ms,
-                })?,
+                serde_json::to_vec(&Heartbeat { beat: self.beat })?,
             )
             .await?;
-        let live = self.live_workers(now).await?.max(1);
+        let live = self.live_workers().await?.max(1);
         let fair = shards.len().div_ceil(live);
         let wanted: BTreeSet<&String> = shards.iter().collect();
         // Leases of shards that are gone or finished are let go.
@@ -107,23 +118,30 @@ impl Leases {
                 }
             };
             match self.held.get(shard).copied() {
-                // Renewed once a third of the lease time has passed.
-                Some(held)
-                    if held.epoch == epoch && held.expires_ms - now < self.lease_ms * 2 / 3 =>
-                {
-                    if let Err(error) = self.claim(shard, epoch + 1, now).await {
+                Some(held) if held.epoch == epoch => {
+                    if let Err(error) = self.renew(shard).await {
                         tracing::warn!(shard = %shard, error = %format!("{error:#}"), "cannot renew the lease");
                     }
                 }
-                Some(held) if held.epoch == epoch => {}
                 Some(_) => {
                     // Someone else wrote a newer epoch: it is theirs now.
                     self.held.remove(shard);
                 }
-                None if lease.as_ref().is_none_or(|l| l.expires_ms < now) => {
-                    free.push((shard.clone(), lease.map_or(0, |_| epoch + 1)));
-                }
-                None => {}
+                None => match lease {
+                    None => free.push((shard.clone(), 0)),
+                    Some(lease) if lease.owner.is_empty() => free.push((shard.clone(), epoch + 1)),
+                    Some(_) => {
+                        let seen = self
+                            .observed
+                            .entry(shard.clone())
+                            .or_insert((epoch, Instant::now()));
+                        if seen.0 != epoch {
+                            *seen = (epoch, Instant::now());
+                        } else if seen.1.elapsed() >= self.lease_time {
+                            free.push((shard.clone(), epoch + 1));
+                        }
+                    }
+                },
             }
         }
         while self.held.len() > fair {
@@ -136,7 +154,7 @@ impl Leases {
             if self.held.len() >= fair {
                 break;
             }
-            if let Err(error) = self.claim(&shard, epoch, now).await {
+            if let Err(error) = self.claim(&shard, epoch).await {
                 tracing::warn!(shard = %shard, error = %format!("{error:#}"), "cannot take the lease");
             }
         }
@@ -155,10 +173,9 @@ impl Leases {
 
     /// Renews `shard`'s lease now if a third of the lease time has passed.
     pub async fn renew(&mut self, shard: &str) -> anyhow::Result<()> {
-        let now = now_ms();
         if let Some(held) = self.held.get(shard).copied() {
-            if held.expires_ms - now < self.lease_ms * 2 / 3 {
-                self.claim(shard, held.epoch + 1, now).await?;
+            if held.expires.saturating_duration_since(Instant::now()) < self.lease_time * 2 / 3 {
+                self.claim(shard, held.epoch + 1).await?;
             }
         }
         Ok(())
@@ -169,7 +186,7 @@ impl Leases {
     pub fn may_read(&self, shard: &str) -> bool {
         self.held
             .get(shard)
-            .is_some_and(|held| now_ms() < held.expires_ms - self.lease_ms / 3)
+            .is_some_and(|held| Instant::now() + self.lease_time / 3 < held.expires)
     }
 
     /// Lets every lease go (on a clean stop), so others need not wait for expiry.
@@ -188,7 +205,6 @@ impl Leases {
         if let Some(held) = self.held.remove(shard) {
             let body = LeaseBody {
                 owner: String::new(),
-                expires_ms: 0,
             };
             // Lost to someone else already if it cannot be created: nothing to do.
             self.lake
@@ -202,10 +218,11 @@ impl Leases {
     }
 
     /// Creates epoch `epoch` of `shard`'s lease for this worker; held if it won.
-    async fn claim(&mut self, shard: &str, epoch: u64, now: i64) -> anyhow::Result<()> {
+    async fn claim(&mut self, shard: &str, epoch: u64) -> anyhow::Result<()> {
+        // Counted from before the request: observers see the epoch only after.
+        let asked = Instant::now();
         let body = LeaseBody {
             owner: self.worker.clone(),
-            expires_ms: now + self.lease_ms,
         };
         let created = self
             .lake
@@ -221,7 +238,7 @@ impl Leases {
             shard.to_string(),
             Held {
                 epoch,
-                expires_ms: body.expires_ms,
+                expires: asked + self.lease_time,
             },
         );
         if let Some(old) = epoch.checked_sub(2) {
@@ -249,7 +266,9 @@ impl Leases {
         Ok((epoch, Some(body)))
     }
 
-    async fn live_workers(&self, now: i64) -> anyhow::Result<usize> {
+    /// Workers whose heartbeat changed within the lease time (this one
+    /// included); heartbeats unchanged for ten lease times are deleted.
+    async fn live_workers(&mut self) -> anyhow::Result<usize> {
         let mut live = 0;
         for path in self
             .lake
@@ -259,8 +278,23 @@ impl Leases {
             let Some(bytes) = self.lake.read(&path).await? else {
                 continue;
             };
-            if serde_json::from_slice::<Heartbeat>(&bytes).is_ok_and(|h| h.expires_ms >= now) {
+            let Ok(heartbeat) = serde_json::from_slice::<Heartbeat>(&bytes) else {
+                continue;
+            };
+            let seen = self
+                .heartbeats
+                .entry(path.clone())
+                .or_insert((heartbeat.beat, Instant::now()));
+            if seen.0 != heartbeat.beat {
+                *seen = (heartbeat.beat, Instant::now());
+            }
+            let quiet = seen.1.elapsed();
+            if quiet < self.lease_time || path.ends_with(&format!("/{}.json", self.worker)) {
                 live += 1;
+            } else if quiet > self.lease_time * 10 {
+                // A worker gone for good; best effort.
+                let _ = self.lake.delete(&path).await;
+                self.heartbeats.remove(&path);
             }
         }
         Ok(live)
@@ -269,12 +303,6 @@ impl Leases {
     fn lease_path(&self, shard: &str, epoch: u64) -> String {
         format!("{}/{shard}/{epoch:020}.json", self.prefix)
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -324,5 +352,27 @@ mod tests {
         assert!(b.may_read(&all[0]));
         tokio::time::sleep(lease * 2 / 3 + Duration::from_millis(20)).await;
         assert!(!b.may_read(&all[0]));
+    }
+
+    #[tokio::test]
+    async fn leases_kept_alive_are_never_taken_however_long_others_watch() {
+        let lake = Lake::open("memory://").expect("lake");
+        let all = shards(3);
+        let lease = Duration::from_millis(200);
+        let mut a = Leases::new(lake.clone(), "kinesis", "w", lease);
+        let mut b = Leases::new(lake.clone(), "kinesis", "w", lease);
+        b.worker.push_str("-b");
+        let started = Instant::now();
+        let (mut mine_a, mut mine_b) = (BTreeSet::new(), BTreeSet::new());
+        // five lease times of turns, each worker every 40 ms
+        while started.elapsed() < lease * 5 {
+            mine_a = a.turn(&all).await.expect("turn a");
+            assert!(mine_a.is_disjoint(&mine_b), "{mine_a:?} {mine_b:?}");
+            mine_b = b.turn(&all).await.expect("turn b");
+            assert!(mine_a.is_disjoint(&mine_b), "{mine_a:?} {mine_b:?}");
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        assert_eq!(mine_a.len() + mine_b.len(), 3, "{mine_a:?} {mine_b:?}");
+        assert_eq!((mine_a.len(), mine_b.len()), (2, 1));
     }
 }
