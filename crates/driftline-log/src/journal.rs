@@ -64,7 +64,6 @@ pub struct Appended {
 /// The journal files a recovery replayed, to delete once the shards are durable.
 pub struct Replayed {
     pub files: Vec<PathBuf>,
-    pub entries: u64,
     /// The generation a new journal file starts at.
     pub next_generation: u64,
 }
@@ -81,7 +80,6 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Replayed {
                     files: Vec::new(),
-                    entries: 0,
                     next_generation: 0,
                 })
             }
@@ -101,7 +99,6 @@ impl Journal {
         generations.sort_unstable();
         let mut replayed = Replayed {
             files: Vec::new(),
-            entries: 0,
             next_generation: generations.last().map_or(0, |g| g + 1),
         };
         for (i, generation) in generations.iter().enumerate() {
@@ -112,7 +109,6 @@ impl Journal {
                 match entry_at(&bytes[position..]) {
                     Ok((shard, frame, len)) => {
                         apply(shard, frame)?;
-                        replayed.entries += 1;
                         position += len;
                     }
                     Err(reason) => {

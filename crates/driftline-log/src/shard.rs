@@ -186,8 +186,8 @@ impl ShardLog {
     }
 
     /// Writes records as one frame without waiting for the acknowledgement;
-    /// pair with [`ShardLog::wait_acknowledged`]. Several shards can be written
-    /// first and then waited on, so a batch over N shards costs N overlapping fsyncs.
+    /// pair with [`ShardLog::wait_acknowledged`] (a shard used on its own; a
+    /// stream in fsync mode writes through its journal, [`ShardLog::write_logged`]).
     pub fn write(&self, records: &[NewRecord], now_ms: i64) -> Result<AppendOutcome> {
         // This segment is what gets fdatasynced: fill it ahead.
         let fill_ahead = self.options.durability == Durability::Fsync;

@@ -336,7 +336,7 @@ impl Stream {
                     }
                 }
             }
-            let acknowledgements = match &self.journal {
+            let acknowledgements: Vec<Result<()>> = match &self.journal {
                 Some(journal) => {
                     let synced = journal.sync_to(journal_end);
                     if rotated {
@@ -353,7 +353,8 @@ impl Stream {
                         })
                         .collect()
                 }
-                None => wait_all(&written),
+                // OS mode: a write is acknowledged once it is written.
+                None => written.iter().map(|_| Ok(())).collect(),
             };
             for ((_, shard_index, outcome, indices), acknowledged) in
                 written.into_iter().zip(acknowledgements)
@@ -796,14 +797,6 @@ impl Stream {
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
-}
-
-/// Waits for writes made without the journal (OS mode, where nothing waits).
-fn wait_all(written: &[(Arc<ShardLog>, u32, AppendOutcome, Vec<usize>)]) -> Vec<Result<()>> {
-    written
-        .iter()
-        .map(|(shard, _, outcome, _)| shard.wait_acknowledged(outcome))
-        .collect()
 }
 
 fn routes_of(meta: &StreamMeta) -> Vec<(HashKeyRange, u32)> {

@@ -290,25 +290,12 @@ fn segments_that_lost_unsynced_writes_are_restored_from_the_journal_cut_anywhere
     let config = LogConfig::default();
     let stream_dir = dir.path().join("streams/s-s");
     {
-        let store = LogStore::open(dir.path(), config.clone()).expect("open");
-        store
-            .create_stream(
-                StreamSpec {
-                    name: "s".into(),
-                    shard_count: 3,
-                    ..StreamSpec::default()
-                },
-                0,
-            )
-            .expect("create");
-        let stream = store.stream("s").expect("stream");
+        let (_store, stream) = store_with_stream(dir.path(), &config, 3);
         for batch in 0..3u8 {
             let records: Vec<_> = (0..12)
                 .map(|i| record(&format!("key-{batch}-{i}"), vec![batch + 1; 20 + i]))
                 .collect();
-            for result in stream.put(records, 1) {
-                result.expect("acknowledged");
-            }
+            put_acknowledged(&stream, records);
         }
     }
     let mut journals: Vec<_> = std::fs::read_dir(stream_dir.join("journal"))
@@ -384,25 +371,12 @@ fn a_full_journal_file_is_retired_once_the_segments_are_synced() {
         journal_bytes: 4096,
         ..LogConfig::default()
     };
-    let store = LogStore::open(dir.path(), config.clone()).expect("open");
-    store
-        .create_stream(
-            StreamSpec {
-                name: "s".into(),
-                shard_count: 2,
-                ..StreamSpec::default()
-            },
-            0,
-        )
-        .expect("create");
-    let stream = store.stream("s").expect("stream");
+    let (store, stream) = store_with_stream(dir.path(), &config, 2);
     for batch in 0..40u32 {
         let records: Vec<_> = (0..4)
             .map(|i| record(&format!("k{batch}-{i}"), vec![7; 200]))
             .collect();
-        for result in stream.put(records, 1) {
-            result.expect("acknowledged");
-        }
+        put_acknowledged(&stream, records);
     }
     drop(stream);
     // checkpoints run on their own thread, one at a time
@@ -438,23 +412,11 @@ fn a_store_written_in_fsync_mode_and_opened_in_os_mode_still_replays_its_journal
     let dir = tempfile::tempdir().expect("tempdir");
     let stream_dir = dir.path().join("streams/s-s");
     {
-        let store = LogStore::open(dir.path(), LogConfig::default()).expect("open");
-        store
-            .create_stream(
-                StreamSpec {
-                    name: "s".into(),
-                    shard_count: 2,
-                    ..StreamSpec::default()
-                },
-                0,
-            )
-            .expect("create");
+        let (_store, stream) = store_with_stream(dir.path(), &LogConfig::default(), 2);
         let records: Vec<_> = (0..20)
             .map(|i| record(&format!("k{i}"), vec![3; 50]))
             .collect();
-        for result in store.stream("s").expect("stream").put(records, 1) {
-            result.expect("acknowledged");
-        }
+        put_acknowledged(&stream, records);
     }
     // a power loss took the segments' unsynced writes; the journal kept them
     for (path, _) in active_segments(&stream_dir) {
@@ -474,4 +436,31 @@ fn a_store_written_in_fsync_mode_and_opened_in_os_mode_still_replays_its_journal
             .len(),
         20
     );
+}
+
+/// A store in `dir` holding stream `s` of `shards` shards.
+fn store_with_stream(
+    dir: &std::path::Path,
+    config: &LogConfig,
+    shards: u32,
+) -> (LogStore, std::sync::Arc<driftline_log::Stream>) {
+    let store = LogStore::open(dir, config.clone()).expect("open");
+    let stream = store
+        .create_stream(
+            StreamSpec {
+                name: "s".into(),
+                shard_count: shards,
+                ..StreamSpec::default()
+            },
+            0,
+        )
+        .expect("create");
+    (store, stream)
+}
+
+/// Puts `records`, each of which must be acknowledged.
+fn put_acknowledged(stream: &driftline_log::Stream, records: Vec<NewRecord>) {
+    for result in stream.put(records, 1) {
+        result.expect("acknowledged");
+    }
 }

@@ -53,7 +53,7 @@ pub trait ShardedStream {
     ) -> anyhow::Result<(Vec<Event>, Option<String>)>;
 }
 
-#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Checkpoint {
     sequence_number: Option<String>,
     finished: bool,
@@ -166,9 +166,9 @@ pub async fn run(
                 .parent
                 .as_ref()
                 .is_some_and(|p| checkpoints.get(p).is_some_and(|(done, _)| !done));
-            if !matches!(checkpoints.get(&shard.id), Some((false, _))) {
+            let Some((false, checkpoint)) = checkpoints.get(&shard.id) else {
                 continue; // finished, or its checkpoint could not be read
-            }
+            };
             if parent_open || *stop.borrow() {
                 continue;
             }
@@ -177,7 +177,15 @@ pub async fn run(
             if let Err(error) = leases.renew(&shard.id).await {
                 tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "cannot renew the lease");
             }
-            let turn = read_shard(&source, &stream, &shard.id, &mut iterators, &leases).await;
+            let turn = read_shard(
+                &source,
+                &stream,
+                &shard.id,
+                checkpoint.clone(),
+                &mut iterators,
+                &leases,
+            )
+            .await;
             if let Err(error) = turn {
                 tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "reading the shard failed; it is read again from its checkpoint");
             }
@@ -200,18 +208,20 @@ async fn read_shard(
     source: &SourceParts,
     stream: &impl ShardedStream,
     shard: &str,
+    mut checkpoint: Checkpoint,
     iterators: &mut HashMap<String, String>,
     leases: &Leases,
 ) -> anyhow::Result<()> {
     let lake = &source.delivery.lake;
-    // Read now, after the lease was won: a worker that held the shard before
-    // may have moved it on since the turn began.
-    let mut checkpoint = source.checkpoint(lake, shard).await?;
     // Taken out: an error leaves no iterator behind, so the next turn starts
     // again from the checkpoint.
     let mut iterator = match iterators.remove(shard) {
+        // Held since before the turn's checkpoint read: that one is current.
         Some(iterator) => Some(iterator),
         None => {
+            // Read again now the lease is won: a worker that held the shard
+            // before may have moved it on since the turn began.
+            checkpoint = source.checkpoint(lake, shard).await?;
             stream
                 .iterator(
                     shard,

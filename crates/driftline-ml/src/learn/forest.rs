@@ -198,6 +198,16 @@ impl AdaptiveRandomForestClassifier {
     pub fn drifts(&self) -> u64 {
         self.members.iter().map(|m| m.drifts).sum()
     }
+
+    /// What every member learns by, beside the members themselves to learn.
+    fn parts(&mut self) -> (Shape<'_>, &mut [Member]) {
+        let shape = Shape {
+            n_features: self.n_features,
+            n_classes: self.n_classes,
+            config: &self.config,
+        };
+        (shape, &mut self.members)
+    }
 }
 
 impl Classifier for AdaptiveRandomForestClassifier {
@@ -205,12 +215,8 @@ impl Classifier for AdaptiveRandomForestClassifier {
         if y >= self.n_classes {
             return;
         }
-        let shape = Shape {
-            n_features: self.n_features,
-            n_classes: self.n_classes,
-            config: &self.config,
-        };
-        for member in &mut self.members {
+        let (shape, members) = self.parts();
+        for member in members {
             member.learn(&shape, x, y);
         }
     }
@@ -221,13 +227,9 @@ impl Classifier for AdaptiveRandomForestClassifier {
         if y >= self.n_classes {
             return self.predict_proba_one(x);
         }
-        let shape = Shape {
-            n_features: self.n_features,
-            n_classes: self.n_classes,
-            config: &self.config,
-        };
         let mut votes = vec![0.0; self.n_classes];
-        for member in &mut self.members {
+        let (shape, members) = self.parts();
+        for member in members {
             let weight = member.vote_weight();
             for (vote, p) in votes.iter_mut().zip(member.learn(&shape, x, y)) {
                 *vote += weight * p;
@@ -258,14 +260,9 @@ impl Classifier for AdaptiveRandomForestClassifier {
         // weighted[(m * n + t) * classes + c]: member m's weighted vote on event t
         let mut weighted = vec![0.0; trees * n * classes];
         let per_thread = trees.div_ceil(threads);
-        let shape = Shape {
-            n_features: self.n_features,
-            n_classes: classes,
-            config: &self.config,
-        };
+        let (shape, members) = self.parts();
         std::thread::scope(|scope| {
-            for (members, out) in self
-                .members
+            for (members, out) in members
                 .chunks_mut(per_thread)
                 .zip(weighted.chunks_mut(per_thread * n * classes))
             {

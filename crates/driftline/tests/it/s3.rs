@@ -369,6 +369,29 @@ poll_ms = 200
     );
 }
 
+/// A pipeline reading Kinesis stream `clicks` into table `clicks`, with
+/// `extra` lines in its `[[kinesis]]` section.
+fn clicks_pipeline(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let pipeline = dir.join("clicks.toml");
+    let text = format!(
+        "[[schema]]\nname = \"click\"\nfields = [{{ name = \"id\", type = \"string\" }}, {{ name = \"amount\", type = \"float\" }}]\n\
+         [[kinesis]]\nname = \"clicks\"\nstream = \"clicks\"\nschema = \"click\"\npoll_ms = 200\n{extra}\n[lake]\n"
+    );
+    std::fs::write(&pipeline, text).expect("pipeline");
+    pipeline
+}
+
+/// Puts `n` clicks `PREFIX0..` on stream `clicks`, keyed by their ids.
+fn put_clicks(moto: &Moto, prefix: &str, n: usize) {
+    boto3(
+        moto,
+        &format!(
+            "k = boto3.client('kinesis', **kw)\n\
+             k.put_records(StreamName='clicks', Records=[{{'Data': ('{{\"id\": \"{prefix}%d\", \"amount\": %d}}' % (i, i)).encode(), 'PartitionKey': '{prefix}%d' % i}} for i in range({n})])"
+        ),
+    );
+}
+
 #[test]
 fn a_kinesis_stream_on_aws_lands_once_across_a_split_and_a_restart() {
     let moto = Moto::start();
@@ -381,23 +404,7 @@ fn a_kinesis_stream_on_aws_lands_once_across_a_split_and_a_restart() {
          k.put_record(StreamName='clicks', Data=b'{\"id\": \"bad\", \"amount\": \"lots\"}', PartitionKey='bad')",
     );
     let dir = tempfile::tempdir().expect("dir");
-    let pipeline = dir.path().join("clicks.toml");
-    std::fs::write(
-        &pipeline,
-        r#"
-[[schema]]
-name = "click"
-fields = [{ name = "id", type = "string" }, { name = "amount", type = "float" }]
-[[kinesis]]
-name = "clicks"
-stream = "clicks"
-schema = "click"
-poll_ms = 200
-batch_size = 40
-[lake]
-"#,
-    )
-    .expect("pipeline");
+    let pipeline = clicks_pipeline(dir.path(), "batch_size = 40");
     let runtime = crate::util::runtime();
     let lake = moto.lake();
     let mut server = moto.run(&pipeline, &dir.path().join("data"));
@@ -418,18 +425,14 @@ batch_size = 40
     boto3(
         &moto,
         "k = boto3.client('kinesis', **kw)\n\
-         k.split_shard(StreamName='clicks', ShardToSplit='shardId-000000000000', NewStartingHashKey=str(2**126))\n\
-         k.put_records(StreamName='clicks', Records=[{'Data': ('{\"id\": \"d%d\", \"amount\": %d}' % (i, i)).encode(), 'PartitionKey': 'j%d' % i} for i in range(100)])",
+         k.split_shard(StreamName='clicks', ShardToSplit='shardId-000000000000', NewStartingHashKey=str(2**126))",
     );
+    put_clicks(&moto, "d", 100);
     assert_eq!(wait_rows(&lake, &runtime, "clicks", 400).len(), 400);
     stop(&mut server);
     // a restart goes on after its checkpoints
     let mut server = moto.run(&pipeline, &dir.path().join("data"));
-    boto3(
-        &moto,
-        "k = boto3.client('kinesis', **kw)\n\
-         k.put_records(StreamName='clicks', Records=[{'Data': ('{\"id\": \"e%d\", \"amount\": %d}' % (i, i)).encode(), 'PartitionKey': 'e%d' % i} for i in range(50)])",
-    );
+    put_clicks(&moto, "e", 50);
     let rows = wait_rows(&lake, &runtime, "clicks", 450);
     std::thread::sleep(Duration::from_millis(600));
     let later = s3_rows(&lake, &runtime, "clicks");
@@ -480,33 +483,10 @@ fn two_processes_share_the_shards_of_a_kinesis_stream_without_overlap() {
          k.create_stream(StreamName='clicks', ShardCount=4)",
     );
     let dir = tempfile::tempdir().expect("dir");
-    let pipeline = dir.path().join("clicks.toml");
-    std::fs::write(
-        &pipeline,
-        r#"
-[[schema]]
-name = "click"
-fields = [{ name = "id", type = "string" }, { name = "amount", type = "float" }]
-[[kinesis]]
-name = "clicks"
-stream = "clicks"
-schema = "click"
-poll_ms = 200
-[lake]
-"#,
-    )
-    .expect("pipeline");
+    let pipeline = clicks_pipeline(dir.path(), "");
     let runtime = crate::util::runtime();
     let lake = moto.lake();
-    let put = |prefix: &str, n: usize| {
-        boto3(
-            &moto,
-            &format!(
-                "k = boto3.client('kinesis', **kw)\n\
-                 k.put_records(StreamName='clicks', Records=[{{'Data': ('{{\"id\": \"{prefix}%d\", \"amount\": %d}}' % (i, i)).encode(), 'PartitionKey': '{prefix}%d' % i}} for i in range({n})])"
-            ),
-        )
-    };
+    let put = |prefix: &str, n: usize| put_clicks(&moto, prefix, n);
     let mut first = moto.run(&pipeline, &dir.path().join("data-a"));
     let mut second = moto.run(&pipeline, &dir.path().join("data-b"));
     put("a", 400);
