@@ -46,6 +46,7 @@ pub mod sequence;
 pub mod shard;
 pub mod store;
 pub mod stream;
+pub mod writer;
 
 pub use durability::Durability;
 pub use error::{LogError, Result};
@@ -57,6 +58,7 @@ pub use store::{validate_stream_name, LogConfig, LogStore, StreamSpec};
 pub use stream::{
     parse_shard_id, shard_id, RecordPosition, ShardMeta, Stream, StreamMeta, StreamMode,
 };
+pub use writer::{PutError, PutPosition, StreamWriter};
 
 /// Milliseconds since the Unix epoch, the log's clock.
 pub fn now_ms() -> i64 {

@@ -56,6 +56,32 @@ pub struct StreamConfig {
     pub name: Spanned<String>,
     #[serde(default = "default_shards")]
     pub shards: u32,
+    /// Where the stream lives when not embedded: `kinesis://NAME` (region,
+    /// endpoint and credentials from the standard AWS chain).
+    pub url: Option<Spanned<String>>,
+}
+
+impl StreamConfig {
+    /// The Kinesis stream's name, when the stream lives on Kinesis.
+    pub fn kinesis(&self) -> Option<&str> {
+        self.url
+            .as_ref()
+            .and_then(|url| url.get_ref().strip_prefix(KINESIS_SCHEME))
+    }
+}
+
+/// The scheme of a stream that lives on Kinesis Data Streams.
+pub const KINESIS_SCHEME: &str = "kinesis://";
+
+/// The Kinesis stream named by `url` (`kinesis://NAME`), or why it is not one.
+pub fn kinesis_url(url: &str) -> Result<&str, String> {
+    let Some(name) = url.strip_prefix(KINESIS_SCHEME) else {
+        return Err(format!(
+            "url must be kinesis://NAME (a Kinesis data stream), not {url:?}"
+        ));
+    };
+    check_kinesis_name(name)?;
+    Ok(name)
 }
 
 fn default_shards() -> u32 {
@@ -362,7 +388,16 @@ impl PipelineConfig {
                     "a stream needs at least one shard".into(),
                 ));
             }
+            if let Some(url) = &stream.url {
+                kinesis_url(url.get_ref()).map_err(|e| invalid(url.span().start, e))?;
+            }
         }
+        let on_kinesis = |name: &str| {
+            config
+                .streams
+                .iter()
+                .any(|s| s.name.get_ref() == name && s.url.is_some())
+        };
         for schema in &config.schemas {
             schema
                 .table_schema()
@@ -455,6 +490,22 @@ impl PipelineConfig {
                     processor.name.span().start,
                     format!("batch_size must be 1..=10000, not {}", processor.batch_size),
                 ));
+            }
+            if on_kinesis(processor.stream.get_ref()) {
+                // Read by the lease loop of `driftline run`, which takes one
+                // batch of a shard at a time and has no record age.
+                if processor.parallelization_factor != 1 {
+                    return Err(invalid(
+                        processor.name.span().start,
+                        format!("stream {:?} is on Kinesis: its processors read one batch per shard at a time (parallelization_factor 1); add shards to the Kinesis stream instead", processor.stream.get_ref()),
+                    ));
+                }
+                if processor.maximum_record_age_s.is_some() {
+                    return Err(invalid(
+                        processor.name.span().start,
+                        format!("stream {:?} is on Kinesis: maximum_record_age_s applies to embedded streams only (Kinesis' retention bounds a record's age)", processor.stream.get_ref()),
+                    ));
+                }
             }
         }
         let tables: Vec<&str> = config
@@ -550,6 +601,15 @@ impl PipelineConfig {
                 if !streams.contains(labels.get_ref().as_str()) {
                     return Err(undefined("labels stream", labels, stream_names()));
                 }
+                if on_kinesis(labels.get_ref()) {
+                    return Err(invalid(
+                        labels.span().start,
+                        format!("labels stream {:?} is on Kinesis: a model joins its labels from an embedded stream (or POST /v1/models/{}/labels)", labels.get_ref(), model.name()),
+                    ));
+                }
+            }
+            if let Some(url) = &model.prediction_log {
+                kinesis_url(url.get_ref()).map_err(|e| invalid(url.span().start, e))?;
             }
             if let Some(bootstrap) = &model.bootstrap {
                 let table = bootstrap.table.get_ref().trim_matches('/');
@@ -830,6 +890,55 @@ max_buffer_seconds = 5
             error.starts_with("p.toml:20: schema \"evnt\" is not defined"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_stream_on_kinesis_is_named_by_its_url_and_checked() {
+        let on_kinesis = GOOD.replace("shards = 4", "shards = 4\nurl = \"kinesis://events-prod\"");
+        let config = PipelineConfig::parse(&on_kinesis, Path::new("p.toml")).expect("valid");
+        assert_eq!(config.streams[0].kinesis(), Some("events-prod"));
+        assert_eq!(config.streams[1].kinesis(), None);
+        let error = error_of(&GOOD.replace("shards = 4", "shards = 4\nurl = \"kafka://events\""));
+        assert!(
+            error.starts_with("p.toml:5: url must be kinesis://NAME"),
+            "{error}"
+        );
+        let error = error_of(&GOOD.replace("shards = 4", "shards = 4\nurl = \"kinesis://a b\""));
+        assert!(error.contains("Kinesis stream name"), "{error}");
+        // knobs the Kinesis reader cannot honour are refused, not ignored
+        let error = error_of(&on_kinesis.replace(
+            "on_failure = \"events-dlq\"",
+            "on_failure = \"events-dlq\"\nparallelization_factor = 4",
+        ));
+        assert!(
+            error.starts_with("p.toml:19: stream \"events\" is on Kinesis")
+                && error.contains("parallelization_factor"),
+            "{error}"
+        );
+        let error = error_of(&on_kinesis.replace(
+            "on_failure = \"events-dlq\"",
+            "on_failure = \"events-dlq\"\nmaximum_record_age_s = 60",
+        ));
+        assert!(error.contains("maximum_record_age_s"), "{error}");
+        // a model's labels are joined in-process: their stream stays embedded
+        let dlq_on_kinesis = GOOD.replace(
+            "name = \"events-dlq\"",
+            "name = \"events-dlq\"\nurl = \"kinesis://labels\"",
+        );
+        let error = error_of(&format!("{dlq_on_kinesis}{MODEL}"));
+        assert!(
+            error.contains("labels stream \"events-dlq\" is on Kinesis"),
+            "{error}"
+        );
+        // the prediction log can go to Kinesis
+        let logged = format!("{GOOD}{MODEL}prediction_log = \"kinesis://fraud-predictions\"\n");
+        let config = PipelineConfig::parse(&logged, Path::new("p.toml")).expect("valid");
+        assert_eq!(
+            config.models[0].prediction_log_stream(),
+            Some("fraud-predictions")
+        );
+        let error = error_of(&format!("{GOOD}{MODEL}prediction_log = \"s3://x\"\n"));
+        assert!(error.contains("url must be kinesis://NAME"), "{error}");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
-use driftline_log::{LogError, NewRecord, Stream};
+use driftline_log::{NewRecord, StreamWriter};
 
-use crate::mapping::MappingStats;
+use crate::mapping::{MappingError, MappingStats};
 use crate::processor::Event;
 
 /// The envelope of a record that could not be processed: the reason, who
@@ -35,10 +35,10 @@ pub(crate) fn envelope(
 /// no on-failure stream is configured (as Lambda discards without one).
 /// Returns once they are acknowledged, so a checkpoint can move past them.
 pub(crate) fn send(
-    stream: Option<&Stream>,
+    stream: Option<&dyn StreamWriter>,
     letters: Vec<(String, serde_json::Value)>,
     stats: &MappingStats,
-) -> Result<(), LogError> {
+) -> Result<(), MappingError> {
     if letters.is_empty() {
         return Ok(());
     }
@@ -59,8 +59,11 @@ pub(crate) fn send(
             data: letter.to_string().into_bytes(),
         })
         .collect();
-    for result in stream.put(records, driftline_log::now_ms()) {
-        result?;
+    for result in stream.put_records(records) {
+        result.map_err(|error| MappingError::Put {
+            stream: stream.stream_name().to_string(),
+            reason: error.0,
+        })?;
     }
     Ok(())
 }

@@ -13,9 +13,23 @@
 //! the whole batch (a function error: Lambda retries or bisects it).
 
 use driftline_lake::{ObjectName, Position};
+use driftline_log::{NewRecord, StreamWriter};
 
 use crate::mapping::{Delivery, MappingError};
 use crate::processor::{Event, Processor};
+
+/// Where `handle_batch` puts the records its processor refuses.
+#[derive(Clone, Copy)]
+pub enum DeadLetters<'a> {
+    /// Nowhere: the batch stops at the first refused record, which becomes
+    /// its batch item failure (Lambda retries from it).
+    Refuse,
+    /// Under this lake prefix, one object per batch (named after it).
+    Lake(&'a str),
+    /// On this stream, one record per refused record, with the reason (a
+    /// blocking put: needs tokio's multi-threaded runtime).
+    Stream(&'a dyn StreamWriter),
+}
 
 /// What became of a batch.
 #[derive(Debug, Default, PartialEq)]
@@ -28,11 +42,10 @@ pub struct BatchReport {
 }
 
 /// Handles one batch of one shard (what Lambda passes one invocation).
-/// `dead_letters` is a lake prefix for refused records, if any.
 pub async fn handle_batch(
     processor: &dyn Processor,
     delivery: &Delivery,
-    dead_letters: Option<&str>,
+    dead_letters: DeadLetters<'_>,
     consumer: &str,
     events: &[Event],
 ) -> Result<BatchReport, MappingError> {
@@ -52,7 +65,29 @@ pub async fn handle_batch(
     let mut delivered_to = last.sequence_number.clone();
     match (dead_letters, failed.first()) {
         (_, None) => {}
-        (Some(prefix), Some(_)) => {
+        (DeadLetters::Stream(stream), Some(_)) => {
+            let letters: Vec<NewRecord> = failed
+                .iter()
+                .filter_map(|(index, reason)| events.get(*index).map(|e| (e, reason)))
+                .map(|(event, reason)| NewRecord {
+                    partition_key: event.partition_key.clone(),
+                    explicit_hash_key: None,
+                    data: crate::dead_letter::envelope(reason, consumer, None, event)
+                        .to_string()
+                        .into_bytes(),
+                })
+                .collect();
+            report.dead_lettered = letters.len();
+            // Acknowledged before the batch counts as handled, so a
+            // checkpoint never moves past a letter that was not kept.
+            for result in tokio::task::block_in_place(|| stream.put_records(letters)) {
+                result.map_err(|error| MappingError::Put {
+                    stream: stream.stream_name().to_string(),
+                    reason: error.0,
+                })?;
+            }
+        }
+        (DeadLetters::Lake(prefix), Some(_)) => {
             let lines: String = failed
                 .iter()
                 .filter_map(|(index, reason)| events.get(*index).map(|e| (e, reason)))
@@ -75,7 +110,7 @@ pub async fn handle_batch(
             delivery.lake.write(&path, lines.into_bytes()).await?;
             report.dead_lettered = failed.len();
         }
-        (None, Some((index, _))) => {
+        (DeadLetters::Refuse, Some((index, _))) => {
             let refused = &events
                 .get(*index)
                 .ok_or_else(|| {
@@ -257,7 +292,7 @@ fn plain_value(value: &serde_json::Value) -> Result<serde_json::Value, String> {
 pub async fn handle_payload(
     processor: &dyn Processor,
     delivery: &Delivery,
-    dead_letters: Option<&str>,
+    dead_letters: DeadLetters<'_>,
     consumer: &str,
     payload: &serde_json::Value,
 ) -> Result<(serde_json::Value, BatchReport), MappingError> {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use driftline_lake::{ObjectName, StoredObject};
-use driftline_log::Stream;
+use driftline_log::StreamWriter;
 
 use crate::mapping::{Delivery, MappingError, MappingStats};
 use crate::processor::{Event, Processor};
@@ -33,7 +33,7 @@ pub struct Landing {
     /// Where files are dropped, in the lake.
     pub prefix: String,
     pub processor: Arc<dyn Processor>,
-    pub dead_letters: Option<Arc<Stream>>,
+    pub dead_letters: Option<Arc<dyn StreamWriter>>,
     pub delivery: Delivery,
     pub poll: Duration,
     pub stats: Arc<MappingStats>,

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use driftline_lake::{Registry, Status, TrainingData, VersionRecord};
-use driftline_log::{NewRecord, Stream};
+use driftline_log::{NewRecord, StreamWriter};
 use driftline_ml::drift::{Adwin, DriftDetector, DriftState};
 use driftline_ml::features::Encoder;
 use driftline_ml::learn::{artifact, classifier_by_name, Classifier};
@@ -417,7 +417,7 @@ impl ModelService {
         n_classes: usize,
         registry: Registry,
         champion: Served,
-        prediction_log: Option<Arc<Stream>>,
+        prediction_log: Option<Arc<dyn StreamWriter>>,
     ) -> Arc<ModelService> {
         let log = prediction_log.map(log_writer);
         let (events, _) = tokio::sync::broadcast::channel(1024);
@@ -587,7 +587,7 @@ impl ModelService {
 
     /// Writes every joined example (features, label, the prediction and its
     /// version) to `stream` from now on, for the lake to keep as training data.
-    pub fn log_joined_to(&self, stream: Arc<Stream>) {
+    pub fn log_joined_to(&self, stream: Arc<dyn StreamWriter>) {
         let _ = self.joined_log.set(log_writer(stream));
     }
 
@@ -1561,14 +1561,17 @@ fn accuracy(model: &dyn Classifier, xs: &[Vec<f64>], ys: &[usize]) -> f64 {
 }
 
 /// A bounded queue to a thread that writes its records to `stream`.
-fn log_writer(stream: Arc<Stream>) -> std::sync::mpsc::SyncSender<NewRecord> {
+fn log_writer(stream: Arc<dyn StreamWriter>) -> std::sync::mpsc::SyncSender<NewRecord> {
     let (sender, receiver) = std::sync::mpsc::sync_channel::<NewRecord>(10_000);
-    std::thread::spawn(move || write_prediction_log(&stream, &receiver));
+    std::thread::spawn(move || write_prediction_log(stream.as_ref(), &receiver));
     sender
 }
 
 /// Writes logged records to the stream in batches, until every sender is gone.
-fn write_prediction_log(stream: &Stream, receiver: &std::sync::mpsc::Receiver<NewRecord>) {
+fn write_prediction_log(
+    stream: &dyn StreamWriter,
+    receiver: &std::sync::mpsc::Receiver<NewRecord>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < 500 {
@@ -1577,9 +1580,9 @@ fn write_prediction_log(stream: &Stream, receiver: &std::sync::mpsc::Receiver<Ne
                 Err(_) => break,
             }
         }
-        for result in stream.put(batch, driftline_log::now_ms()) {
+        for result in stream.put_records(batch) {
             if let Err(error) = result {
-                tracing::warn!(%error, "cannot log a prediction");
+                tracing::warn!(stream = stream.stream_name(), %error, "cannot log a record");
             }
         }
     }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use driftline_lake::{Compression, Lake, ObjectName, Position, Row, TableSchema, WrittenObject};
-use driftline_log::{SequenceNumber, Stream};
+use driftline_log::{SequenceNumber, Stream, StreamWriter};
 
 use crate::config::{ProcessorConfig, StartingPosition};
 use crate::processor::{Event, Processor};
@@ -69,13 +69,15 @@ pub enum MappingError {
     Join(String),
     #[error("the batch failed: {0}")]
     Batch(String),
+    #[error("cannot write to stream {stream}: {reason}")]
+    Put { stream: String, reason: String },
 }
 
 /// One processor's event-source mapping: its source and dead-letter streams,
 /// the processor, its knobs and where its output goes.
 pub struct Mapping {
     pub stream: Arc<Stream>,
-    pub dead_letters: Option<Arc<Stream>>,
+    pub dead_letters: Option<Arc<dyn StreamWriter>>,
     pub processor: Arc<dyn Processor>,
     pub config: ProcessorConfig,
     pub delivery: Delivery,

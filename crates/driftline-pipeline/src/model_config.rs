@@ -36,6 +36,9 @@ pub struct ModelConfig {
     pub learner: Option<Spanned<String>>,
     /// A stream of labels: `{"request_id": "...", "label": N}` per record.
     pub labels: Option<Spanned<String>>,
+    /// Where predictions are logged instead of the embedded stream
+    /// `MODEL-predictions`: `kinesis://NAME`.
+    pub prediction_log: Option<Spanned<String>>,
     /// Labelled history in the lake to train the first version on.
     pub bootstrap: Option<BootstrapConfig>,
     /// Predictions waiting for a label, at most, and for how long.
@@ -115,6 +118,13 @@ impl ModelConfig {
     /// The stream every prediction is logged to.
     pub fn predictions_stream(&self) -> String {
         format!("{}-predictions", self.name())
+    }
+
+    /// The Kinesis stream predictions are logged to, when not the embedded one.
+    pub fn prediction_log_stream(&self) -> Option<&str> {
+        self.prediction_log
+            .as_ref()
+            .and_then(|url| url.get_ref().strip_prefix(crate::config::KINESIS_SCHEME))
     }
 
     /// The stream labelled examples are logged to, and their lake table.

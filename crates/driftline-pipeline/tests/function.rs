@@ -8,7 +8,7 @@ use std::path::Path;
 
 use arrow_array::{Array, StringArray};
 use driftline_lake::{Compression, Lake};
-use driftline_pipeline::function::{events_of, handle_payload};
+use driftline_pipeline::function::{events_of, handle_payload, DeadLetters};
 use driftline_pipeline::mapping::Delivery;
 use driftline_pipeline::PipelineConfig;
 use serde_json::{json, Value};
@@ -115,7 +115,7 @@ async fn a_refused_record_is_reported_and_retried_from_and_nothing_is_delivered_
     let (answer, report) = handle_payload(
         &processor,
         &delivery,
-        None,
+        DeadLetters::Refuse,
         "events",
         &payload("kinesis.json"),
     )
@@ -130,24 +130,36 @@ async fn a_refused_record_is_reported_and_retried_from_and_nothing_is_delivered_
     handle_payload(
         &processor,
         &delivery,
-        None,
+        DeadLetters::Refuse,
         "events",
         &payload("kinesis.json"),
     )
     .await
     .expect("retried");
     // ... then from the failed record, which fails again
-    let (answer, _) = handle_payload(&processor, &delivery, None, "events", &kinesis_subset(2..4))
-        .await
-        .expect("from the failure");
+    let (answer, _) = handle_payload(
+        &processor,
+        &delivery,
+        DeadLetters::Refuse,
+        "events",
+        &kinesis_subset(2..4),
+    )
+    .await
+    .expect("from the failure");
     assert_eq!(
         answer["batchItemFailures"][0]["itemIdentifier"],
         json!(seq(3))
     );
     // after its retries Lambda hands it to the on-failure destination and goes on
-    let (answer, _) = handle_payload(&processor, &delivery, None, "events", &kinesis_subset(3..4))
-        .await
-        .expect("past it");
+    let (answer, _) = handle_payload(
+        &processor,
+        &delivery,
+        DeadLetters::Refuse,
+        "events",
+        &kinesis_subset(3..4),
+    )
+    .await
+    .expect("past it");
     assert_eq!(answer, json!({"batchItemFailures": []}));
     assert_eq!(column(&lake, "events", "id").await, ["e1", "e2", "e4"]);
     // object names carry the 56-digit sequence numbers
@@ -162,7 +174,7 @@ async fn with_a_dead_letter_prefix_the_batch_succeeds_and_the_refused_record_is_
     let (answer, report) = handle_payload(
         &processor,
         &delivery,
-        Some("_dead_letters"),
+        DeadLetters::Lake("_dead_letters"),
         "events",
         &payload("kinesis.json"),
     )
@@ -198,7 +210,7 @@ async fn dynamodb_change_records_become_rows() {
     let (answer, report) = handle_payload(
         &processor,
         &delivery,
-        None,
+        DeadLetters::Refuse,
         "changes",
         &payload("dynamodb.json"),
     )

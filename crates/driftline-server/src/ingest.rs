@@ -14,7 +14,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use driftline_log::{shard_id, LogError, NewRecord, SequenceNumber};
+use driftline_log::writer::sequence_order;
+use driftline_log::{LogError, NewRecord, StreamWriter};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::json;
@@ -36,9 +37,16 @@ pub async fn ingest(
     Query(params): Query<IngestParams>,
     body: Bytes,
 ) -> Response {
-    let store = state.kinesis.store.clone();
+    let writer = match state.writer(&name) {
+        Ok(writer) => writer,
+        Err(error) => return error_response(error),
+    };
     let result = tokio::task::spawn_blocking(move || {
-        ingest_blocking(&store, &name, params.partition_key.as_deref(), &body)
+        Ok(ingest_blocking(
+            writer.as_ref(),
+            params.partition_key.as_deref(),
+            &body,
+        ))
     })
     .await;
     match result {
@@ -77,7 +85,7 @@ pub struct IngestSummary {
     pub failed: u64,
     pub rejects: Vec<(usize, String)>,
     /// shard -> (first, last) sequence number written
-    pub ranges: BTreeMap<u32, (SequenceNumber, SequenceNumber)>,
+    pub ranges: BTreeMap<String, (String, String)>,
 }
 
 impl IngestSummary {
@@ -87,8 +95,8 @@ impl IngestSummary {
             .iter()
             .map(|(shard, (first, last))| {
                 (
-                    shard_id(*shard),
-                    json!({"first_sequence_number": first.to_string(), "last_sequence_number": last.to_string()}),
+                    shard.clone(),
+                    json!({"first_sequence_number": first, "last_sequence_number": last}),
                 )
             })
             .collect();
@@ -103,15 +111,15 @@ impl IngestSummary {
     }
 }
 
+/// Writes the valid lines of `body` to `stream` (the embedded stream, or a
+/// Kinesis stream when the pipeline's stream lives there).
 pub fn ingest_blocking(
-    store: &driftline_log::LogStore,
-    name: &str,
+    stream: &dyn StreamWriter,
     key_field: Option<&str>,
     body: &[u8],
-) -> Result<IngestSummary, LogError> {
-    let stream = store.stream(name)?;
+) -> IngestSummary {
     let mut summary = IngestSummary {
-        stream: name.to_string(),
+        stream: stream.stream_name().to_string(),
         ..IngestSummary::default()
     };
     let mut chunk = Vec::with_capacity(CHUNK_LINES.min(4096));
@@ -151,26 +159,31 @@ pub fn ingest_blocking(
             }
         }
         if chunk.len() >= CHUNK_LINES {
-            write_chunk(&stream, std::mem::take(&mut chunk), &mut summary);
+            write_chunk(stream, std::mem::take(&mut chunk), &mut summary);
         }
     }
     if !chunk.is_empty() {
-        write_chunk(&stream, chunk, &mut summary);
+        write_chunk(stream, chunk, &mut summary);
     }
-    Ok(summary)
+    summary
 }
 
-fn write_chunk(stream: &driftline_log::Stream, chunk: Vec<NewRecord>, summary: &mut IngestSummary) {
-    for result in stream.put(chunk, driftline_log::now_ms()) {
+fn write_chunk(stream: &dyn StreamWriter, chunk: Vec<NewRecord>, summary: &mut IngestSummary) {
+    for result in stream.put_records(chunk) {
         match result {
             Ok(position) => {
                 summary.written += 1;
+                let sequence = position.sequence_number;
                 let range = summary
                     .ranges
-                    .entry(position.shard_index)
-                    .or_insert((position.sequence_number, position.sequence_number));
-                range.0 = range.0.min(position.sequence_number);
-                range.1 = range.1.max(position.sequence_number);
+                    .entry(position.shard)
+                    .or_insert_with(|| (sequence.clone(), sequence.clone()));
+                if sequence_order(&sequence, &range.0).is_lt() {
+                    range.0 = sequence.clone();
+                }
+                if sequence_order(&sequence, &range.1).is_gt() {
+                    range.1 = sequence;
+                }
             }
             Err(error) => {
                 summary.failed += 1;
@@ -315,17 +328,14 @@ mod tests {
             .expect("create");
         let huge = format!("{{\"user\":\"x\",\"pad\":\"{}\"}}", "y".repeat(1024 * 1024));
         let body = format!("{{\"user\":\"a\"}}\n{huge}\n\n{{oops\n{{\"user\":\"b\"}}\r\n");
-        let summary = ingest_blocking(&store, "s", Some("user"), body.as_bytes()).expect("ingest");
+        let stream = store.stream("s").expect("stream");
+        let summary = ingest_blocking(stream.as_ref(), Some("user"), body.as_bytes());
         assert_eq!(summary.written, 2);
         assert_eq!(summary.rejected, 2);
         let lines: Vec<usize> = summary.rejects.iter().map(|(line, _)| *line).collect();
         assert_eq!(lines, vec![2, 4]);
         assert!(summary.rejects[0].1.contains("at most"));
-        let stored = store.stream("s").expect("stream").read_all().expect("read");
+        let stored = stream.read_all().expect("read");
         assert_eq!(stored.len(), 2);
-        assert!(matches!(
-            ingest_blocking(&store, "missing", None, b"{}"),
-            Err(LogError::StreamNotFound(_))
-        ));
     }
 }

@@ -5,6 +5,7 @@ pub mod ingest;
 pub mod kinesis;
 pub mod models;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use driftline_log::{LogConfig, LogStore};
+use driftline_log::{LogConfig, LogStore, StreamWriter};
 
 use kinesis::iterator::IteratorSigner;
 use kinesis::KinesisState;
@@ -28,6 +29,33 @@ pub struct AppState {
     pub kinesis: Arc<KinesisState>,
     /// The models served by the prediction API (none for a bare stream server).
     pub models: models::Models,
+    /// Streams that live elsewhere (a pipeline's `kinesis://` streams), by
+    /// their pipeline name: the NDJSON ingest writes to them there.
+    pub remote_streams: std::sync::RwLock<HashMap<String, Arc<dyn StreamWriter>>>,
+}
+
+impl AppState {
+    /// Where the NDJSON ingest of stream `name` writes.
+    pub fn writer(&self, name: &str) -> Result<Arc<dyn StreamWriter>, driftline_log::LogError> {
+        let remote = self
+            .remote_streams
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        match remote {
+            Some(writer) => Ok(writer),
+            None => Ok(self.kinesis.store.stream(name)?),
+        }
+    }
+
+    /// Makes the ingest of stream `name` write to `writer`.
+    pub fn add_remote_stream(&self, name: &str, writer: Arc<dyn StreamWriter>) {
+        self.remote_streams
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_string(), writer);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +89,7 @@ pub fn open_state(
     })?;
     Ok(Arc::new(AppState {
         models: models::Models::default(),
+        remote_streams: Default::default(),
         kinesis: Arc::new(KinesisState {
             store,
             signer,

@@ -100,25 +100,38 @@ pub fn template(config: &PipelineConfig, name: &str) -> anyhow::Result<Value> {
     );
 
     // The declared streams, and those each model makes for itself.
-    let streams: Vec<(String, u32)> = config
+    // A stream the pipeline puts on `kinesis://NAME` gets that name, so that
+    // `driftline run` finds it; the others are named after the stack.
+    let streams: Vec<(String, u32, Option<String>)> = config
         .streams
         .iter()
-        .map(|s| (s.name.get_ref().clone(), s.shards))
-        .chain(
-            config
-                .models
-                .iter()
-                .flat_map(|m| [(m.predictions_stream(), 1), (m.joined_stream(), 2)]),
-        )
+        .map(|s| {
+            let kinesis = s.kinesis().map(str::to_string);
+            (s.name.get_ref().clone(), s.shards, kinesis)
+        })
+        .chain(config.models.iter().flat_map(|m| {
+            [
+                (
+                    m.predictions_stream(),
+                    1,
+                    m.prediction_log_stream().map(str::to_string),
+                ),
+                (m.joined_stream(), 2, None),
+            ]
+        }))
         .collect();
-    for (stream, shards) in &streams {
+    for (stream, shards, kinesis) in &streams {
         let id = claim(format!("{}Stream", logical(stream)))?;
+        let name = match kinesis {
+            Some(kinesis) => json!(kinesis),
+            None => json!({"Fn::Sub": format!("${{AWS::StackName}}-{stream}")}),
+        };
         resources.insert(
             id.clone(),
             json!({
                 "Type": "AWS::Kinesis::Stream",
                 "Properties": {
-                    "Name": {"Fn::Sub": format!("${{AWS::StackName}}-{stream}")},
+                    "Name": name,
                     "ShardCount": shards,
                     "RetentionPeriodHours": 24,
                     "StreamEncryption": {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}

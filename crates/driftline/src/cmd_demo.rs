@@ -246,7 +246,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let baseline = artifact::load(&registry.artifact(&registry.champion().await?.context("bootstrap made a champion")?.record).await?)?;
         println!("  model    v{} ({}) trained on {BOOTSTRAP} labelled transactions", first.version, args.learner);
         let predictions = store.stream("predictions")?;
-        let service = ModelService::new("fraud", lifecycle, 2, registry.clone(), first, Some(predictions));
+        let service = ModelService::new("fraud", lifecycle, 2, registry.clone(), first, Some(predictions as std::sync::Arc<dyn driftline_log::StreamWriter>));
         state.models.add(service.clone());
 
         service.log_joined_to(store.stream("fraud-joined")?);
@@ -254,7 +254,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         service.train_from(TrainingSource::new(lake.clone(), "fraud_joined", store.stream("fraud-joined")?));
         // the lake delivery of the transactions and of the joined examples
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stages = crate::cmd_run::start_stages(&config, &store, &lake, None, &stop_rx)?;
+        let streams = crate::pipeline_streams::PipelineStreams::embedded(store.clone());
+        let stages = crate::cmd_run::start_stages(&config, &streams, &lake, None, &stop_rx)?;
         let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(driftline_server::serve(state, listener, async move {
             let _ = server_stopped.await;

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use driftline_lake::Lake;
-use driftline_log::Stream;
-use driftline_log::{Durability, LogConfig};
+use driftline_log::{Durability, LogConfig, StreamWriter};
 use driftline_pipeline::landing::{run_landing, Landing};
 use driftline_pipeline::mapping::Delivery;
 use driftline_pipeline::transform::JqTransform;
 use driftline_pipeline::{run_mapping, Mapping, MappingStats, PipelineConfig, SchemaProcessor};
+
+use crate::pipeline_streams::PipelineStreams;
 
 #[derive(clap::Args)]
 pub struct ValidateArgs {
@@ -81,10 +82,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let state = driftline_server::open_state(&args.data_dir, log_config)
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
     let store = state.kinesis.store.clone();
-    for stream in &config.streams {
-        crate::run_models::stream_or_create(&store, stream.name.get_ref(), stream.shards)?;
-    }
     crate::listen::runtime()?.block_on(async move {
+        let streams = PipelineStreams::open(&config, store).await?;
+        // The NDJSON ingest of a stream on Kinesis puts there.
+        for (name, writer) in streams.remote_writers()? {
+            state.add_remote_stream(&name, writer);
+        }
         let (listener, addr) = crate::listen::bind(args.listen).await?;
         println!(
             "driftline running {} on http://{addr} (streams in {}, lake {lake_url})",
@@ -94,7 +97,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         std::io::stdout().flush()?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (bus, _) = tokio::sync::broadcast::channel(1024);
-        let mut mappings = start_stages(&config, &store, &lake, Some(bus.clone()), &stop_rx)?;
+        let mut mappings = start_stages(&config, &streams, &lake, Some(bus.clone()), &stop_rx)?;
         let models = state.models.clone();
         let on_ready: crate::run_models::OnReady = Arc::new(move |service| {
             let name = service.name().to_string();
@@ -105,7 +108,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             models.add(service);
         });
         let mut model_stages =
-            crate::run_models::start_models(&config, &store, &lake, &stop_rx, on_ready).await?;
+            crate::run_models::start_models(&config, &streams, &lake, &stop_rx, on_ready).await?;
         mappings.append(&mut model_stages);
         let names_and_stats: Vec<(String, Arc<MappingStats>)> = mappings
             .iter()
@@ -175,7 +178,7 @@ pub type Stage = (
 /// landing source of a validated pipeline, delivering to `lake`.
 pub fn start_stages(
     config: &PipelineConfig,
-    store: &driftline_log::LogStore,
+    streams: &PipelineStreams,
     lake: &Lake,
     bus: Option<tokio::sync::broadcast::Sender<driftline_lake::WrittenObject>>,
     stop: &tokio::sync::watch::Receiver<bool>,
@@ -187,7 +190,7 @@ pub fn start_stages(
                    transform: Result<Option<JqTransform>, String>,
                    table: &str,
                    on_failure: Option<&str>|
-     -> anyhow::Result<(Arc<SchemaProcessor>, Delivery, Option<Arc<Stream>>)> {
+     -> anyhow::Result<Parts> {
         let (processor, schema) = config
             .schema_processor(schema, transform)
             .map_err(anyhow::Error::msg)?;
@@ -200,11 +203,14 @@ pub fn start_stages(
             max_buffer_bytes: lake_config.max_buffer_bytes,
             bus: bus.clone(),
         };
-        let dead_letters = on_failure.map(|name| store.stream(name)).transpose()?;
+        let dead_letters = on_failure.map(|name| streams.writer(name)).transpose()?;
         Ok((Arc::new(processor), delivery, dead_letters))
     };
     let mut stages = Vec::new();
     for processor in &config.processors {
+        if streams.kinesis_name(processor.stream.get_ref()).is_some() {
+            continue; // read by the lease loop (`aws_stream_stages`)
+        }
         let (schema_processor, delivery, dead_letters) = outputs(
             processor.schema.get_ref(),
             processor.compiled_transform(),
@@ -213,7 +219,7 @@ pub fn start_stages(
         )?;
         let stats = Arc::new(MappingStats::default());
         let mapping = Mapping {
-            stream: store.stream(processor.stream.get_ref())?,
+            stream: streams.store().stream(processor.stream.get_ref())?,
             dead_letters,
             processor: schema_processor,
             config: processor.clone(),
@@ -253,24 +259,28 @@ pub fn start_stages(
         let task = tokio::spawn(run_landing(landing, stop.clone()));
         stages.push((source.name.get_ref().clone(), stats, task));
     }
-    stages.extend(aws_stream_stages(config, &outputs, stop)?);
+    stages.extend(aws_stream_stages(config, streams, &outputs, stop)?);
     Ok(stages)
 }
 
+/// A source's processor, its delivery and its on-failure stream.
+type Parts = (
+    Arc<SchemaProcessor>,
+    Delivery,
+    Option<Arc<dyn StreamWriter>>,
+);
+
 /// What a source runs and where its rows go: from its schema, transform,
 /// lake table and dead-letter stream.
-type Outputs<'a> = dyn Fn(
-        &str,
-        Result<Option<JqTransform>, String>,
-        &str,
-        Option<&str>,
-    ) -> anyhow::Result<(Arc<SchemaProcessor>, Delivery, Option<Arc<Stream>>)>
+type Outputs<'a> = dyn Fn(&str, Result<Option<JqTransform>, String>, &str, Option<&str>) -> anyhow::Result<Parts>
     + 'a;
 
-/// Starts every DynamoDB Streams and Kinesis source.
+/// Starts every DynamoDB Streams and Kinesis source, and every processor
+/// of a stream on Kinesis.
 #[cfg(feature = "aws")]
 fn aws_stream_stages(
     config: &PipelineConfig,
+    streams: &PipelineStreams,
     outputs: &Outputs<'_>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<Stage>> {
@@ -292,6 +302,8 @@ fn aws_stream_stages(
         poll_ms: u64,
         batch_size: u32,
         service: Service,
+        /// The on-failure stream, if not the lake's `_dead_letters/`.
+        on_failure: Option<&'a str>,
     }
     let dynamodb = config.dynamodb.iter().map(|s| Source {
         kind: "dynamodb",
@@ -303,6 +315,7 @@ fn aws_stream_stages(
         poll_ms: s.poll_ms,
         batch_size: *s.batch_size.get_ref(),
         service: Service::Dynamodb(s.stream_arn.get_ref().clone()),
+        on_failure: None,
     });
     let kinesis = config.kinesis.iter().map(|s| Source {
         kind: "kinesis",
@@ -314,11 +327,32 @@ fn aws_stream_stages(
         poll_ms: s.poll_ms,
         batch_size: *s.batch_size.get_ref(),
         service: Service::Kinesis(s.stream.get_ref().clone()),
+        on_failure: None,
+    });
+    // Knobs without a meaning here are refused by validation.
+    let processors = config.processors.iter().filter_map(|p| {
+        let kinesis = streams.kinesis_name(p.stream.get_ref())?;
+        Some(Source {
+            kind: "kinesis",
+            name: p.name.get_ref(),
+            schema: p.schema.get_ref(),
+            transform: p.compiled_transform(),
+            table: p.table(),
+            starting_position: p.starting_position,
+            poll_ms: p.maximum_batching_window_ms,
+            batch_size: u32::try_from(p.batch_size).unwrap_or(10_000),
+            service: Service::Kinesis(kinesis.to_string()),
+            on_failure: p.on_failure.as_ref().map(|s| s.get_ref().as_str()),
+        })
     });
     let mut stages = Vec::new();
-    for source in dynamodb.chain(kinesis) {
-        let (processor, delivery, _) =
-            outputs(source.schema, source.transform, source.table, None)?;
+    for source in dynamodb.chain(kinesis).chain(processors) {
+        let (processor, delivery, dead_letters) = outputs(
+            source.schema,
+            source.transform,
+            source.table,
+            source.on_failure,
+        )?;
         let stats = Arc::new(MappingStats::default());
         let reader = SourceParts {
             kind: source.kind,
@@ -327,6 +361,7 @@ fn aws_stream_stages(
             poll: Duration::from_millis(source.poll_ms.max(10)),
             processor,
             delivery,
+            dead_letters,
             stats: stats.clone(),
         };
         let (service, stop, batch_size) = (source.service, stop.clone(), source.batch_size);
@@ -370,6 +405,7 @@ fn aws_stream_stages(
 #[cfg(not(feature = "aws"))]
 fn aws_stream_stages(
     config: &PipelineConfig,
+    _streams: &PipelineStreams,
     _outputs: &Outputs<'_>,
     _stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<Stage>> {

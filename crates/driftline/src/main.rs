@@ -22,16 +22,21 @@ mod dynamodb_source;
 mod emf_report;
 #[cfg(feature = "aws")]
 mod kinesis_source;
+#[cfg(feature = "aws")]
+mod kinesis_writer;
 mod lambda_zip;
 #[cfg(feature = "aws")]
 mod leases;
 mod listen;
+mod pipeline_streams;
 mod report;
 mod run_models;
 #[cfg(feature = "aws")]
 mod s3_notifications;
 #[cfg(feature = "aws")]
 mod sharded_source;
+#[cfg(test)]
+mod writer_conformance;
 
 use clap::{Parser, Subcommand};
 

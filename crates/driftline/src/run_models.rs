@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use driftline_lake::{Lake, Registry};
-use driftline_log::{LogStore, Stream, StreamSpec};
+use driftline_log::{LogStore, Stream, StreamSpec, StreamWriter};
 use driftline_ml::features::Encoder;
 use driftline_pipeline::config::ProcessorConfig;
 use driftline_pipeline::labels::LabelProcessor;
@@ -19,6 +19,7 @@ use driftline_pipeline::training::{joined_processor, joined_schema, TrainingSour
 use driftline_pipeline::{run_mapping, Mapping, MappingStats, PipelineConfig, Processor};
 
 use crate::cmd_run::Stage;
+use crate::pipeline_streams::PipelineStreams;
 
 /// The stream `name`, created with `shards` shards if it does not exist yet.
 pub fn stream_or_create(store: &LogStore, name: &str, shards: u32) -> anyhow::Result<Arc<Stream>> {
@@ -44,14 +45,14 @@ pub type OnReady = Arc<dyn Fn(Arc<ModelService>) + Send + Sync>;
 /// two seconds). Returns the stages that feed the models.
 pub async fn start_models(
     config: &PipelineConfig,
-    store: &LogStore,
+    streams: &PipelineStreams,
     lake: &Lake,
     stop: &tokio::sync::watch::Receiver<bool>,
     on_ready: OnReady,
 ) -> anyhow::Result<Vec<Stage>> {
     let mut stages = Vec::new();
     for model in &config.models {
-        let model_stages = start_model(config, model, store, lake, stop, on_ready.clone())
+        let model_stages = start_model(config, model, streams, lake, stop, on_ready.clone())
             .await
             .with_context(|| format!("model {}", model.name()))?;
         stages.extend(model_stages);
@@ -99,7 +100,7 @@ async fn bootstrap(
 async fn start_model(
     config: &PipelineConfig,
     model: &ModelConfig,
-    store: &LogStore,
+    streams: &PipelineStreams,
     lake: &Lake,
     stop: &tokio::sync::watch::Receiver<bool>,
     on_ready: OnReady,
@@ -123,7 +124,11 @@ async fn start_model(
             features
         );
     }
-    let predictions = stream_or_create(store, &model.predictions_stream(), 1)?;
+    let store = streams.store();
+    let predictions: Arc<dyn StreamWriter> = match model.prediction_log_stream() {
+        Some(kinesis) => streams.kinesis_writer(&model.predictions_stream(), kinesis)?,
+        None => stream_or_create(store, &model.predictions_stream(), 1)?,
+    };
     let joined = stream_or_create(store, &model.joined_stream(), 2)?;
     let labels = model
         .labels
@@ -205,7 +210,7 @@ async fn start_model(
                 champion,
                 Some(predictions),
             );
-            service.log_joined_to(joined.clone());
+            service.log_joined_to(joined.clone() as Arc<dyn StreamWriter>);
             service.train_from(TrainingSource::new(
                 lake.clone(),
                 &model.joined_table(),

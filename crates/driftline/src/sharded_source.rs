@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use driftline_lake::{Lake, Position};
+use driftline_log::StreamWriter;
 use driftline_pipeline::config::StartingPosition;
-use driftline_pipeline::function::handle_batch;
+use driftline_pipeline::function::{handle_batch, DeadLetters};
 use driftline_pipeline::mapping::Delivery;
 use driftline_pipeline::{Event, MappingStats, Processor};
 
@@ -67,6 +68,9 @@ pub struct SourceParts {
     pub poll: Duration,
     pub processor: Arc<dyn Processor>,
     pub delivery: Delivery,
+    /// The on-failure stream; without one, refused records are kept in the
+    /// lake under `_dead_letters/NAME/`.
+    pub dead_letters: Option<Arc<dyn StreamWriter>>,
     pub stats: Arc<MappingStats>,
 }
 
@@ -256,11 +260,14 @@ async fn read_shard(
             .stats
             .records_in
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        // handle_batch files them under `_dead_letters/NAME/`.
+        let dead_letters = match &source.dead_letters {
+            Some(stream) => DeadLetters::Stream(stream.as_ref()),
+            None => DeadLetters::Lake("_dead_letters"),
+        };
         let report = handle_batch(
             source.processor.as_ref(),
             &source.delivery,
-            Some("_dead_letters"),
+            dead_letters,
             &source.name,
             &events,
         )

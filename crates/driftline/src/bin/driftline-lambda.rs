@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use driftline_lake::Lake;
-use driftline_pipeline::function::handle_payload;
+use driftline_pipeline::function::{handle_payload, DeadLetters};
 use driftline_pipeline::mapping::Delivery;
 use driftline_pipeline::{PipelineConfig, SchemaProcessor};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -81,7 +81,10 @@ async fn main() -> Result<(), Error> {
             let (answer, report) = handle_payload(
                 &function.processor,
                 &function.delivery,
-                function.dead_letters.as_deref(),
+                function
+                    .dead_letters
+                    .as_deref()
+                    .map_or(DeadLetters::Refuse, DeadLetters::Lake),
                 &function.consumer,
                 &event.payload,
             )

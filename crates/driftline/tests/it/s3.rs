@@ -524,3 +524,102 @@ fn two_processes_share_the_shards_of_a_kinesis_stream_without_overlap() {
     assert_eq!(rows.len(), 800, "distinct records");
     assert!(rows.values().all(|n| *n == 1), "a record landed twice");
 }
+
+/// The quickstart with only its urls changed (`examples/aws.toml`): stream
+/// `events` and its dead-letter stream on Kinesis, the lake on S3. NDJSON
+/// posted to `driftline run` is put on Kinesis, read back through leases
+/// and lands once per record; the record that does not fit goes to the
+/// Kinesis dead-letter stream with its reason.
+#[test]
+fn the_quickstart_with_its_streams_on_kinesis_lands_each_record_once() {
+    let moto = Moto::start();
+    boto3(
+        &moto,
+        "s3.create_bucket(Bucket='lake')\n\
+         k = boto3.client('kinesis', **kw)\n\
+         k.create_stream(StreamName='events', ShardCount=4)\n\
+         k.create_stream(StreamName='events-dlq', ShardCount=1)",
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/aws.toml");
+    let mut server = moto.run(&example, &dir.path().join("data"));
+    let mut lines: Vec<String> = (0..3000)
+        .map(|i| {
+            json!({"id": format!("e{i}"), "user": format!("u{}", i % 7),
+                "amount": i as f64, "ts": "2026-11-25T10:00:00Z"})
+            .to_string()
+        })
+        .collect();
+    lines.insert(10, "{not json".into());
+    lines.insert(
+        20,
+        r#"{"id": "bad", "user": "u1", "amount": "lots", "ts": "2026-11-25T10:00:00Z"}"#.into(),
+    );
+    let mut response = crate::util::agent()
+        .post(format!(
+            "{}/v1/streams/events/records?partition_key=user",
+            server.endpoint
+        ))
+        .send(lines.join("\n"))
+        .expect("ingest");
+    let answer: serde_json::Value =
+        serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("json");
+    assert_eq!(
+        (answer["records"].clone(), answer["rejected"].clone()),
+        (json!(3001), json!(1)),
+        "{answer}"
+    );
+    assert_eq!(answer["errors"][0]["line"], json!(11), "{answer}");
+    // Kinesis' own shard ids: the records are on Kinesis, not in the embedded stream
+    let shards = answer["shards"].as_object().expect("shards");
+    assert!(shards.keys().all(|s| s.starts_with("shardId-")), "{answer}");
+    let on_kinesis = boto3(
+        &moto,
+        "k = boto3.client('kinesis', **kw)\n\
+         n = 0\n\
+         for s in k.list_shards(StreamName='events')['Shards']:\n    \
+             it = k.get_shard_iterator(StreamName='events', ShardId=s['ShardId'], ShardIteratorType='TRIM_HORIZON')['ShardIterator']\n    \
+             n += len(k.get_records(ShardIterator=it, Limit=10000)['Records'])\n\
+         print(n)",
+    );
+    assert_eq!(on_kinesis, "3001");
+
+    let runtime = crate::util::runtime();
+    let lake = moto.lake();
+    let rows = wait_rows(&lake, &runtime, "events", 3000);
+    let letters = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let letters = boto3(
+                &moto,
+                "k = boto3.client('kinesis', **kw)\n\
+                 it = k.get_shard_iterator(StreamName='events-dlq', ShardId='shardId-000000000000', ShardIteratorType='TRIM_HORIZON')['ShardIterator']\n\
+                 for r in k.get_records(ShardIterator=it)['Records']: print(r['Data'].decode())",
+            );
+            if !letters.is_empty() || Instant::now() > deadline {
+                break letters;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    stop(&mut server);
+    assert_eq!(rows.len(), 3000, "distinct rows");
+    assert!(rows.values().all(|n| *n == 1), "a row appears twice");
+    let letters: Vec<serde_json::Value> = letters
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("letter"))
+        .collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("amount")),
+        "{letters:?}"
+    );
+    assert_eq!(letters[0]["processor"], json!("events"));
+    // the shards were read through leases in the lake, and released on the stop
+    let leases = runtime
+        .block_on(lake.list("_leases/kinesis/events/"))
+        .expect("leases");
+    assert!(!leases.is_empty());
+}
