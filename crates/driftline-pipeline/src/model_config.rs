@@ -51,6 +51,92 @@ pub struct ModelConfig {
     pub retrain: RetrainConfig,
     #[serde(default)]
     pub promotion: PromotionConfig,
+    /// The registry mirrored to SageMaker (aws feature).
+    pub sagemaker: Option<SagemakerConfig>,
+}
+
+/// SageMaker beside the registry: every version becomes a model package
+/// (approved when it is champion, rejected when refused), an endpoint
+/// follows the champion, and retrains can run as training jobs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SagemakerConfig {
+    /// The image with the driftline binary (the repository's Dockerfile),
+    /// for training jobs and endpoints.
+    pub image: Spanned<String>,
+    /// The execution role SageMaker assumes.
+    pub role_arn: Spanned<String>,
+    /// The model package group (default: the model's name).
+    pub model_package_group: Option<Spanned<String>>,
+    /// An endpoint serving the champion: created, then updated on each promotion.
+    pub endpoint: Option<Spanned<String>>,
+    #[serde(default = "default_instance_type")]
+    pub instance_type: String,
+    /// Retrains run as SageMaker training jobs instead of in this process.
+    #[serde(default)]
+    pub train: bool,
+    #[serde(default = "default_instance_type")]
+    pub training_instance_type: String,
+    /// A training job's time limit.
+    #[serde(default = "default_max_runtime")]
+    pub max_runtime_seconds: u64,
+}
+
+fn default_instance_type() -> String {
+    "ml.m5.large".into()
+}
+
+fn default_max_runtime() -> u64 {
+    3600
+}
+
+impl SagemakerConfig {
+    pub fn model_package_group<'a>(&'a self, model: &'a str) -> &'a str {
+        self.model_package_group
+            .as_ref()
+            .map_or(model, |g| g.get_ref().as_str())
+    }
+
+    fn check(&self, model: &str) -> Result<(), (usize, String)> {
+        let role = &self.role_arn;
+        if !(role.get_ref().starts_with("arn:aws") && role.get_ref().contains(":role/")) {
+            return Err((
+                role.span().start,
+                format!(
+                    "role_arn must be an IAM role's ARN (arn:aws:iam::ACCOUNT:role/NAME), not {:?}",
+                    role.get_ref()
+                ),
+            ));
+        }
+        if self.image.get_ref().trim().is_empty() {
+            return Err((
+                self.image.span().start,
+                "image must name a container image".into(),
+            ));
+        }
+        // SageMaker names: 1-63 of a-z, A-Z, 0-9 and -, not starting with -.
+        let names = [(
+            self.model_package_group.as_ref().map(|g| g.span().start),
+            self.model_package_group(model),
+        )];
+        let endpoint = self
+            .endpoint
+            .as_ref()
+            .map(|e| (Some(e.span().start), e.get_ref().as_str()));
+        for (at, name) in names.into_iter().chain(endpoint) {
+            let ok = !name.is_empty()
+                && name.len() <= 63
+                && !name.starts_with('-')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !ok {
+                return Err((
+                    at.unwrap_or(0),
+                    format!("{name:?} is not a SageMaker name (1-63 of a-z, A-Z, 0-9 and -)"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn two() -> usize {
@@ -247,6 +333,9 @@ impl ModelConfig {
 
     /// Checks what needs no other section: names, features, the lifecycle.
     pub fn check(&self) -> Result<(), (usize, String)> {
+        if let Some(sagemaker) = &self.sagemaker {
+            sagemaker.check(self.name())?;
+        }
         let name = self.name();
         if name.is_empty()
             || name.len() > 100

@@ -3,6 +3,8 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[cfg(feature = "aws")]
+mod aws_json;
 mod cfn;
 mod client;
 mod cmd_aws;
@@ -33,6 +35,8 @@ mod report;
 mod run_models;
 #[cfg(feature = "aws")]
 mod s3_notifications;
+#[cfg(feature = "aws")]
+mod sagemaker_mirror;
 #[cfg(feature = "aws")]
 mod sharded_source;
 #[cfg(test)]

@@ -173,6 +173,19 @@ async fn start_model(
         tokio::spawn(run_mapping(joined_mapping, stop.clone())),
     ));
 
+    if let Some(sagemaker) = &model.sagemaker {
+        stages.push(
+            sagemaker_mirror(
+                model,
+                sagemaker.clone(),
+                registry.clone(),
+                lake.clone(),
+                stop.clone(),
+            )
+            .await?,
+        );
+    }
+
     let labels_stats = Arc::new(MappingStats::default());
     let serve = {
         let (model, lake, stop, labels_stats) = (
@@ -234,6 +247,42 @@ async fn start_model(
     };
     stages.push((model.labels_consumer(), labels_stats, tokio::spawn(serve)));
     Ok(stages)
+}
+
+/// The stage that mirrors a model's registry to SageMaker.
+#[cfg(feature = "aws")]
+async fn sagemaker_mirror(
+    model: &ModelConfig,
+    config: driftline_pipeline::model_config::SagemakerConfig,
+    registry: Registry,
+    lake: Lake,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Stage> {
+    let api = crate::aws_json::AwsJson::sagemaker().await?;
+    let mirror = crate::sagemaker_mirror::Mirror::new(api, registry, lake, model.name(), config)?;
+    let task = tokio::spawn(async move {
+        mirror.run(stop).await;
+        Ok(())
+    });
+    Ok((
+        format!("{}-sagemaker", model.name()),
+        Arc::new(MappingStats::default()),
+        task,
+    ))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn sagemaker_mirror(
+    model: &ModelConfig,
+    _config: driftline_pipeline::model_config::SagemakerConfig,
+    _registry: Registry,
+    _lake: Lake,
+    _stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Stage> {
+    anyhow::bail!(
+        "model {} mirrors to SageMaker: that needs driftline built with the aws feature",
+        model.name()
+    )
 }
 
 async fn wait_for_stop(mut stop: tokio::sync::watch::Receiver<bool>) {

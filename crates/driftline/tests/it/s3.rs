@@ -623,3 +623,107 @@ fn the_quickstart_with_its_streams_on_kinesis_lands_each_record_once() {
         .expect("leases");
     assert!(!leases.is_empty());
 }
+
+/// A model on AWS: its first version trains on history landed in the S3
+/// lake, its predictions are logged to a Kinesis stream, and its registry
+/// is mirrored to SageMaker (a model package, approved as champion, and an
+/// endpoint serving it), all on moto.
+#[test]
+fn a_model_logs_predictions_to_kinesis_and_mirrors_its_registry_to_sagemaker() {
+    let moto = Moto::start();
+    boto3(
+        &moto,
+        "s3.create_bucket(Bucket='lake')\n\
+         k = boto3.client('kinesis', **kw)\n\
+         k.create_stream(StreamName='fraud-predictions', ShardCount=1)",
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let pipeline = dir.path().join("model.toml");
+    let model = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/model.toml"),
+    )
+    .expect("example");
+    let model = model.replace(
+        "promotion = { mode = \"direct\", min_gain = 0.005 }",
+        "promotion = { mode = \"direct\", min_gain = 0.005 }\n\
+         prediction_log = \"kinesis://fraud-predictions\"\n\
+         sagemaker = { image = \"123456789012.dkr.ecr.us-east-1.amazonaws.com/driftline:1\", role_arn = \"arn:aws:iam::123456789012:role/fraud-sagemaker\", endpoint = \"fraud\" }",
+    );
+    std::fs::write(&pipeline, model).expect("pipeline");
+    let server = moto.run(&pipeline, &dir.path().join("data"));
+    let base = server.endpoint.clone();
+    let mut stream = driftline_ml::synth::FraudStream::new(5, 2000);
+    let history: String = stream
+        .by_ref()
+        .take(1000)
+        .map(|t| {
+            let mut event = t.features.clone();
+            event["fraud"] = json!(t.fraud);
+            format!("{event}\n")
+        })
+        .collect();
+    let mut response = crate::util::agent()
+        .post(format!("{base}/v1/streams/history/records"))
+        .send(history)
+        .expect("ingest");
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{:?}",
+        response.body_mut().read_to_string()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crate::util::call("GET", &format!("{base}/v1/models/fraud"), None).0 != 200 {
+        assert!(Instant::now() < deadline, "the first version never served");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let events: Vec<serde_json::Value> = stream.take(300).map(|t| t.features).collect();
+    let (status, answer) = crate::util::call(
+        "POST",
+        &format!("{base}/v1/models/fraud/predict"),
+        Some(json!({"instances": events})),
+    );
+    assert_eq!(status, 200, "{answer}");
+
+    // every prediction logged on Kinesis, with its request id
+    let script = "k = boto3.client('kinesis', **kw)\n\
+                  it = k.get_shard_iterator(StreamName='fraud-predictions', ShardId='shardId-000000000000', ShardIteratorType='TRIM_HORIZON')['ShardIterator']\n\
+                  import json\n\
+                  rs = k.get_records(ShardIterator=it, Limit=10000)['Records']\n\
+                  print(len(rs), sum(1 for r in rs if 'request_id' in json.loads(r['Data'])))";
+    let mut logged = String::new();
+    let mut mirrored = String::new();
+    while Instant::now() < deadline {
+        logged = boto3(&moto, script);
+        mirrored = boto3(
+            &moto,
+            "sm = boto3.client('sagemaker', **kw)\n\
+             ps = sm.list_model_packages(ModelPackageGroupName='fraud')['ModelPackageSummaryList']\n\
+             try:\n    e = sm.describe_endpoint(EndpointName='fraud')\n    ep = (e['EndpointStatus'], e['EndpointConfigName'])\n\
+             except Exception as x:\n    ep = None\n\
+             print([p['ModelApprovalStatus'] for p in ps], ep)",
+        );
+        if logged == "300 300" && mirrored.contains("InService") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(logged, "300 300");
+    assert_eq!(mirrored, "['Approved'] ('InService', 'fraud-v1-config')");
+    // the package's model is SageMaker's model.tar.gz beside the registry
+    let package = boto3(
+        &moto,
+        "import io, tarfile\n\
+         sm = boto3.client('sagemaker', **kw)\n\
+         arn = sm.list_model_packages(ModelPackageGroupName='fraud')['ModelPackageSummaryList'][0]['ModelPackageArn']\n\
+         c = sm.describe_model_package(ModelPackageName=arn)['InferenceSpecification']['Containers'][0]\n\
+         body = s3.get_object(Bucket='lake', Key=c['ModelDataUrl'].split('s3://lake/')[1])['Body'].read()\n\
+         print(c['ModelDataUrl'], sorted(tarfile.open(fileobj=io.BytesIO(body)).getnames()))",
+    );
+    assert_eq!(
+        package,
+        "s3://lake/prod/_sagemaker/fraud/v0000000001/model.tar.gz ['model.bin', 'model.json']"
+    );
+    let mut server = server;
+    stop(&mut server);
+}

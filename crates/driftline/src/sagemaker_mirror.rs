@@ -1,0 +1,390 @@
+//! The registry of a model mirrored to SageMaker (aws feature), for teams
+//! whose deployment tooling reads SageMaker's model registry and endpoints:
+//!
+//! - every version becomes a model package in the model's package group,
+//!   its artifact packed as SageMaker's `model.tar.gz` (`model.bin`,
+//!   `model.json`) beside the registry in the lake; its approval follows the
+//!   registry: `Approved` once champion, `Rejected` when refused, else
+//!   `PendingManualApproval`;
+//! - with an `endpoint`, each new champion gets a SageMaker model and an
+//!   endpoint configuration, and the endpoint is created or updated to it
+//!   (the image's `driftline sagemaker serve` answers there).
+//!
+//! The registry stays the source of truth: the mirror looks at it every two
+//! seconds and records what it did under `_sagemaker/MODEL/` in the lake, so
+//! a restart goes on where it stopped and nothing is mirrored twice.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use driftline_lake::{Lake, Registry, Status, VersionState};
+use driftline_pipeline::model_config::SagemakerConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::aws_json::AwsJson;
+
+/// What was mirrored of one version.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Mirrored {
+    model_package_arn: String,
+    approval: String,
+    model_data_url: String,
+}
+
+/// What the endpoint serves.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Deployed {
+    version: u64,
+    model_name: String,
+    endpoint_config: String,
+}
+
+pub struct Mirror {
+    api: AwsJson,
+    lake: Lake,
+    registry: Registry,
+    model: String,
+    config: SagemakerConfig,
+    group_ready: bool,
+}
+
+/// The package approval a registry status stands for; `None` keeps what a
+/// package has (an archived champion stays approved).
+fn approval(status: Status) -> Option<&'static str> {
+    match status {
+        Status::Champion => Some("Approved"),
+        Status::Rejected => Some("Rejected"),
+        Status::Archived => None,
+        Status::Candidate | Status::Shadow | Status::Canary => Some("PendingManualApproval"),
+    }
+}
+
+/// SageMaker's `model.tar.gz`: the artifact as `model.bin` and its description.
+pub fn model_tarball(artifact: &[u8], description: &Value) -> anyhow::Result<Vec<u8>> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let json = serde_json::to_vec_pretty(description)?;
+    for (name, bytes) in [("model.bin", artifact), ("model.json", json.as_slice())] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, bytes)?;
+    }
+    Ok(tar.into_inner()?.finish()?)
+}
+
+/// The `model.bin` of a `model.tar.gz`.
+#[cfg(test)]
+pub fn artifact_of_tarball(tarball: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tarball));
+    for entry in archive.entries().context("not a model.tar.gz")? {
+        let mut entry = entry.context("not a model.tar.gz")?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if path.trim_start_matches("./") == "model.bin" {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+            return Ok(bytes);
+        }
+    }
+    anyhow::bail!("the model.tar.gz holds no model.bin")
+}
+
+/// The `s3://` URI of a lake path, which SageMaker reads.
+pub fn s3_uri(lake: &Lake, path: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        lake.location().starts_with("s3://"),
+        "SageMaker reads models and data from S3: the lake {} is not an s3:// lake",
+        lake.location()
+    );
+    Ok(format!("{}/{path}", lake.location().trim_end_matches('/')))
+}
+
+impl Mirror {
+    pub fn new(
+        api: AwsJson,
+        registry: Registry,
+        lake: Lake,
+        model: &str,
+        config: SagemakerConfig,
+    ) -> anyhow::Result<Mirror> {
+        s3_uri(&lake, "")?;
+        Ok(Mirror {
+            api,
+            lake,
+            registry,
+            model: model.to_string(),
+            config,
+            group_ready: false,
+        })
+    }
+
+    fn state_path(&self, name: &str) -> String {
+        format!("_sagemaker/{}/{name}", self.model)
+    }
+
+    async fn read_state<T: for<'de> Deserialize<'de>>(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<Option<T>> {
+        match self.lake.read(&self.state_path(name)).await? {
+            Some(bytes) => {
+                Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                    format!("{} is not readable", self.state_path(name))
+                })?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn write_state(&self, name: &str, value: &impl Serialize) -> anyhow::Result<()> {
+        self.lake
+            .write(&self.state_path(name), serde_json::to_vec_pretty(value)?)
+            .await?;
+        Ok(())
+    }
+
+    /// Mirrors until `stop`, then once more.
+    pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let stopping = *stop.borrow();
+            if let Err(error) = self.turn().await {
+                tracing::warn!(model = %self.model, error = %format!("{error:#}"), "cannot mirror the registry to SageMaker; trying again");
+            }
+            if stopping {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// One look at the registry: new versions become packages, changed
+    /// statuses change approvals, a new champion goes to the endpoint.
+    pub async fn turn(&mut self) -> anyhow::Result<()> {
+        let versions = self.registry.versions().await?;
+        if versions.is_empty() {
+            return Ok(());
+        }
+        self.ensure_group().await?;
+        for version in &versions {
+            self.mirror_version(version).await?;
+        }
+        if self.config.endpoint.is_some() {
+            if let Some(champion) = versions.iter().find(|v| v.status == Status::Champion) {
+                self.deploy(champion).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_group(&mut self) -> anyhow::Result<()> {
+        if self.group_ready {
+            return Ok(());
+        }
+        let group = self.config.model_package_group(&self.model).to_string();
+        let described = self
+            .api
+            .call(
+                "DescribeModelPackageGroup",
+                &json!({"ModelPackageGroupName": group}),
+            )
+            .await;
+        if described.is_err() {
+            self.api
+                .call(
+                    "CreateModelPackageGroup",
+                    &json!({
+                        "ModelPackageGroupName": group,
+                        "ModelPackageGroupDescription": format!("driftline model {}", self.model),
+                    }),
+                )
+                .await?;
+        }
+        self.group_ready = true;
+        Ok(())
+    }
+
+    async fn mirror_version(&self, version: &VersionState) -> anyhow::Result<()> {
+        let number = version.record.version;
+        let name = format!("v{number:010}.json");
+        let mirrored: Option<Mirrored> = self.read_state(&name).await?;
+        let wanted = approval(version.status);
+        match mirrored {
+            None => {
+                let artifact = self.registry.artifact(&version.record).await?;
+                let description = json!({
+                    "model": self.model,
+                    "version": number,
+                    "learner": version.record.learner,
+                    "metrics": version.record.metrics,
+                });
+                let path = self.state_path(&format!("v{number:010}/model.tar.gz"));
+                self.lake
+                    .write(&path, model_tarball(&artifact, &description)?)
+                    .await?;
+                let model_data_url = s3_uri(&self.lake, &path)?;
+                let approval = wanted.unwrap_or("Approved");
+                let answer = self
+                    .api
+                    .call(
+                        "CreateModelPackage",
+                        &json!({
+                            "ModelPackageGroupName": self.config.model_package_group(&self.model),
+                            "ModelPackageDescription": format!("driftline {} v{number} ({})", self.model, version.record.learner),
+                            "ModelApprovalStatus": approval,
+                            "InferenceSpecification": {
+                                "Containers": [{"Image": self.config.image.get_ref(), "ModelDataUrl": model_data_url}],
+                                "SupportedContentTypes": ["application/json"],
+                                "SupportedResponseMIMETypes": ["application/json"],
+                            },
+                            "CustomerMetadataProperties": {
+                                "driftline_model": self.model,
+                                "driftline_version": number.to_string(),
+                            },
+                        }),
+                    )
+                    .await?;
+                let arn = answer["ModelPackageArn"]
+                    .as_str()
+                    .context("CreateModelPackage answered without ModelPackageArn")?;
+                tracing::info!(model = %self.model, version = number, package = arn, approval, "mirrored to a SageMaker model package");
+                let state = Mirrored {
+                    model_package_arn: arn.to_string(),
+                    approval: approval.to_string(),
+                    model_data_url,
+                };
+                self.write_state(&name, &state).await
+            }
+            Some(mut state) => match wanted {
+                Some(approval) if approval != state.approval => {
+                    self.api
+                        .call(
+                            "UpdateModelPackage",
+                            &json!({
+                                "ModelPackageArn": state.model_package_arn,
+                                "ModelApprovalStatus": approval,
+                            }),
+                        )
+                        .await?;
+                    state.approval = approval.to_string();
+                    self.write_state(&name, &state).await
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Points the endpoint at `champion` unless it serves it already.
+    async fn deploy(&self, champion: &VersionState) -> anyhow::Result<()> {
+        let Some(endpoint) = self.config.endpoint.as_ref().map(|e| e.get_ref().clone()) else {
+            return Ok(());
+        };
+        let number = champion.record.version;
+        let deployed: Deployed = self.read_state("endpoint.json").await?.unwrap_or_default();
+        if deployed.version == number && !deployed.endpoint_config.is_empty() {
+            return Ok(());
+        }
+        let mirrored: Mirrored = self
+            .read_state(&format!("v{number:010}.json"))
+            .await?
+            .context("the champion is not mirrored yet")?;
+        // Names of at most 63 characters, unique per version.
+        let base: String = format!("{endpoint}-v{number}");
+        let model_name = base.clone();
+        if self
+            .api
+            .call("DescribeModel", &json!({"ModelName": model_name}))
+            .await
+            .is_err()
+        {
+            self.api
+                .call(
+                    "CreateModel",
+                    &json!({
+                        "ModelName": model_name,
+                        "PrimaryContainer": {"Image": self.config.image.get_ref(), "ModelDataUrl": mirrored.model_data_url},
+                        "ExecutionRoleArn": self.config.role_arn.get_ref(),
+                    }),
+                )
+                .await?;
+        }
+        let endpoint_config = format!("{base}-config");
+        if self
+            .api
+            .call(
+                "DescribeEndpointConfig",
+                &json!({"EndpointConfigName": endpoint_config}),
+            )
+            .await
+            .is_err()
+        {
+            self.api
+                .call(
+                    "CreateEndpointConfig",
+                    &json!({
+                        "EndpointConfigName": endpoint_config,
+                        "ProductionVariants": [{
+                            "VariantName": format!("v{number}"),
+                            "ModelName": model_name,
+                            "InitialInstanceCount": 1,
+                            "InstanceType": self.config.instance_type,
+                        }],
+                    }),
+                )
+                .await?;
+        }
+        let exists = self
+            .api
+            .call("DescribeEndpoint", &json!({"EndpointName": endpoint}))
+            .await
+            .is_ok();
+        let operation = if exists {
+            "UpdateEndpoint"
+        } else {
+            "CreateEndpoint"
+        };
+        self.api
+            .call(
+                operation,
+                &json!({"EndpointName": endpoint, "EndpointConfigName": endpoint_config}),
+            )
+            .await?;
+        tracing::info!(model = %self.model, version = number, endpoint, operation, "the SageMaker endpoint follows the champion");
+        self.write_state(
+            "endpoint.json",
+            &Deployed {
+                version: number,
+                model_name,
+                endpoint_config,
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_tarball_holds_the_artifact_as_model_bin() {
+        let tarball = model_tarball(b"artifact bytes", &json!({"version": 3})).expect("tar");
+        assert_eq!(
+            artifact_of_tarball(&tarball).expect("model.bin"),
+            b"artifact bytes"
+        );
+        assert!(artifact_of_tarball(b"not gzip").is_err());
+    }
+
+    #[test]
+    fn approvals_follow_the_registry() {
+        assert_eq!(approval(Status::Champion), Some("Approved"));
+        assert_eq!(approval(Status::Rejected), Some("Rejected"));
+        assert_eq!(approval(Status::Candidate), Some("PendingManualApproval"));
+        assert_eq!(approval(Status::Archived), None);
+    }
+}
