@@ -13,6 +13,7 @@ pub mod mapping;
 pub mod model_config;
 mod online;
 pub mod processor;
+pub mod trainer;
 pub mod training;
 pub mod transform;
 

@@ -37,6 +37,7 @@ use driftline_ml::features::Encoder;
 use driftline_ml::learn::{artifact, classifier_by_name, Classifier};
 use serde::Serialize;
 
+use crate::trainer::{FitJob, InProcess, Trainer};
 use crate::training::{TrainingSet, TrainingSource};
 
 /// How a challenger that passed the gate reaches the traffic.
@@ -403,6 +404,8 @@ pub struct ModelService {
     joined_log: std::sync::OnceLock<std::sync::mpsc::SyncSender<NewRecord>>,
     /// Where retrains read their examples, if not from the in-memory window.
     training_source: std::sync::OnceLock<TrainingSource>,
+    /// Where challengers are fitted, if not in this process.
+    trainer: std::sync::OnceLock<Arc<dyn Trainer>>,
     online: std::sync::OnceLock<crate::online::OnlineLearner>,
     next_request: AtomicU64,
     runtime: tokio::runtime::Handle,
@@ -457,6 +460,7 @@ impl ModelService {
             log,
             joined_log: std::sync::OnceLock::new(),
             training_source: std::sync::OnceLock::new(),
+            trainer: std::sync::OnceLock::new(),
             online: std::sync::OnceLock::new(),
             next_request: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
@@ -589,6 +593,12 @@ impl ModelService {
     /// version) to `stream` from now on, for the lake to keep as training data.
     pub fn log_joined_to(&self, stream: Arc<dyn StreamWriter>) {
         let _ = self.joined_log.set(log_writer(stream));
+    }
+
+    /// Retrains fit their challengers with `trainer` (a SageMaker training
+    /// job, say) instead of in this process.
+    pub fn train_with(&self, trainer: Arc<dyn Trainer>) {
+        let _ = self.trainer.set(trainer);
     }
 
     /// Retrains read their examples from the lake table (and the stream) the
@@ -1239,22 +1249,30 @@ impl ModelService {
             tracing::warn!(model = %self.name, found = examples.len(), "too few joined examples to retrain on");
             return Ok(());
         }
-        let config = self.config.clone();
-        let n_classes = self.n_classes;
         let count = examples.len();
+        let holdout = ((count as f64 * self.config.holdout_fraction) as usize).max(1);
+        let (train, test) = examples.split_at(count - holdout);
+        let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = train.iter().cloned().unzip();
+        let trainer = self
+            .trainer
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(InProcess));
+        let job = FitJob {
+            model: self.name.clone(),
+            learner: self.config.learner.clone(),
+            seed: self.config.seed,
+            n_classes: self.n_classes,
+            width: champion.encoder.width(),
+            xs: xs.clone(),
+            ys,
+        };
+        let model = trainer.fit(job).await.map_err(|e| {
+            LifecycleError::Artifact(format!("{} training failed: {e}", trainer.place()))
+        })?;
+        let test = test.to_vec();
         let scored_champion = champion.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let holdout = ((count as f64 * config.holdout_fraction) as usize).max(1);
-            let (train, test) = examples.split_at(count - holdout);
-            let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = train.iter().cloned().unzip();
-            let mut model = classifier_by_name(
-                &config.learner,
-                scored_champion.encoder.width(),
-                n_classes,
-                config.seed,
-            )
-            .map_err(|e| LifecycleError::Artifact(e.to_string()))?;
-            model.fit(&xs, &ys);
             let (test_x, test_y): (Vec<Vec<f64>>, Vec<usize>) = test.iter().cloned().unzip();
             let started = Instant::now();
             let challenger_accuracy = accuracy(model.as_ref(), &test_x, &test_y);
@@ -1266,7 +1284,7 @@ impl ModelService {
                 challenger_accuracy,
                 champion_accuracy,
                 latency_us,
-                train.len(),
+                xs.len(),
                 holdout,
             ))
         })
@@ -1291,7 +1309,7 @@ impl ModelService {
             version: 0,
             parent: Some(champion.version),
             learner: self.config.learner.clone(),
-            parameters: serde_json::json!({"learner": self.config.learner, "seed": self.config.seed}),
+            parameters: serde_json::json!({"learner": self.config.learner, "seed": self.config.seed, "trained": trainer.place()}),
             training: TrainingData {
                 examples: trained_on,
                 window: format!(

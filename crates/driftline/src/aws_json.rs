@@ -53,7 +53,11 @@ impl AwsJson {
     /// credentials from the chain, `AWS_ENDPOINT_URL_SAGEMAKER` or
     /// `AWS_ENDPOINT_URL` to point elsewhere.
     pub async fn sagemaker() -> anyhow::Result<AwsJson> {
-        let config = aws_config::load_from_env().await;
+        AwsJson::sagemaker_with(&aws_config::load_from_env().await)
+    }
+
+    /// SageMaker's control plane as `config` (region, credentials, endpoint) says.
+    pub fn sagemaker_with(config: &aws_config::SdkConfig) -> anyhow::Result<AwsJson> {
         let region = config
             .region()
             .map(|r| r.as_ref().to_string())

@@ -3,7 +3,7 @@
 //!
 //! - `driftline sagemaker train` reads `ROOT/input/config/hyperparameters.json`
 //!   (all values strings, as SageMaker writes them: `target` (required),
-//!   `learner`, `seed`, `holdout_fraction`) and the training channel
+//!   `learner`, `seed`, `holdout_fraction`, `classes` (at least)) and the training channel
 //!   `ROOT/input/data/train/` (CSV, gzipped or not, or Parquet files), trains,
 //!   and writes `ROOT/model/model.bin` (the artifact with its encoder) and
 //!   `ROOT/model/model.json` (classes, features, metrics). On failure it writes
@@ -140,7 +140,13 @@ fn train(root: &Path) -> anyhow::Result<()> {
     let file = channel_file(&root.join("input/data/train"), scratch.path())?;
     let data = crate::dataset::load(&file, target)?;
     let rows = data.xs.len();
-    let classes = data.classes.len();
+    // At least `classes` classes: a window may lack the highest label.
+    let at_least: usize = hyperparameter(&parameters, "classes")
+        .map(str::parse)
+        .transpose()
+        .context("the hyperparameter \"classes\" must be a whole number")?
+        .unwrap_or(0);
+    let classes = data.classes.len().max(at_least);
     // Scored on the newest rows it did not train on, then trained on all.
     let cut = rows - ((rows as f64 * holdout) as usize).min(rows - 1);
     let fit = |xs: &[Vec<f64>], ys: &[usize]| -> anyhow::Result<_> {

@@ -38,7 +38,11 @@ mod s3_notifications;
 #[cfg(feature = "aws")]
 mod sagemaker_mirror;
 #[cfg(feature = "aws")]
+mod sagemaker_trainer;
+#[cfg(feature = "aws")]
 mod sharded_source;
+#[cfg(all(test, feature = "aws"))]
+mod test_moto;
 #[cfg(test)]
 mod writer_conformance;
 

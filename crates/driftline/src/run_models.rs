@@ -15,6 +15,7 @@ use driftline_pipeline::labels::LabelProcessor;
 use driftline_pipeline::lifecycle::{LifecycleConfig, ModelService, Served};
 use driftline_pipeline::mapping::Delivery;
 use driftline_pipeline::model_config::ModelConfig;
+use driftline_pipeline::trainer::Trainer;
 use driftline_pipeline::training::{joined_processor, joined_schema, TrainingSource};
 use driftline_pipeline::{run_mapping, Mapping, MappingStats, PipelineConfig, Processor};
 
@@ -173,6 +174,7 @@ async fn start_model(
         tokio::spawn(run_mapping(joined_mapping, stop.clone())),
     ));
 
+    let trainer = trainer(model, lake).await?;
     if let Some(sagemaker) = &model.sagemaker {
         stages.push(
             sagemaker_mirror(
@@ -224,6 +226,9 @@ async fn start_model(
                 Some(predictions),
             );
             service.log_joined_to(joined.clone() as Arc<dyn StreamWriter>);
+            if let Some(trainer) = trainer {
+                service.train_with(trainer);
+            }
             service.train_from(TrainingSource::new(
                 lake.clone(),
                 &model.joined_table(),
@@ -247,6 +252,34 @@ async fn start_model(
     };
     stages.push((model.labels_consumer(), labels_stats, tokio::spawn(serve)));
     Ok(stages)
+}
+
+/// Where a model's retrains are fitted when not in this process.
+#[cfg(feature = "aws")]
+async fn trainer(model: &ModelConfig, lake: &Lake) -> anyhow::Result<Option<Arc<dyn Trainer>>> {
+    match &model.sagemaker {
+        Some(sagemaker) if sagemaker.train => {
+            let api = crate::aws_json::AwsJson::sagemaker().await?;
+            let trainer = crate::sagemaker_trainer::SagemakerTrainer::new(
+                api,
+                lake.clone(),
+                sagemaker.clone(),
+            )?;
+            Ok(Some(Arc::new(trainer)))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+async fn trainer(model: &ModelConfig, _lake: &Lake) -> anyhow::Result<Option<Arc<dyn Trainer>>> {
+    match &model.sagemaker {
+        Some(sagemaker) if sagemaker.train => anyhow::bail!(
+            "model {} trains on SageMaker: that needs driftline built with the aws feature",
+            model.name()
+        ),
+        _ => Ok(None),
+    }
 }
 
 /// The stage that mirrors a model's registry to SageMaker.

@@ -76,7 +76,6 @@ pub fn model_tarball(artifact: &[u8], description: &Value) -> anyhow::Result<Vec
 }
 
 /// The `model.bin` of a `model.tar.gz`.
-#[cfg(test)]
 pub fn artifact_of_tarball(tarball: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tarball));
     for entry in archive.entries().context("not a model.tar.gz")? {

@@ -106,17 +106,9 @@ mod tests {
         use crate::sharded_source::ShardedStream;
         use driftline_pipeline::config::StartingPosition;
 
-        let moto = moto::Moto::start();
+        let moto = crate::test_moto::Moto::start();
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let config = runtime.block_on(
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .endpoint_url(moto.endpoint())
-                .region(aws_config::Region::new("us-east-1"))
-                .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
-                    "test", "test", None, None, "test",
-                ))
-                .load(),
-        );
+        let config = runtime.block_on(moto.sdk_config());
         let client = aws_sdk_kinesis::Client::new(&config);
         runtime
             .block_on(
@@ -167,65 +159,5 @@ mod tests {
                 all
             })
         });
-    }
-
-    /// A `moto_server` on a free loopback port, stopped on drop.
-    #[cfg(feature = "aws")]
-    mod moto {
-        use std::io::{Read, Write};
-        use std::net::TcpStream;
-        use std::process::{Child, Command, Stdio};
-        use std::time::{Duration, Instant};
-
-        pub struct Moto {
-            child: Child,
-            port: u16,
-        }
-
-        impl Drop for Moto {
-            fn drop(&mut self) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-
-        impl Moto {
-            pub fn start() -> Moto {
-                let port = std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .expect("free port")
-                    .port();
-                let child = Command::new("moto_server")
-                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("moto_server is needed for the AWS tests: pip install 'moto[server]'");
-                let moto = Moto { child, port };
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while !moto.answers() {
-                    assert!(Instant::now() < deadline, "moto_server did not start");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                moto
-            }
-
-            pub fn endpoint(&self) -> String {
-                format!("http://127.0.0.1:{}", self.port)
-            }
-
-            fn answers(&self) -> bool {
-                let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-                    return false;
-                };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                let request =
-                    "GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-                let mut answer = String::new();
-                stream.write_all(request.as_bytes()).is_ok()
-                    && stream.read_to_string(&mut answer).is_ok()
-                    && answer.starts_with("HTTP/1.1 200")
-            }
-        }
     }
 }
