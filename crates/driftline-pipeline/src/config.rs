@@ -133,6 +133,17 @@ pub struct ProcessorConfig {
     pub on_failure: Option<Spanned<String>>,
     /// A jq program run on each event before the schema (see `transform`).
     pub transform: Option<Spanned<String>>,
+    /// Where it runs: in `driftline run` (the default) or, for a stream on
+    /// Kinesis, as the Lambda function of `driftline aws template`.
+    pub runs_on: Option<Spanned<RunsOn>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunsOn {
+    #[default]
+    Driftline,
+    Lambda,
 }
 
 fn default_batch_size() -> usize {
@@ -491,7 +502,13 @@ impl PipelineConfig {
                     format!("batch_size must be 1..=10000, not {}", processor.batch_size),
                 ));
             }
-            if on_kinesis(processor.stream.get_ref()) {
+            if processor.runs_on_lambda() && !on_kinesis(processor.stream.get_ref()) {
+                return Err(invalid(
+                    processor.runs_on.as_ref().map_or(0, |r| r.span().start),
+                    format!("runs_on = \"lambda\" needs a stream on Kinesis: give stream {:?} a url = \"kinesis://NAME\"", processor.stream.get_ref()),
+                ));
+            }
+            if on_kinesis(processor.stream.get_ref()) && !processor.runs_on_lambda() {
                 // Read by the lease loop of `driftline run`, which takes one
                 // batch of a shard at a time and has no record age.
                 if processor.parallelization_factor != 1 {
@@ -689,7 +706,15 @@ impl ProcessorConfig {
             bisect_batch_on_error: true,
             on_failure: None,
             transform: None,
+            runs_on: None,
         }
+    }
+
+    /// Whether it runs as a Lambda function rather than in `driftline run`.
+    pub fn runs_on_lambda(&self) -> bool {
+        self.runs_on
+            .as_ref()
+            .is_some_and(|r| *r.get_ref() == RunsOn::Lambda)
     }
 
     pub fn table(&self) -> &str {
@@ -920,6 +945,21 @@ max_buffer_seconds = 5
             "on_failure = \"events-dlq\"\nmaximum_record_age_s = 60",
         ));
         assert!(error.contains("maximum_record_age_s"), "{error}");
+        // Lambda reads Kinesis only
+        let error = error_of(&GOOD.replace(
+            "on_failure = \"events-dlq\"",
+            "on_failure = \"events-dlq\"\nruns_on = \"lambda\"",
+        ));
+        assert!(
+            error.contains("runs_on = \"lambda\" needs a stream on Kinesis"),
+            "{error}"
+        );
+        let on_lambda = on_kinesis.replace(
+            "on_failure = \"events-dlq\"",
+            "on_failure = \"events-dlq\"\nruns_on = \"lambda\"\nparallelization_factor = 4",
+        );
+        let config = PipelineConfig::parse(&on_lambda, Path::new("p.toml")).expect("valid");
+        assert!(config.processors[0].runs_on_lambda());
         // a model's labels are joined in-process: their stream stays embedded
         let dlq_on_kinesis = GOOD.replace(
             "name = \"events-dlq\"",

@@ -4,7 +4,9 @@
 //! Lambda function with its event-source mapping (partial batch failure,
 //! bisect, bounded retries, an SQS on-failure destination), its log group and
 //! its own role allowed only the calls it makes on only its resources; each
-//! model a SageMaker execution role limited to its part of the bucket.
+//! model a SageMaker execution role limited to its part of the bucket; and
+//! what is left for `driftline run` (models, sources, processors of streams
+//! on Kinesis) a Fargate service (`cfn_service`).
 
 use std::collections::BTreeSet;
 
@@ -14,7 +16,7 @@ use driftline_pipeline::PipelineConfig;
 use serde_json::{json, Map, Value};
 
 /// A CloudFormation logical id from a name: letters and digits, CamelCase.
-fn logical(name: &str) -> String {
+pub(crate) fn logical(name: &str) -> String {
     name.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|part| !part.is_empty())
         .map(|part| {
@@ -48,7 +50,26 @@ fn window_seconds(processor: &ProcessorConfig) -> u64 {
     processor.maximum_batching_window_ms.div_ceil(1000).min(300)
 }
 
-pub fn template(config: &PipelineConfig, name: &str) -> anyhow::Result<Value> {
+/// The processors that become Lambda functions: those of a stream on
+/// Kinesis that ask for it (the others run in `driftline run`), and those
+/// of an embedded stream, which becomes a Kinesis stream here.
+fn lambda_processors(config: &PipelineConfig) -> Vec<&ProcessorConfig> {
+    config
+        .processors
+        .iter()
+        .filter(|p| {
+            let on_kinesis = config
+                .streams
+                .iter()
+                .any(|s| s.name.get_ref() == p.stream.get_ref() && s.kinesis().is_some());
+            !on_kinesis || p.runs_on_lambda()
+        })
+        .collect()
+}
+
+/// The template of `config`, whose text `text` the `driftline run` service gets.
+pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Result<Value> {
+    let functions = lambda_processors(config);
     let mut resources = Map::new();
     let mut outputs = Map::new();
     let mut ids = BTreeSet::new();
@@ -120,8 +141,10 @@ pub fn template(config: &PipelineConfig, name: &str) -> anyhow::Result<Value> {
             ]
         }))
         .collect();
+    let mut stream_ids = Vec::new();
     for (stream, shards, kinesis) in &streams {
         let id = claim(format!("{}Stream", logical(stream)))?;
+        stream_ids.push((stream.clone(), id.clone()));
         let name = match kinesis {
             Some(kinesis) => json!(kinesis),
             None => json!({"Fn::Sub": format!("${{AWS::StackName}}-{stream}")}),
@@ -144,7 +167,7 @@ pub fn template(config: &PipelineConfig, name: &str) -> anyhow::Result<Value> {
         );
     }
 
-    for processor in &config.processors {
+    for processor in &functions {
         let base = logical(processor.name.get_ref());
         let (function, role, logs, queue, mapping) = (
             claim(format!("{base}Function"))?,
@@ -275,9 +298,11 @@ pub fn template(config: &PipelineConfig, name: &str) -> anyhow::Result<Value> {
         );
     }
 
+    let mut model_roles = Vec::new();
     for model in &config.models {
         let base = logical(model.name());
         let role = claim(format!("{base}SageMakerRole"))?;
+        model_roles.push((model.name().to_string(), role.clone()));
         let model_name = model.name();
         resources.insert(
             role.clone(),
@@ -292,10 +317,13 @@ pub fn template(config: &PipelineConfig, name: &str) -> anyhow::Result<Value> {
                              "Resource": bucket_objects(&format!("{}/*", model.joined_table()))},
                             {"Sid": "Registry", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
                              "Resource": bucket_objects(&format!("registry/{model_name}/*"))},
+                            {"Sid": "JobsAndModels", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+                             "Resource": bucket_objects(&format!("_sagemaker/{model_name}/*"))},
                             {"Sid": "ListItsData", "Effect": "Allow", "Action": "s3:ListBucket",
                              "Resource": arn_of("LakeBucket"),
                              "Condition": {"StringLike": {"s3:prefix": [
-                                 format!("{}/*", model.joined_table()), format!("registry/{model_name}/*")
+                                 format!("{}/*", model.joined_table()), format!("registry/{model_name}/*"),
+                                 format!("_sagemaker/{model_name}/*")
                              ]}}},
                             {"Sid": "PullImage", "Effect": "Allow",
                              "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
@@ -316,7 +344,7 @@ pub fn template(config: &PipelineConfig, name: &str) -> anyhow::Result<Value> {
     }
 
     let mut parameters = Map::new();
-    if !config.processors.is_empty() {
+    if !functions.is_empty() {
         parameters.insert(
             "CodeBucket".into(),
             json!({"Type": "String", "Description": "bucket holding the driftline-lambda zip"}),
@@ -326,7 +354,28 @@ pub fn template(config: &PipelineConfig, name: &str) -> anyhow::Result<Value> {
             json!({"Type": "String", "Description": "key of the driftline-lambda zip"}),
         );
     }
-    if !config.models.is_empty() {
+    if crate::cfn_service::needed(config, functions.len()) {
+        for id in [
+            "DriftlineTaskRole",
+            "DriftlineExecutionRole",
+            "DriftlineLogs",
+            "DriftlineCluster",
+            "DriftlineTask",
+            "DriftlineService",
+        ] {
+            claim(id.into())?;
+        }
+        crate::cfn_service::add(
+            config,
+            name,
+            text,
+            &stream_ids,
+            &model_roles,
+            &mut resources,
+            &mut parameters,
+        );
+    }
+    if !config.models.is_empty() || crate::cfn_service::needed(config, functions.len()) {
         parameters.insert(
             "ImageRepository".into(),
             json!({"Type": "String", "Default": "driftline", "Description": "ECR repository of the driftline image (Dockerfile)"}),

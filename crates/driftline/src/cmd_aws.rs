@@ -35,11 +35,13 @@ pub fn run(command: AwsCommand) -> anyhow::Result<()> {
     match command {
         AwsCommand::Template { pipeline, out } => {
             let config = PipelineConfig::load(&pipeline)?;
+            let text = std::fs::read_to_string(&pipeline)
+                .with_context(|| format!("cannot read {}", pipeline.display()))?;
             let name = pipeline
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "pipeline".into());
-            let template = crate::cfn::template(&config, &name)?;
+            let template = crate::cfn::template(&config, &name, &text)?;
             let text = serde_json::to_string_pretty(&template)? + "\n";
             match out {
                 Some(path) => std::fs::write(&path, text)

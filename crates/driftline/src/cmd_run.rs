@@ -19,13 +19,13 @@ use crate::pipeline_streams::PipelineStreams;
 
 #[derive(clap::Args)]
 pub struct ValidateArgs {
-    /// The pipeline file.
+    /// The pipeline file (or `env:NAME`: the text of environment variable NAME).
     pipeline: PathBuf,
 }
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// The pipeline file.
+    /// The pipeline file (or `env:NAME`: the text of environment variable NAME).
     pipeline: PathBuf,
     /// Where the streams are stored.
     #[arg(long, default_value = "driftline-data")]
@@ -48,8 +48,22 @@ pub struct RunArgs {
     metrics: String,
 }
 
+/// The pipeline file, or with `env:NAME` the text of environment variable
+/// NAME (how the template's `driftline run` service gets its pipeline).
+fn load_pipeline(path: &std::path::Path) -> anyhow::Result<PipelineConfig> {
+    match path.to_str().and_then(|p| p.strip_prefix("env:")) {
+        Some(variable) => {
+            let text = std::env::var(variable).with_context(|| {
+                format!("the pipeline is in environment variable {variable}, which is not set")
+            })?;
+            Ok(PipelineConfig::parse(&text, path)?)
+        }
+        None => Ok(PipelineConfig::load(path)?),
+    }
+}
+
 pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
-    let config = PipelineConfig::load(&args.pipeline)?;
+    let config = load_pipeline(&args.pipeline)?;
     println!(
         "{}: valid ({} streams, {} schemas, {} processors, {} sources, {} models)",
         args.pipeline.display(),
@@ -63,7 +77,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let config = PipelineConfig::load(&args.pipeline)?;
+    let config = load_pipeline(&args.pipeline)?;
     let lake_config = config.lake.clone();
     let lake_url = args
         .lake
@@ -116,11 +130,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .collect();
         let every = Duration::from_secs(args.progress_every.max(1));
         let emf = args.metrics == "emf";
-        let pipeline_name = args
-            .pipeline
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "pipeline".into());
+        let pipeline_name = match args.pipeline.to_str().and_then(|p| p.strip_prefix("env:")) {
+            // The template names it beside the text.
+            Some(variable) => {
+                std::env::var("DRIFTLINE_PIPELINE_NAME").unwrap_or_else(|_| variable.to_string())
+            }
+            None => args
+                .pipeline
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "pipeline".into()),
+        };
         let served = state.models.clone();
         let progress = tokio::spawn(async move {
             let mut reporter = crate::emf_report::EmfReporter::default();
@@ -332,6 +352,13 @@ fn aws_stream_stages(
     // Knobs without a meaning here are refused by validation.
     let processors = config.processors.iter().filter_map(|p| {
         let kinesis = streams.kinesis_name(p.stream.get_ref())?;
+        if p.runs_on_lambda() {
+            eprintln!(
+                "processor {} runs on Lambda (runs_on = \"lambda\"): not here",
+                p.name.get_ref()
+            );
+            return None;
+        }
         Some(Source {
             kind: "kinesis",
             name: p.name.get_ref(),

@@ -6,6 +6,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(feature = "aws")]
 mod aws_json;
 mod cfn;
+mod cfn_service;
 mod client;
 mod cmd_aws;
 mod cmd_backtest;

@@ -220,3 +220,113 @@ fn the_lambda_package_holds_an_executable_bootstrap_and_the_pipeline() {
         .expect("driftline aws package");
     assert!(!status.success());
 }
+
+/// The statements of a role's inline policies.
+fn statements<'a>(template: &'a Value, role: &str) -> Vec<&'a Value> {
+    template["Resources"][role]["Properties"]["Policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .expect("statements")
+        })
+        .collect()
+}
+
+fn statement<'a>(template: &'a Value, role: &str, sid: &str) -> &'a Value {
+    statements(template, role)
+        .into_iter()
+        .find(|s| s["Sid"] == sid)
+        .unwrap_or_else(|| panic!("{role} has no statement {sid}"))
+}
+
+/// `examples/aws.toml` runs its processor in `driftline run` (its stream is
+/// on Kinesis): no function, but a Fargate service whose task role reads that
+/// stream and puts on both, with the pipeline in its environment; a model
+/// mirrored to SageMaker lets the service pass only its own SageMaker role.
+#[test]
+fn a_pipeline_on_kinesis_runs_as_a_service_with_a_role_of_its_own() {
+    let dir = tempfile::tempdir().expect("dir");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/aws.toml");
+    let made = template(&example, &dir.path().join("aws.json"));
+    assert!(of_type(&made, "AWS::Lambda::Function").is_empty());
+    assert!(made["Parameters"]["CodeBucket"].is_null());
+    let names: Vec<&Value> = of_type(&made, "AWS::Kinesis::Stream")
+        .into_iter()
+        .map(|(_, s)| &s["Properties"]["Name"])
+        .collect();
+    assert_eq!(names, vec!["events-dlq", "events"], "named as their urls");
+    assert_eq!(of_type(&made, "AWS::ECS::Service").len(), 1);
+    let reads = statement(&made, "DriftlineTaskRole", "ReadStreams");
+    assert_eq!(
+        reads["Resource"],
+        serde_json::json!([{"Fn::GetAtt": ["EventsStream", "Arn"]}])
+    );
+    let puts = statement(&made, "DriftlineTaskRole", "PutOnStreams");
+    assert_eq!(puts["Resource"].as_array().map(Vec::len), Some(2));
+    let container = &made["Resources"]["DriftlineTask"]["Properties"]["ContainerDefinitions"][0];
+    assert_eq!(container["Command"][1], "env:DRIFTLINE_PIPELINE");
+    let text = std::fs::read_to_string(&example).expect("example");
+    assert_eq!(container["Environment"][0]["Value"], text.as_str());
+
+    // a processor may ask for Lambda instead
+    let lambda = dir.path().join("lambda.toml");
+    std::fs::write(
+        &lambda,
+        text.replace(
+            "on_failure = \"events-dlq\"",
+            "on_failure = \"events-dlq\"\nruns_on = \"lambda\"",
+        ),
+    )
+    .expect("write");
+    let made = template(&lambda, &dir.path().join("lambda.json"));
+    assert_eq!(of_type(&made, "AWS::Lambda::Function").len(), 1);
+    assert!(
+        of_type(&made, "AWS::ECS::Service").is_empty(),
+        "nothing left for driftline run"
+    );
+
+    // a model mirrored to SageMaker
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/model.toml");
+    let with_sagemaker = std::fs::read_to_string(&model).expect("model").replace(
+        "promotion = { mode = \"direct\", min_gain = 0.005 }",
+        "promotion = { mode = \"direct\", min_gain = 0.005 }\n\
+         sagemaker = { image = \"x.dkr.ecr.us-east-1.amazonaws.com/driftline:1\", role_arn = \"arn:aws:iam::123456789012:role/r\", endpoint = \"fraud\", train = true }",
+    );
+    let sm = dir.path().join("sm.toml");
+    std::fs::write(&sm, with_sagemaker).expect("write");
+    let out = dir.path().join("sm.json");
+    let made = template(&sm, &out);
+    let lint = Command::new("cfn-lint")
+        .arg(&out)
+        .output()
+        .expect("cfn-lint");
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+    let pass = statement(&made, "DriftlineTaskRole", "PassTheSageMakerRoles");
+    assert_eq!(
+        pass["Resource"],
+        serde_json::json!([{"Fn::GetAtt": ["FraudSageMakerRole", "Arn"]}])
+    );
+    assert_eq!(
+        pass["Condition"]["StringEquals"]["iam:PassedToService"],
+        "sagemaker.amazonaws.com"
+    );
+    let calls = statement(&made, "DriftlineTaskRole", "SageMakerFraud");
+    let actions: Vec<&str> = calls["Action"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        actions.contains(&"sagemaker:UpdateEndpoint")
+            && actions.contains(&"sagemaker:CreateTrainingJob"),
+        "{actions:?}"
+    );
+}

@@ -142,3 +142,51 @@ fn the_function_binary_handles_a_kinesis_batch_under_the_runtime_api() {
     }
     assert_eq!(parquet.len(), 1, "{parquet:?}");
 }
+
+/// The glibc symbol versions a binary needs (`GLIBC_2.N` in its dynamic
+/// string table), the highest first.
+fn glibc_versions(binary: &[u8]) -> Vec<(u32, u32)> {
+    let mut versions: Vec<(u32, u32)> = binary
+        .windows(6)
+        .enumerate()
+        .filter(|(_, w)| *w == b"GLIBC_")
+        .filter_map(|(at, _)| {
+            let rest = &binary[at + 6..binary.len().min(at + 16)];
+            let text: String = rest
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || **b == b'.')
+                .map(|b| *b as char)
+                .collect();
+            let mut parts = text.split('.').map(str::parse::<u32>);
+            match (parts.next(), parts.next()) {
+                (Some(Ok(major)), Some(Ok(minor))) => Some((major, minor)),
+                _ => None,
+            }
+        })
+        .collect();
+    versions.sort_unstable_by(|a, b| b.cmp(a));
+    versions.dedup();
+    versions
+}
+
+/// Lambda's `provided.al2023` runtime has glibc 2.34: the function binary
+/// built here (Debian, glibc 2.36) must not need a newer symbol.
+#[test]
+fn the_function_binary_runs_on_amazon_linux_2023_glibc() {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_driftline-lambda")).expect("binary");
+    let versions = glibc_versions(&binary);
+    assert!(
+        !versions.is_empty(),
+        "a dynamically linked binary names glibc versions"
+    );
+    assert!(
+        versions[0] <= (2, 34),
+        "needs GLIBC_{}.{}",
+        versions[0].0,
+        versions[0].1
+    );
+    assert_eq!(
+        glibc_versions(b"..GLIBC_2.17\0GLIBC_2.34\0GLIBC_2.4\0"),
+        vec![(2, 34), (2, 17), (2, 4)]
+    );
+}

@@ -1,0 +1,294 @@
+//! The `driftline run` part of the CloudFormation template: an ECS Fargate
+//! service running the pipeline (its models, landing and AWS sources, and
+//! the processors that do not run on Lambda), with the pipeline in its
+//! environment, its log group, and a task role allowed only the calls it
+//! makes on only its resources.
+
+use driftline_pipeline::PipelineConfig;
+use serde_json::{json, Map, Value};
+
+/// The pipeline needs a `driftline run` somewhere: models, landing or AWS
+/// sources, or processors that are not Lambda functions.
+pub fn needed(config: &PipelineConfig, lambda_processors: usize) -> bool {
+    !config.models.is_empty()
+        || !config.sources.is_empty()
+        || !config.kinesis.is_empty()
+        || !config.dynamodb.is_empty()
+        || config.processors.len() > lambda_processors
+}
+
+fn kinesis_arn(name: &str) -> Value {
+    json!({"Fn::Sub": format!("arn:${{AWS::Partition}}:kinesis:${{AWS::Region}}:${{AWS::AccountId}}:stream/{name}")})
+}
+
+/// `https://sqs.REGION.amazonaws.com/ACCOUNT/NAME` as an ARN.
+fn queue_arn(url: &str) -> Option<String> {
+    let rest = url.split("://").nth(1)?;
+    let mut parts = rest.split('/');
+    let host = parts.next()?;
+    let (account, name) = (parts.next()?, parts.next()?);
+    let region = host.strip_prefix("sqs.")?.split('.').next()?;
+    Some(format!("arn:aws:sqs:{region}:{account}:{name}"))
+}
+
+/// Adds the service, its roles and its parameters. `stream_ids` maps a
+/// pipeline stream to the logical id of its Kinesis stream; `model_roles`
+/// are the SageMaker execution roles it may pass.
+pub fn add(
+    config: &PipelineConfig,
+    pipeline_name: &str,
+    pipeline_text: &str,
+    stream_ids: &[(String, String)],
+    model_roles: &[(String, String)],
+    resources: &mut Map<String, Value>,
+    parameters: &mut Map<String, Value>,
+) {
+    let stream_id = |name: &str| {
+        stream_ids
+            .iter()
+            .find(|(stream, _)| stream == name)
+            .map(|(_, id)| json!({"Fn::GetAtt": [id, "Arn"]}))
+    };
+    // What it reads: streams on Kinesis whose processors run here, and the
+    // [[kinesis]] sources; what it puts on: every stream on Kinesis (the
+    // NDJSON ingest, dead letters) and the prediction logs.
+    let mut reads: Vec<Value> = config
+        .processors
+        .iter()
+        .filter(|p| !p.runs_on_lambda())
+        .filter(|p| {
+            config
+                .streams
+                .iter()
+                .any(|s| s.name.get_ref() == p.stream.get_ref() && s.kinesis().is_some())
+        })
+        .filter_map(|p| stream_id(p.stream.get_ref()))
+        .collect();
+    reads.extend(
+        config
+            .kinesis
+            .iter()
+            .map(|k| kinesis_arn(k.stream.get_ref())),
+    );
+    let mut writes: Vec<Value> = config
+        .streams
+        .iter()
+        .filter(|s| s.kinesis().is_some())
+        .filter_map(|s| stream_id(s.name.get_ref()))
+        .collect();
+    writes.extend(
+        config
+            .models
+            .iter()
+            .filter(|m| m.prediction_log.is_some())
+            .filter_map(|m| stream_id(&m.predictions_stream())),
+    );
+    let lake = json!({"Fn::Sub": "arn:${AWS::Partition}:s3:::${LakeBucket}"});
+    let objects = json!({"Fn::Sub": "arn:${AWS::Partition}:s3:::${LakeBucket}/*"});
+    let mut statements = vec![
+        // The lake holds its tables, registry, checkpoints and leases.
+        json!({"Sid": "Lake", "Effect": "Allow",
+               "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], "Resource": objects}),
+        json!({"Sid": "ListLake", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": lake}),
+    ];
+    if !reads.is_empty() {
+        statements.push(json!({"Sid": "ReadStreams", "Effect": "Allow",
+            "Action": ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
+                       "kinesis:GetShardIterator", "kinesis:ListShards"],
+            "Resource": reads}));
+    }
+    if !writes.is_empty() {
+        statements.push(json!({"Sid": "PutOnStreams", "Effect": "Allow",
+            "Action": ["kinesis:DescribeStreamSummary", "kinesis:PutRecord", "kinesis:PutRecords"],
+            "Resource": writes}));
+    }
+    let tables: Vec<Value> = config
+        .dynamodb
+        .iter()
+        .map(|d| json!(d.stream_arn.get_ref()))
+        .collect();
+    if !tables.is_empty() {
+        statements.push(json!({"Sid": "ReadTableStreams", "Effect": "Allow",
+            "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+            "Resource": tables}));
+    }
+    let queues: Vec<Value> = config
+        .sources
+        .iter()
+        .filter_map(|s| s.notifications.as_ref())
+        .filter_map(|q| queue_arn(q.get_ref()))
+        .map(Value::String)
+        .collect();
+    if !queues.is_empty() {
+        statements.push(
+            json!({"Sid": "ObjectCreatedNotifications", "Effect": "Allow",
+            "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage"], "Resource": queues}),
+        );
+    }
+    let sagemaker = |kind: &str, name: &str| json!({"Fn::Sub": format!("arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:{kind}/{name}")});
+    for model in &config.models {
+        let Some(sm) = &model.sagemaker else { continue };
+        let group = sm.model_package_group(model.name()).to_lowercase();
+        let mut resources = vec![
+            sagemaker("model-package-group", &group),
+            sagemaker("model-package", &format!("{group}/*")),
+        ];
+        let mut actions = vec![
+            "sagemaker:CreateModelPackageGroup",
+            "sagemaker:DescribeModelPackageGroup",
+            "sagemaker:CreateModelPackage",
+            "sagemaker:UpdateModelPackage",
+        ];
+        if let Some(endpoint) = &sm.endpoint {
+            let endpoint = endpoint.get_ref().to_lowercase();
+            resources.extend([
+                sagemaker("endpoint", &endpoint),
+                sagemaker("endpoint-config", &format!("{endpoint}-*")),
+                sagemaker("model", &format!("{endpoint}-*")),
+            ]);
+            actions.extend([
+                "sagemaker:CreateModel",
+                "sagemaker:DescribeModel",
+                "sagemaker:CreateEndpointConfig",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:CreateEndpoint",
+                "sagemaker:UpdateEndpoint",
+                "sagemaker:DescribeEndpoint",
+            ]);
+        }
+        if sm.train {
+            resources.push(sagemaker("training-job", "*"));
+            actions.extend([
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+            ]);
+        }
+        statements.push(
+            json!({"Sid": format!("SageMaker{}", crate::cfn::logical(model.name())),
+            "Effect": "Allow", "Action": actions, "Resource": resources}),
+        );
+    }
+    let passed: Vec<Value> = model_roles
+        .iter()
+        .map(|(_, role)| json!({"Fn::GetAtt": [role, "Arn"]}))
+        .collect();
+    if !passed.is_empty() {
+        statements.push(
+            json!({"Sid": "PassTheSageMakerRoles", "Effect": "Allow", "Action": "iam:PassRole",
+            "Resource": passed,
+            "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}}),
+        );
+    }
+    let assume = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    resources.insert("DriftlineTaskRole".into(), json!({
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": assume,
+            "Policies": [{"PolicyName": "driftline-run", "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}]
+        }
+    }));
+    // What ECS needs to start the task: its image and its log stream.
+    resources.insert("DriftlineExecutionRole".into(), json!({
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": assume,
+            "Policies": [{"PolicyName": "start-driftline", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Sid": "PullImage", "Effect": "Allow",
+                 "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                 "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${ImageRepository}"}},
+                {"Sid": "EcrToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+                {"Sid": "Log", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                 "Resource": {"Fn::Sub": "${DriftlineLogs.Arn}:*"}}
+            ]}}]
+        }
+    }));
+    resources.insert("DriftlineLogs".into(), json!({
+        "Type": "AWS::Logs::LogGroup",
+        "Properties": {"LogGroupName": {"Fn::Sub": "/driftline/${AWS::StackName}"}, "RetentionInDays": 30}
+    }));
+    resources.insert(
+        "DriftlineCluster".into(),
+        json!({
+            "Type": "AWS::ECS::Cluster",
+            "Properties": {"ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}]}
+        }),
+    );
+    resources.insert("DriftlineTask".into(), json!({
+        "Type": "AWS::ECS::TaskDefinition",
+        "Properties": {
+            "RequiresCompatibilities": ["FARGATE"],
+            "NetworkMode": "awsvpc",
+            "Cpu": "1024",
+            "Memory": "4096",
+            "ExecutionRoleArn": {"Fn::GetAtt": ["DriftlineExecutionRole", "Arn"]},
+            "TaskRoleArn": {"Fn::GetAtt": ["DriftlineTaskRole", "Arn"]},
+            "ContainerDefinitions": [{
+                "Name": "driftline",
+                "Image": {"Fn::Sub": "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${ImageRepository}:${ImageTag}"},
+                "Essential": true,
+                "EntryPoint": ["/usr/local/bin/driftline"],
+                "Command": ["run", "env:DRIFTLINE_PIPELINE", "--lake", {"Fn::Sub": "s3://${LakeBucket}"},
+                            "--listen", "0.0.0.0:4567", "--metrics", "emf", "--data-dir", "/var/lib/driftline"],
+                "Environment": [
+                    {"Name": "DRIFTLINE_PIPELINE", "Value": pipeline_text},
+                    {"Name": "DRIFTLINE_PIPELINE_NAME", "Value": pipeline_name},
+                    {"Name": "AWS_REGION", "Value": {"Ref": "AWS::Region"}}
+                ],
+                "PortMappings": [{"ContainerPort": 4567, "Protocol": "tcp"}],
+                "StopTimeout": 120,
+                "LogConfiguration": {"LogDriver": "awslogs", "Options": {
+                    "awslogs-group": {"Ref": "DriftlineLogs"},
+                    "awslogs-region": {"Ref": "AWS::Region"},
+                    "awslogs-stream-prefix": "driftline"
+                }}
+            }]
+        }
+    }));
+    resources.insert(
+        "DriftlineService".into(),
+        json!({
+            "Type": "AWS::ECS::Service",
+            "Properties": {
+                "Cluster": {"Ref": "DriftlineCluster"},
+                "TaskDefinition": {"Ref": "DriftlineTask"},
+                "LaunchType": "FARGATE",
+                "DesiredCount": 1,
+                "NetworkConfiguration": {"AwsvpcConfiguration": {
+                    "Subnets": {"Ref": "Subnets"},
+                    "SecurityGroups": {"Ref": "SecurityGroups"},
+                    "AssignPublicIp": {"Ref": "AssignPublicIp"}
+                }}
+            }
+        }),
+    );
+    parameters.insert(
+        "ImageTag".into(),
+        json!({"Type": "String", "Default": "latest",
+        "Description": "tag of the driftline image that driftline run starts from"}),
+    );
+    parameters.insert(
+        "Subnets".into(),
+        json!({"Type": "List<AWS::EC2::Subnet::Id>",
+        "Description": "subnets of the driftline run service"}),
+    );
+    parameters.insert("SecurityGroups".into(), json!({"Type": "List<AWS::EC2::SecurityGroup::Id>",
+        "Description": "security groups of the driftline run service (port 4567: ingest and predictions)"}));
+    parameters.insert("AssignPublicIp".into(), json!({"Type": "String", "Default": "DISABLED",
+        "AllowedValues": ["ENABLED", "DISABLED"],
+        "Description": "ENABLED where the subnets have no NAT gateway or VPC endpoints to reach ECR and AWS"}));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::queue_arn;
+
+    #[test]
+    fn a_queue_url_becomes_its_arn() {
+        assert_eq!(
+            queue_arn("https://sqs.eu-west-1.amazonaws.com/123456789012/uploads").as_deref(),
+            Some("arn:aws:sqs:eu-west-1:123456789012:uploads")
+        );
+        assert_eq!(queue_arn("not a url"), None);
+    }
+}
