@@ -602,8 +602,31 @@ fn the_quickstart_with_its_streams_on_kinesis_lands_each_record_once() {
             std::thread::sleep(Duration::from_millis(200));
         }
     };
-    stop(&mut server);
     assert_eq!(rows.len(), 3000, "distinct rows");
+    // a split mid-run: the parent is read to its end, then its children
+    boto3(
+        &moto,
+        "k = boto3.client('kinesis', **kw)\n\
+         k.split_shard(StreamName='events', ShardToSplit='shardId-000000000000', NewStartingHashKey=str(2**125))",
+    );
+    let more: Vec<String> = (3000..3500)
+        .map(|i| {
+            json!({"id": format!("e{i}"), "user": format!("u{}", i % 7),
+                "amount": i as f64, "ts": "2026-11-25T10:00:00Z"})
+            .to_string()
+        })
+        .collect();
+    let answer = crate::util::agent()
+        .post(format!(
+            "{}/v1/streams/events/records?partition_key=user",
+            server.endpoint
+        ))
+        .send(more.join("\n"))
+        .expect("ingest");
+    assert_eq!(answer.status().as_u16(), 200);
+    let rows = wait_rows(&lake, &runtime, "events", 3500);
+    stop(&mut server);
+    assert_eq!(rows.len(), 3500, "distinct rows");
     assert!(rows.values().all(|n| *n == 1), "a row appears twice");
     let letters: Vec<serde_json::Value> = letters
         .lines()
