@@ -618,12 +618,6 @@ impl PipelineConfig {
                 if !streams.contains(labels.get_ref().as_str()) {
                     return Err(undefined("labels stream", labels, stream_names()));
                 }
-                if on_kinesis(labels.get_ref()) {
-                    return Err(invalid(
-                        labels.span().start,
-                        format!("labels stream {:?} is on Kinesis: a model joins its labels from an embedded stream (or POST /v1/models/{}/labels)", labels.get_ref(), model.name()),
-                    ));
-                }
             }
             if let Some(url) = &model.prediction_log {
                 kinesis_url(url.get_ref()).map_err(|e| invalid(url.span().start, e))?;
@@ -960,16 +954,13 @@ max_buffer_seconds = 5
         );
         let config = PipelineConfig::parse(&on_lambda, Path::new("p.toml")).expect("valid");
         assert!(config.processors[0].runs_on_lambda());
-        // a model's labels are joined in-process: their stream stays embedded
+        // a model's labels may arrive on Kinesis too
         let dlq_on_kinesis = GOOD.replace(
             "name = \"events-dlq\"",
             "name = \"events-dlq\"\nurl = \"kinesis://labels\"",
         );
-        let error = error_of(&format!("{dlq_on_kinesis}{MODEL}"));
-        assert!(
-            error.contains("labels stream \"events-dlq\" is on Kinesis"),
-            "{error}"
-        );
+        PipelineConfig::parse(&format!("{dlq_on_kinesis}{MODEL}"), Path::new("p.toml"))
+            .expect("labels on Kinesis");
         // the prediction log can go to Kinesis
         let logged = format!("{GOOD}{MODEL}prediction_log = \"kinesis://fraud-predictions\"\n");
         let config = PipelineConfig::parse(&logged, Path::new("p.toml")).expect("valid");

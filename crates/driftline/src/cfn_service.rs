@@ -70,6 +70,22 @@ pub fn add(
             .iter()
             .map(|k| kinesis_arn(k.stream.get_ref())),
     );
+    // A model's labels, when they arrive on Kinesis.
+    let on_kinesis = |name: &str| {
+        config
+            .streams
+            .iter()
+            .any(|s| s.name.get_ref() == name && s.kinesis().is_some())
+    };
+    reads.extend(
+        config
+            .models
+            .iter()
+            .filter_map(|m| m.labels.as_ref())
+            .filter(|l| on_kinesis(l.get_ref()))
+            .filter_map(|l| stream_id(l.get_ref())),
+    );
+    reads.dedup();
     let mut writes: Vec<Value> = config
         .streams
         .iter()

@@ -37,6 +37,60 @@ pub fn stream_or_create(store: &LogStore, name: &str, shards: u32) -> anyhow::Re
         .with_context(|| format!("cannot create stream {name}"))
 }
 
+/// Where a model's labels arrive.
+enum Labels {
+    Embedded(Arc<Stream>),
+    /// A Kinesis stream (by its Kinesis name), read through leases.
+    Kinesis(String),
+}
+
+/// Reads a model's labels from a Kinesis stream (the lease loop of
+/// `sharded_source`, checkpoints in the lake); unreadable labels are kept
+/// under `_dead_letters/CONSUMER/`.
+#[cfg(feature = "aws")]
+async fn kinesis_labels(
+    consumer: String,
+    kinesis: String,
+    processor: Arc<LabelProcessor>,
+    delivery: Delivery,
+    stats: Arc<MappingStats>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), driftline_pipeline::MappingError> {
+    let source = crate::sharded_source::SourceParts {
+        kind: "kinesis",
+        name: consumer,
+        starting_position: driftline_pipeline::config::StartingPosition::TrimHorizon,
+        poll: Duration::from_millis(100),
+        processor,
+        delivery,
+        dead_letters: None,
+        stats,
+    };
+    let aws = aws_config::load_from_env().await;
+    let stream = crate::kinesis_source::KinesisStream {
+        client: aws_sdk_kinesis::Client::new(&aws),
+        name: kinesis,
+        batch_size: 1000,
+    };
+    crate::sharded_source::run(source, stream, stop)
+        .await
+        .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn kinesis_labels(
+    _consumer: String,
+    kinesis: String,
+    _processor: Arc<LabelProcessor>,
+    _delivery: Delivery,
+    _stats: Arc<MappingStats>,
+    _stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), driftline_pipeline::MappingError> {
+    Err(driftline_pipeline::MappingError::Batch(format!(
+        "labels on kinesis://{kinesis} need driftline built with the aws feature"
+    )))
+}
+
 /// Called with each model once it serves.
 pub type OnReady = Arc<dyn Fn(Arc<ModelService>) + Send + Sync>;
 
@@ -131,11 +185,13 @@ async fn start_model(
         None => stream_or_create(store, &model.predictions_stream(), 1)?,
     };
     let joined = stream_or_create(store, &model.joined_stream(), 2)?;
-    let labels = model
-        .labels
-        .as_ref()
-        .map(|l| store.stream(l.get_ref()))
-        .transpose()?;
+    let labels = match model.labels.as_ref() {
+        None => None,
+        Some(name) => Some(match streams.kinesis_name(name.get_ref()) {
+            Some(kinesis) => Labels::Kinesis(kinesis.to_string()),
+            None => Labels::Embedded(store.stream(name.get_ref())?),
+        }),
+    };
 
     // Makes the service around its first champion and starts its label consumer.
     let lake_config = config.lake.clone().unwrap_or_default();
@@ -232,19 +288,33 @@ async fn start_model(
             service.train_from(TrainingSource::new(
                 lake.clone(),
                 &model.joined_table(),
-                joined,
+                joined.clone(),
             ));
             on_ready(service.clone());
+            let processor = Arc::new(LabelProcessor::new(service));
             match labels {
                 // Labels make no rows: the mapping joins them (and checkpoints).
-                Some(stream) => {
-                    let labels = mapping(
-                        model.labels_consumer(),
-                        stream,
-                        Arc::new(LabelProcessor::new(service)),
-                        labels_stats,
-                    );
+                Some(Labels::Embedded(stream)) => {
+                    let labels = mapping(model.labels_consumer(), stream, processor, labels_stats);
                     run_mapping(labels, stop).await
+                }
+                Some(Labels::Kinesis(kinesis)) => {
+                    let delivery = mapping(
+                        model.labels_consumer(),
+                        joined.clone(),
+                        processor.clone(),
+                        labels_stats.clone(),
+                    )
+                    .delivery;
+                    kinesis_labels(
+                        model.labels_consumer(),
+                        kinesis,
+                        processor,
+                        delivery,
+                        labels_stats,
+                        stop,
+                    )
+                    .await
                 }
                 None => Ok(()),
             }

@@ -648,17 +648,18 @@ fn the_quickstart_with_its_streams_on_kinesis_lands_each_record_once() {
 }
 
 /// A model on AWS: its first version trains on history landed in the S3
-/// lake, its predictions are logged to a Kinesis stream, and its registry
-/// is mirrored to SageMaker (a model package, approved as champion, and an
-/// endpoint serving it), all on moto.
+/// lake, its predictions are logged to a Kinesis stream, its labels arrive
+/// on another, and its registry is mirrored to SageMaker (a model package,
+/// approved as champion, and an endpoint serving it), all on moto.
 #[test]
-fn a_model_logs_predictions_to_kinesis_and_mirrors_its_registry_to_sagemaker() {
+fn a_model_on_kinesis_logs_predictions_joins_labels_and_mirrors_its_registry_to_sagemaker() {
     let moto = Moto::start();
     boto3(
         &moto,
         "s3.create_bucket(Bucket='lake')\n\
          k = boto3.client('kinesis', **kw)\n\
-         k.create_stream(StreamName='fraud-predictions', ShardCount=1)",
+         k.create_stream(StreamName='fraud-predictions', ShardCount=1)\n\
+         k.create_stream(StreamName='fraud-labels', ShardCount=2)",
     );
     let dir = tempfile::tempdir().expect("dir");
     let pipeline = dir.path().join("model.toml");
@@ -666,6 +667,10 @@ fn a_model_logs_predictions_to_kinesis_and_mirrors_its_registry_to_sagemaker() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/model.toml"),
     )
     .expect("example");
+    let model = model.replace(
+        "name = \"fraud-labels\"\nshards = 1",
+        "name = \"fraud-labels\"\nshards = 1\nurl = \"kinesis://fraud-labels\"",
+    );
     let model = model.replace(
         "promotion = { mode = \"direct\", min_gain = 0.005 }",
         "promotion = { mode = \"direct\", min_gain = 0.005 }\n\
@@ -700,13 +705,35 @@ fn a_model_logs_predictions_to_kinesis_and_mirrors_its_registry_to_sagemaker() {
         assert!(Instant::now() < deadline, "the first version never served");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let events: Vec<serde_json::Value> = stream.take(300).map(|t| t.features).collect();
+    let transactions: Vec<_> = stream.take(300).collect();
+    let events: Vec<serde_json::Value> = transactions.iter().map(|t| t.features.clone()).collect();
     let (status, answer) = crate::util::call(
         "POST",
         &format!("{base}/v1/models/fraud/predict"),
         Some(json!({"instances": events})),
     );
     assert_eq!(status, 200, "{answer}");
+    // their outcomes arrive later on a Kinesis label stream, put by a client of its own
+    let labels: Vec<String> = answer["predictions"]
+        .as_array()
+        .expect("predictions")
+        .iter()
+        .zip(&transactions)
+        .map(|(p, t)| {
+            json!({"request_id": p["request_id"], "label": u8::from(t.fraud)}).to_string()
+        })
+        .collect();
+    std::fs::write(dir.path().join("labels.ndjson"), labels.join("\n")).expect("labels");
+    boto3(
+        &moto,
+        &format!(
+            "k = boto3.client('kinesis', **kw)\n\
+             lines = open('{}').read().split('\\n')\n\
+             for i in range(0, len(lines), 100):\n    \
+                 k.put_records(StreamName='fraud-labels', Records=[{{'Data': l.encode(), 'PartitionKey': str(j)}} for j, l in enumerate(lines[i:i+100])])",
+            dir.path().join("labels.ndjson").display()
+        ),
+    );
 
     // every prediction logged on Kinesis, with its request id
     let script = "k = boto3.client('kinesis', **kw)\n\
@@ -732,6 +759,15 @@ fn a_model_logs_predictions_to_kinesis_and_mirrors_its_registry_to_sagemaker() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(logged, "300 300");
+    // every label joined to its prediction
+    let joined = loop {
+        let (_, status) = crate::util::call("GET", &format!("{base}/v1/models/fraud"), None);
+        if status["counters"]["joined"] == 300 || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(joined["counters"]["joined"], 300, "{joined}");
     assert_eq!(mirrored, "['Approved'] ('InService', 'fraud-v1-config')");
     // the package's model is SageMaker's model.tar.gz beside the registry
     let package = boto3(
