@@ -403,6 +403,23 @@ impl PipelineConfig {
                 kinesis_url(url.get_ref()).map_err(|e| invalid(url.span().start, e))?;
             }
         }
+        // One Kinesis stream, one use: two pipeline streams (or a prediction
+        // log) on the same one would feed each other.
+        let mut kinesis_names = BTreeSet::new();
+        let urls = config.streams.iter().filter_map(|s| s.url.as_ref()).chain(
+            config
+                .models
+                .iter()
+                .filter_map(|m| m.prediction_log.as_ref()),
+        );
+        for url in urls {
+            if !kinesis_names.insert(url.get_ref().as_str()) {
+                return Err(invalid(
+                    url.span().start,
+                    format!("{} is used twice: each Kinesis stream serves one pipeline stream or prediction log", url.get_ref()),
+                ));
+            }
+        }
         let on_kinesis = |name: &str| {
             config
                 .streams
@@ -939,6 +956,16 @@ max_buffer_seconds = 5
             "on_failure = \"events-dlq\"\nmaximum_record_age_s = 60",
         ));
         assert!(error.contains("maximum_record_age_s"), "{error}");
+        // one Kinesis stream, one use
+        let twice = on_kinesis.replace(
+            "name = \"events-dlq\"",
+            "name = \"events-dlq\"\nurl = \"kinesis://events-prod\"",
+        );
+        let error = error_of(&twice);
+        assert!(
+            error.contains("kinesis://events-prod is used twice"),
+            "{error}"
+        );
         // Lambda reads Kinesis only
         let error = error_of(&GOOD.replace(
             "on_failure = \"events-dlq\"",

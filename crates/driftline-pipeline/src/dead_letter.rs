@@ -28,8 +28,25 @@ pub(crate) fn envelope(
     if let Some(stream) = stream {
         letter["stream"] = serde_json::Value::String(stream.to_string());
     }
+    // A letter is one record of a stream (at most 1 MiB, key included), and
+    // escaping can grow data six-fold: a large record's data is cut, saying so.
+    if letter.to_string().len() > MAX_LETTER_BYTES {
+        let text = String::from_utf8_lossy(&event.data);
+        let mut cut = KEPT_DATA_BYTES.min(text.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        letter["data"] = serde_json::Value::String(text[..cut].to_string());
+        letter["data_bytes"] = serde_json::json!(event.data.len());
+        letter["data_truncated"] = serde_json::Value::Bool(true);
+    }
     letter
 }
+
+/// A letter's size in JSON at most, under a stream record's 1 MiB.
+const MAX_LETTER_BYTES: usize = 1_000_000;
+/// What is kept of the data of a letter that would be larger.
+const KEPT_DATA_BYTES: usize = 64 * 1024;
 
 /// Writes `letters` (partition key, envelope) to `stream`, or logs them when
 /// no on-failure stream is configured (as Lambda discards without one).
@@ -66,4 +83,41 @@ pub(crate) fn send(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(data: Vec<u8>) -> Event {
+        Event {
+            shard: "shardId-000000000000".into(),
+            sequence_number: driftline_lake::Position::parse("7").expect("position"),
+            arrival_ms: 0,
+            partition_key: "k".into(),
+            data,
+        }
+    }
+
+    #[test]
+    fn a_letter_fits_one_record_and_says_when_its_data_was_cut() {
+        let small = envelope("bad", "p", None, &event(b"{\"a\":1}".to_vec()));
+        assert_eq!(small["data"], "{\"a\":1}");
+        assert!(small.get("data_truncated").is_none());
+        // control characters escape six-fold: 400 KB of them would be 2.4 MB
+        let large = envelope("bad", "p", Some("s"), &event(vec![1u8; 400_000]));
+        assert!(
+            large.to_string().len() < MAX_LETTER_BYTES,
+            "{}",
+            large.to_string().len()
+        );
+        assert_eq!(large["data_truncated"], true);
+        assert_eq!(large["data_bytes"], 400_000);
+        // a cut never splits a character
+        let text = "é".repeat(600_000);
+        let cut = envelope("bad", "p", None, &event(text.into_bytes()));
+        assert!(cut["data"]
+            .as_str()
+            .is_some_and(|d| d.chars().all(|c| c == 'é')));
+    }
 }

@@ -1217,11 +1217,21 @@ impl ModelService {
         let Ok(_permit) = self.training.try_acquire() else {
             return Ok(()); // one retrain at a time
         };
-        // ... and across models, no more than the pool allows.
-        let _slot = training_pool()
-            .acquire()
-            .await
-            .map_err(|e| LifecycleError::Artifact(e.to_string()))?;
+        // ... and across models, no more in this process than the pool allows.
+        let trainer = self
+            .trainer
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(InProcess));
+        let _slot = match trainer.remote() {
+            true => None,
+            false => Some(
+                training_pool()
+                    .acquire()
+                    .await
+                    .map_err(|e| LifecycleError::Artifact(e.to_string()))?,
+            ),
+        };
         let champion = self.champion.load_full();
         let (examples, training) = match (examples, self.training_source.get()) {
             (Some(examples), _) => {
@@ -1253,11 +1263,6 @@ impl ModelService {
         let holdout = ((count as f64 * self.config.holdout_fraction) as usize).max(1);
         let (train, test) = examples.split_at(count - holdout);
         let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = train.iter().cloned().unzip();
-        let trainer = self
-            .trainer
-            .get()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(InProcess));
         let job = FitJob {
             model: self.name.clone(),
             learner: self.config.learner.clone(),

@@ -64,8 +64,10 @@ pub struct SagemakerConfig {
     /// The image with the driftline binary (the repository's Dockerfile),
     /// for training jobs and endpoints.
     pub image: Spanned<String>,
-    /// The execution role SageMaker assumes.
-    pub role_arn: Spanned<String>,
+    /// The execution role SageMaker assumes (default: the one the template
+    /// made for the model, which its `driftline run` service is given in
+    /// `DRIFTLINE_SAGEMAKER_ROLE_MODEL`).
+    pub role_arn: Option<Spanned<String>>,
     /// The model package group (default: the model's name).
     pub model_package_group: Option<Spanned<String>>,
     /// An endpoint serving the champion: created, then updated on each promotion.
@@ -97,16 +99,45 @@ impl SagemakerConfig {
             .map_or(model, |g| g.get_ref().as_str())
     }
 
+    /// The environment variable that names the execution role when the
+    /// pipeline does not: `DRIFTLINE_SAGEMAKER_ROLE_` and the model's name in
+    /// capitals, other characters as `_`.
+    pub fn role_variable(model: &str) -> String {
+        let name: String = model
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("DRIFTLINE_SAGEMAKER_ROLE_{name}")
+    }
+
+    /// The execution role: the pipeline's `role_arn`, else `role_variable`'s value.
+    pub fn role(&self, model: &str) -> Result<String, String> {
+        if let Some(role) = &self.role_arn {
+            return Ok(role.get_ref().clone());
+        }
+        let variable = Self::role_variable(model);
+        std::env::var(&variable).map_err(|_| {
+            format!("model {model} uses SageMaker: set sagemaker.role_arn, or {variable} (the template's driftline run service has it)")
+        })
+    }
+
     fn check(&self, model: &str) -> Result<(), (usize, String)> {
-        let role = &self.role_arn;
-        if !(role.get_ref().starts_with("arn:aws") && role.get_ref().contains(":role/")) {
-            return Err((
-                role.span().start,
-                format!(
-                    "role_arn must be an IAM role's ARN (arn:aws:iam::ACCOUNT:role/NAME), not {:?}",
-                    role.get_ref()
-                ),
-            ));
+        if let Some(role) = &self.role_arn {
+            if !(role.get_ref().starts_with("arn:aws") && role.get_ref().contains(":role/")) {
+                return Err((
+                    role.span().start,
+                    format!(
+                        "role_arn must be an IAM role's ARN (arn:aws:iam::ACCOUNT:role/NAME), not {:?}",
+                        role.get_ref()
+                    ),
+                ));
+            }
         }
         if self.image.get_ref().trim().is_empty() {
             return Err((
@@ -124,14 +155,21 @@ impl SagemakerConfig {
             .as_ref()
             .map(|e| (Some(e.span().start), e.get_ref().as_str()));
         for (at, name) in names.into_iter().chain(endpoint) {
+            // An endpoint's models and configurations are named after it:
+            // `ENDPOINT-vN-config` must fit in 63 too.
+            let longest = if Some(name) == self.endpoint.as_ref().map(|e| e.get_ref().as_str()) {
+                40
+            } else {
+                63
+            };
             let ok = !name.is_empty()
-                && name.len() <= 63
+                && name.len() <= longest
                 && !name.starts_with('-')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
             if !ok {
                 return Err((
                     at.unwrap_or(0),
-                    format!("{name:?} is not a SageMaker name (1-63 of a-z, A-Z, 0-9 and -)"),
+                    format!("{name:?} is not a SageMaker name (1-63 of a-z, A-Z, 0-9 and -; an endpoint 1-40, as its configurations add to it)"),
                 ));
             }
         }

@@ -34,6 +34,11 @@ pub trait Trainer: Send + Sync {
     /// Where it trains, for the registry's record of a version.
     fn place(&self) -> String;
 
+    /// Trains elsewhere: takes none of this process's training slots.
+    fn remote(&self) -> bool {
+        false
+    }
+
     /// Fits a model of `job.learner` on the job's examples; it must read
     /// vectors of `job.width` and answer `job.n_classes` classes.
     fn fit(&self, job: FitJob) -> FitFuture<'_>;

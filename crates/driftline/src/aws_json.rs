@@ -9,6 +9,7 @@
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use serde_json::Value;
 
@@ -45,6 +46,9 @@ pub struct AwsJson {
     endpoint: String,
     region: String,
     credentials: SharedCredentialsProvider,
+    /// The provider's answer, kept until shortly before it expires (the
+    /// provider itself may ask the network each time).
+    cached: std::sync::Arc<std::sync::Mutex<Option<Credentials>>>,
     http: reqwest::Client,
 }
 
@@ -75,6 +79,7 @@ impl AwsJson {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             region,
             credentials,
+            cached: Default::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()?,
@@ -82,7 +87,49 @@ impl AwsJson {
     }
 
     /// Calls `operation` with `input`; its answer, or the service's error.
+    /// Throttling, server errors and failed connections are tried again,
+    /// four attempts in all, after a pause that doubles from 200 ms.
     pub async fn call(&self, operation: &str, input: &Value) -> Result<Value, AwsError> {
+        let mut pause = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match self.call_once(operation, input).await {
+                Err(error) if attempt < 4 && transient(&error) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    async fn credentials(&self) -> Result<Credentials, String> {
+        let fresh = |c: &Credentials| {
+            c.expiry().is_none_or(|at| {
+                at.duration_since(SystemTime::now())
+                    .is_ok_and(|left| left > Duration::from_secs(300))
+            })
+        };
+        if let Some(cached) = self
+            .cached
+            .lock()
+            .map_err(|e| e.to_string())?
+            .clone()
+            .filter(fresh)
+        {
+            return Ok(cached);
+        }
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| e.to_string())?;
+        *self.cached.lock().map_err(|e| e.to_string())? = Some(credentials.clone());
+        Ok(credentials)
+    }
+
+    async fn call_once(&self, operation: &str, input: &Value) -> Result<Value, AwsError> {
         let error = |status: u16, code: &str, message: String| AwsError {
             operation: operation.to_string(),
             status,
@@ -90,10 +137,9 @@ impl AwsJson {
             message,
         };
         let credentials = self
-            .credentials
-            .provide_credentials()
+            .credentials()
             .await
-            .map_err(|e| error(0, "Credentials", e.to_string()))?;
+            .map_err(|e| error(0, "Credentials", e))?;
         let body = input.to_string().into_bytes();
         let url = format!("{}/", self.endpoint);
         let host = url
@@ -162,4 +208,11 @@ impl AwsJson {
         };
         Err(error(status, &code, message))
     }
+}
+
+/// Worth another try: no answer, a server error, or throttling.
+fn transient(error: &AwsError) -> bool {
+    (error.status == 0 && error.code == "Http")
+        || error.status >= 500
+        || error.code.contains("Throttl")
 }

@@ -365,15 +365,15 @@ pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Resu
         ] {
             claim(id.into())?;
         }
-        crate::cfn_service::add(
-            config,
-            name,
-            text,
-            &stream_ids,
-            &model_roles,
-            &mut resources,
-            &mut parameters,
-        );
+        let lambda: Vec<String> = functions.iter().map(|p| p.name.get_ref().clone()).collect();
+        let service = crate::cfn_service::Service {
+            pipeline_name: name,
+            pipeline_text: text,
+            lambda_processors: &lambda,
+            stream_ids: &stream_ids,
+            model_roles: &model_roles,
+        };
+        crate::cfn_service::add(config, &service, &mut resources, &mut parameters)?;
     }
     if !config.models.is_empty() || crate::cfn_service::needed(config, functions.len()) {
         parameters.insert(

@@ -21,28 +21,55 @@ fn kinesis_arn(name: &str) -> Value {
     json!({"Fn::Sub": format!("arn:${{AWS::Partition}}:kinesis:${{AWS::Region}}:${{AWS::AccountId}}:stream/{name}")})
 }
 
-/// `https://sqs.REGION.amazonaws.com/ACCOUNT/NAME` as an ARN.
-fn queue_arn(url: &str) -> Option<String> {
+/// A queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`, or the
+/// older `https://REGION.queue.amazonaws.com/ACCOUNT/NAME`) as an ARN.
+fn queue_arn(url: &str) -> Option<Value> {
     let rest = url.split("://").nth(1)?;
     let mut parts = rest.split('/');
     let host = parts.next()?;
     let (account, name) = (parts.next()?, parts.next()?);
-    let region = host.strip_prefix("sqs.")?.split('.').next()?;
-    Some(format!("arn:aws:sqs:{region}:{account}:{name}"))
+    let region = match host.strip_prefix("sqs.") {
+        Some(rest) => rest.split('.').next()?,
+        None => host.strip_suffix(".queue.amazonaws.com")?,
+    };
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if !(valid(region) && valid(account) && valid(name)) {
+        return None;
+    }
+    Some(json!({"Fn::Sub": format!("arn:${{AWS::Partition}}:sqs:{region}:{account}:{name}")}))
 }
 
-/// Adds the service, its roles and its parameters. `stream_ids` maps a
-/// pipeline stream to the logical id of its Kinesis stream; `model_roles`
-/// are the SageMaker execution roles it may pass.
+/// What the service is made from, beside the pipeline's configuration.
+pub struct Service<'a> {
+    pub pipeline_name: &'a str,
+    /// The pipeline file's text, handed to the task.
+    pub pipeline_text: &'a str,
+    /// Processors deployed as Lambda functions, which it skips.
+    pub lambda_processors: &'a [String],
+    /// Pipeline stream -> logical id of its Kinesis stream.
+    pub stream_ids: &'a [(String, String)],
+    /// Model -> logical id of the SageMaker execution role it may pass.
+    pub model_roles: &'a [(String, String)],
+}
+
+/// Adds the service, its roles and its parameters.
 pub fn add(
     config: &PipelineConfig,
-    pipeline_name: &str,
-    pipeline_text: &str,
-    stream_ids: &[(String, String)],
-    model_roles: &[(String, String)],
+    service: &Service<'_>,
     resources: &mut Map<String, Value>,
     parameters: &mut Map<String, Value>,
-) {
+) -> anyhow::Result<()> {
+    let Service {
+        pipeline_name,
+        pipeline_text,
+        lambda_processors,
+        stream_ids,
+        model_roles,
+    } = *service;
     let stream_id = |name: &str| {
         stream_ids
             .iter()
@@ -128,13 +155,19 @@ pub fn add(
             "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
             "Resource": tables}));
     }
-    let queues: Vec<Value> = config
+    let queues = config
         .sources
         .iter()
         .filter_map(|s| s.notifications.as_ref())
-        .filter_map(|q| queue_arn(q.get_ref()))
-        .map(Value::String)
-        .collect();
+        .map(|q| {
+            queue_arn(q.get_ref()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "notifications {:?} is not an SQS queue URL the template can name",
+                    q.get_ref()
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<Value>>>()?;
     if !queues.is_empty() {
         statements.push(
             json!({"Sid": "ObjectCreatedNotifications", "Effect": "Allow",
@@ -230,6 +263,39 @@ pub fn add(
             "Properties": {"ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}]}
         }),
     );
+    // The processors deployed as functions are left to them.
+    let mut command = vec![
+        json!("run"),
+        json!("env:DRIFTLINE_PIPELINE"),
+        json!("--lake"),
+        json!({"Fn::Sub": "s3://${LakeBucket}"}),
+        json!("--listen"),
+        json!("0.0.0.0:4567"),
+        json!("--metrics"),
+        json!("emf"),
+        json!("--data-dir"),
+        json!("/var/lib/driftline"),
+    ];
+    for name in lambda_processors {
+        command.extend([json!("--skip"), json!(name)]);
+    }
+    let mut environment = vec![
+        json!({"Name": "DRIFTLINE_PIPELINE", "Value": pipeline_text}),
+        json!({"Name": "DRIFTLINE_PIPELINE_NAME", "Value": pipeline_name}),
+        json!({"Name": "AWS_REGION", "Value": {"Ref": "AWS::Region"}}),
+    ];
+    // Each model's SageMaker execution role, unless the pipeline names one.
+    for (model, role) in model_roles {
+        let named = config.models.iter().any(|m| {
+            m.name() == model && m.sagemaker.as_ref().is_some_and(|s| s.role_arn.is_some())
+        });
+        if !named {
+            environment.push(json!({
+                "Name": driftline_pipeline::model_config::SagemakerConfig::role_variable(model),
+                "Value": {"Fn::GetAtt": [role, "Arn"]}
+            }));
+        }
+    }
     resources.insert("DriftlineTask".into(), json!({
         "Type": "AWS::ECS::TaskDefinition",
         "Properties": {
@@ -244,13 +310,8 @@ pub fn add(
                 "Image": {"Fn::Sub": "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${ImageRepository}:${ImageTag}"},
                 "Essential": true,
                 "EntryPoint": ["/usr/local/bin/driftline"],
-                "Command": ["run", "env:DRIFTLINE_PIPELINE", "--lake", {"Fn::Sub": "s3://${LakeBucket}"},
-                            "--listen", "0.0.0.0:4567", "--metrics", "emf", "--data-dir", "/var/lib/driftline"],
-                "Environment": [
-                    {"Name": "DRIFTLINE_PIPELINE", "Value": pipeline_text},
-                    {"Name": "DRIFTLINE_PIPELINE_NAME", "Value": pipeline_name},
-                    {"Name": "AWS_REGION", "Value": {"Ref": "AWS::Region"}}
-                ],
+                "Command": command,
+                "Environment": environment,
                 "PortMappings": [{"ContainerPort": 4567, "Protocol": "tcp"}],
                 "StopTimeout": 120,
                 "LogConfiguration": {"LogDriver": "awslogs", "Options": {
@@ -270,6 +331,9 @@ pub fn add(
                 "TaskDefinition": {"Ref": "DriftlineTask"},
                 "LaunchType": "FARGATE",
                 "DesiredCount": 1,
+                // One task at a time, also while deploying: two would both
+                // run the models' retrains and mirrors.
+                "DeploymentConfiguration": {"MaximumPercent": 100, "MinimumHealthyPercent": 0},
                 "NetworkConfiguration": {"AwsvpcConfiguration": {
                     "Subnets": {"Ref": "Subnets"},
                     "SecurityGroups": {"Ref": "SecurityGroups"},
@@ -293,6 +357,7 @@ pub fn add(
     parameters.insert("AssignPublicIp".into(), json!({"Type": "String", "Default": "DISABLED",
         "AllowedValues": ["ENABLED", "DISABLED"],
         "Description": "ENABLED where the subnets have no NAT gateway or VPC endpoints to reach ECR and AWS"}));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -301,10 +366,20 @@ mod tests {
 
     #[test]
     fn a_queue_url_becomes_its_arn() {
+        let arn = |url: &str| queue_arn(url).map(|v| v["Fn::Sub"].clone());
         assert_eq!(
-            queue_arn("https://sqs.eu-west-1.amazonaws.com/123456789012/uploads").as_deref(),
-            Some("arn:aws:sqs:eu-west-1:123456789012:uploads")
+            arn("https://sqs.eu-west-1.amazonaws.com/123456789012/uploads"),
+            Some(serde_json::json!(
+                "arn:${AWS::Partition}:sqs:eu-west-1:123456789012:uploads"
+            ))
         );
-        assert_eq!(queue_arn("not a url"), None);
+        assert_eq!(
+            arn("https://eu-west-1.queue.amazonaws.com/123456789012/uploads"),
+            Some(serde_json::json!(
+                "arn:${AWS::Partition}:sqs:eu-west-1:123456789012:uploads"
+            ))
+        );
+        assert_eq!(arn("not a url"), None);
+        assert_eq!(arn("http://127.0.0.1:5000/123456789012/q"), None);
     }
 }

@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// metric format, JSON lines on standard output that CloudWatch Logs turns into metrics).
     #[arg(long, default_value = "text", value_parser = ["text", "emf"])]
     metrics: String,
+    /// A processor this process leaves to others (the template's service
+    /// skips those it deploys as Lambda functions); repeatable.
+    #[arg(long = "skip", value_name = "PROCESSOR")]
+    skip: Vec<String>,
 }
 
 /// The pipeline file, or with `env:NAME` the text of environment variable
@@ -77,7 +81,16 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let config = load_pipeline(&args.pipeline)?;
+    let mut config = load_pipeline(&args.pipeline)?;
+    for name in &args.skip {
+        let before = config.processors.len();
+        config.processors.retain(|p| p.name.get_ref() != name);
+        anyhow::ensure!(
+            config.processors.len() < before,
+            "--skip {name}: the pipeline has no processor {name}"
+        );
+        eprintln!("processor {name} runs elsewhere (--skip): not here");
+    }
     let lake_config = config.lake.clone();
     let lake_url = args
         .lake
@@ -349,7 +362,9 @@ fn aws_stream_stages(
         service: Service::Kinesis(s.stream.get_ref().clone()),
         on_failure: None,
     });
-    // Knobs without a meaning here are refused by validation.
+    // Validation refuses parallelization_factor and maximum_record_age_s
+    // here; retries and bisection do not apply: a batch whose delivery or
+    // dead letters fail is read again from its checkpoint, nothing dropped.
     let processors = config.processors.iter().filter_map(|p| {
         let kinesis = streams.kinesis_name(p.stream.get_ref())?;
         if p.runs_on_lambda() {

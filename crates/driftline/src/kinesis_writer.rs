@@ -145,6 +145,66 @@ fn requests(records: Vec<(usize, NewRecord)>) -> Vec<Vec<(usize, NewRecord)>> {
     requests
 }
 
+/// The runtime Kinesis producers run their requests on: their own, so
+/// that a producer blocked by a throttled stream never needs a worker of
+/// the runtime that serves requests (which may all be waiting on it).
+pub struct WriterRuntime(Option<tokio::runtime::Runtime>);
+
+impl WriterRuntime {
+    pub fn new() -> std::io::Result<std::sync::Arc<WriterRuntime>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("kinesis-producer")
+            .enable_all()
+            .build()?;
+        Ok(std::sync::Arc::new(WriterRuntime(Some(runtime))))
+    }
+
+    /// Runs `future` there, from a thread outside any runtime (or in
+    /// `block_in_place`).
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match &self.0 {
+            Some(runtime) => runtime.block_on(future),
+            None => unreachable!("the runtime is only taken when dropped"),
+        }
+    }
+
+    /// Runs `future` there and waits for it from async code.
+    pub async fn run<F>(&self, future: F) -> anyhow::Result<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.0 {
+            Some(runtime) => Ok(runtime.spawn(future).await?),
+            None => anyhow::bail!("the producer runtime is gone"),
+        }
+    }
+}
+
+impl Drop for WriterRuntime {
+    fn drop(&mut self) {
+        // Dropped wherever the last producer goes, maybe inside async code.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A client for producers: no retries of its own (`put_with_retries` is
+/// the one retry policy) and a bound on each call.
+pub fn producer_client(config: &aws_config::SdkConfig) -> aws_sdk_kinesis::Client {
+    let config = aws_sdk_kinesis::config::Builder::from(config)
+        .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_sdk_kinesis::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
+}
+
 /// A Kinesis data stream that a pipeline puts records on.
 pub struct KinesisWriter {
     client: aws_sdk_kinesis::Client,
@@ -152,17 +212,18 @@ pub struct KinesisWriter {
     name: String,
     /// Its name on Kinesis.
     kinesis_name: String,
-    runtime: tokio::runtime::Handle,
+    runtime: std::sync::Arc<WriterRuntime>,
     backoff: Backoff,
 }
 
 impl KinesisWriter {
-    /// `runtime` runs the requests of `put_records`, which blocks its caller.
+    /// `runtime` runs the requests of `put_records`, which blocks its caller;
+    /// `client` is used on that runtime only (see `producer_client`).
     pub fn new(
         client: aws_sdk_kinesis::Client,
         name: &str,
         kinesis_name: &str,
-        runtime: tokio::runtime::Handle,
+        runtime: std::sync::Arc<WriterRuntime>,
     ) -> KinesisWriter {
         KinesisWriter {
             client,
@@ -251,11 +312,49 @@ impl StreamWriter for KinesisWriter {
     }
 
     fn put_records(&self, records: Vec<NewRecord>) -> Vec<Result<PutPosition, PutError>> {
-        self.runtime
-            .block_on(put_with_retries(records, self.backoff, |batch| {
+        // A record Kinesis would refuse fails alone, not its whole request.
+        let mut outcomes: Vec<Option<Result<PutPosition, PutError>>> = vec![None; records.len()];
+        let (mut sent_at, mut valid) = (Vec::new(), Vec::new());
+        for (index, record) in records.into_iter().enumerate() {
+            match check_record(&record) {
+                Ok(()) => {
+                    sent_at.push(index);
+                    valid.push(record);
+                }
+                Err(reason) => outcomes[index] = Some(Err(PutError(reason))),
+            }
+        }
+        let sent = self
+            .runtime
+            .block_on(put_with_retries(valid, self.backoff, |batch| {
                 self.request(batch)
-            }))
+            }));
+        for (index, outcome) in sent_at.into_iter().zip(sent) {
+            outcomes[index] = Some(outcome);
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(PutError("not sent".into()))))
+            .collect()
     }
+}
+
+/// PutRecords' limits on one record: a partition key of 1-256 characters,
+/// and at most 1 MiB of data and key together.
+fn check_record(record: &NewRecord) -> Result<(), String> {
+    let key = record.partition_key.chars().count();
+    if !(1..=256).contains(&key) {
+        return Err(format!(
+            "a partition key has 1 to 256 characters, this one {key}"
+        ));
+    }
+    let size = record.data.len() + record.partition_key.len();
+    if size > 1024 * 1024 {
+        return Err(format!(
+            "a Kinesis record holds at most 1 MiB of data and partition key, this one {size} bytes"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -364,6 +463,18 @@ mod tests {
         let order: Vec<usize> = split.iter().flatten().map(|(i, _)| *i).collect();
         assert_eq!(order, (0..12).collect::<Vec<_>>());
         assert!(requests(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn records_kinesis_would_refuse_are_found_before_sending() {
+        assert!(check_record(&record("x")).is_ok());
+        let keyless = NewRecord {
+            partition_key: String::new(),
+            ..record("x")
+        };
+        assert!(check_record(&keyless).is_err_and(|e| e.contains("1 to 256")));
+        let big = record(&"y".repeat(1024 * 1024));
+        assert!(check_record(&big).is_err_and(|e| e.contains("1 MiB")));
     }
 
     #[test]

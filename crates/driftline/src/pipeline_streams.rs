@@ -12,8 +12,12 @@ pub struct PipelineStreams {
     store: Arc<LogStore>,
     /// Pipeline name -> Kinesis name, for the streams on Kinesis.
     kinesis: BTreeMap<String, String>,
+    /// The producers' client, used on their runtime only.
     #[cfg(feature = "aws")]
-    client: Option<aws_sdk_kinesis::Client>,
+    client: Option<(
+        aws_sdk_kinesis::Client,
+        Arc<crate::kinesis_writer::WriterRuntime>,
+    )>,
 }
 
 impl PipelineStreams {
@@ -69,23 +73,20 @@ impl PipelineStreams {
     #[cfg(feature = "aws")]
     async fn connect(&mut self, on_kinesis: &[(String, String)]) -> anyhow::Result<()> {
         let aws = aws_config::load_from_env().await;
-        let client = aws_sdk_kinesis::Client::new(&aws);
+        let client = crate::kinesis_writer::producer_client(&aws);
+        let runtime = crate::kinesis_writer::WriterRuntime::new()?;
+        let region = aws.region().map_or("unset".to_string(), |r| r.to_string());
         for (what, kinesis) in on_kinesis {
             // Refused at the start rather than record by record.
-            if let Err(error) = client
-                .describe_stream_summary()
-                .stream_name(kinesis)
-                .send()
-                .await
-            {
+            let request = client.describe_stream_summary().stream_name(kinesis).send();
+            if let Err(error) = runtime.run(request).await? {
                 anyhow::bail!(
-                    "{what} is kinesis://{kinesis}, and Kinesis (region {}) cannot describe it: {} (`driftline aws template` makes the streams a pipeline declares)",
-                    aws.region().map_or("unset", |r| r.as_ref()),
+                    "{what} is kinesis://{kinesis}, and Kinesis (region {region}) cannot describe it: {} (`driftline aws template` makes the streams a pipeline declares)",
                     aws_sdk_kinesis::error::DisplayErrorContext(&error)
                 );
             }
         }
-        self.client = Some(client);
+        self.client = Some((client, runtime));
         Ok(())
     }
 
@@ -129,12 +130,11 @@ impl PipelineStreams {
         name: &str,
         kinesis: &str,
     ) -> anyhow::Result<Arc<dyn StreamWriter>> {
-        let client = self.client()?;
+        let (client, runtime) = self.client.clone().ok_or_else(|| {
+            anyhow::anyhow!("no Kinesis client: the pipeline declares no Kinesis stream")
+        })?;
         Ok(Arc::new(crate::kinesis_writer::KinesisWriter::new(
-            client,
-            name,
-            kinesis,
-            tokio::runtime::Handle::try_current()?,
+            client, name, kinesis, runtime,
         )))
     }
 
@@ -145,13 +145,5 @@ impl PipelineStreams {
         kinesis: &str,
     ) -> anyhow::Result<Arc<dyn StreamWriter>> {
         anyhow::bail!("stream {name} is kinesis://{kinesis}: Kinesis streams need driftline built with the aws feature")
-    }
-
-    /// The Kinesis client, once `open` has found Kinesis streams.
-    #[cfg(feature = "aws")]
-    pub fn client(&self) -> anyhow::Result<aws_sdk_kinesis::Client> {
-        self.client.clone().ok_or_else(|| {
-            anyhow::anyhow!("no Kinesis client: the pipeline declares no Kinesis stream")
-        })
     }
 }

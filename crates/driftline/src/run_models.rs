@@ -333,6 +333,7 @@ async fn trainer(model: &ModelConfig, lake: &Lake) -> anyhow::Result<Option<Arc<
             let trainer = crate::sagemaker_trainer::SagemakerTrainer::new(
                 api,
                 lake.clone(),
+                model.name(),
                 sagemaker.clone(),
             )?;
             Ok(Some(Arc::new(trainer)))

@@ -22,7 +22,7 @@ use driftline_pipeline::model_config::SagemakerConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::aws_json::AwsJson;
+use crate::aws_json::{AwsError, AwsJson};
 
 /// What was mirrored of one version.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -46,6 +46,8 @@ pub struct Mirror {
     registry: Registry,
     model: String,
     config: SagemakerConfig,
+    /// The execution role of its SageMaker models.
+    role: String,
     group_ready: bool,
 }
 
@@ -90,6 +92,28 @@ pub fn artifact_of_tarball(tarball: &[u8]) -> anyhow::Result<Vec<u8>> {
     anyhow::bail!("the model.tar.gz holds no model.bin")
 }
 
+/// Whether an error says the thing described does not exist (SageMaker
+/// answers a ValidationException "Could not find ..."), rather than that
+/// the call failed (throttling, permissions), which must not lead to a
+/// Create of something that may exist.
+fn is_absent(error: &AwsError) -> bool {
+    let message = error.message.to_ascii_lowercase();
+    error.status == 400
+        && (error.code.contains("NotFound")
+            || message.contains("could not find")
+            || message.contains("does not exist")
+            || message.contains("not found"))
+}
+
+/// `Ok(true)` when what was described does not exist, `Ok(false)` when it does.
+fn absent(described: Result<Value, AwsError>) -> anyhow::Result<bool> {
+    match described {
+        Ok(_) => Ok(false),
+        Err(error) if is_absent(&error) => Ok(true),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// The `s3://` URI of a lake path, which SageMaker reads.
 pub fn s3_uri(lake: &Lake, path: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
@@ -114,6 +138,7 @@ impl Mirror {
             lake,
             registry,
             model: model.to_string(),
+            role: config.role(model).map_err(anyhow::Error::msg)?,
             config,
             group_ready: false,
         })
@@ -192,7 +217,7 @@ impl Mirror {
                 &json!({"ModelPackageGroupName": group}),
             )
             .await;
-        if described.is_err() {
+        if absent(described)? {
             self.api
                 .call(
                     "CreateModelPackageGroup",
@@ -294,33 +319,31 @@ impl Mirror {
         // Names of at most 63 characters, unique per version.
         let base: String = format!("{endpoint}-v{number}");
         let model_name = base.clone();
-        if self
+        let described = self
             .api
             .call("DescribeModel", &json!({"ModelName": model_name}))
-            .await
-            .is_err()
-        {
+            .await;
+        if absent(described)? {
             self.api
                 .call(
                     "CreateModel",
                     &json!({
                         "ModelName": model_name,
                         "PrimaryContainer": {"Image": self.config.image.get_ref(), "ModelDataUrl": mirrored.model_data_url},
-                        "ExecutionRoleArn": self.config.role_arn.get_ref(),
+                        "ExecutionRoleArn": self.role,
                     }),
                 )
                 .await?;
         }
         let endpoint_config = format!("{base}-config");
-        if self
+        let described = self
             .api
             .call(
                 "DescribeEndpointConfig",
                 &json!({"EndpointConfigName": endpoint_config}),
             )
-            .await
-            .is_err()
-        {
+            .await;
+        if absent(described)? {
             self.api
                 .call(
                     "CreateEndpointConfig",
@@ -336,15 +359,28 @@ impl Mirror {
                 )
                 .await?;
         }
-        let exists = self
+        let described = self
             .api
             .call("DescribeEndpoint", &json!({"EndpointName": endpoint}))
-            .await
-            .is_ok();
-        let operation = if exists {
-            "UpdateEndpoint"
-        } else {
-            "CreateEndpoint"
+            .await;
+        let operation = match described {
+            Ok(endpoint) => match endpoint["EndpointStatus"].as_str() {
+                Some("InService") => "UpdateEndpoint",
+                // A failed endpoint cannot be updated: it is made again.
+                Some("Failed") => {
+                    self.api
+                        .call(
+                            "DeleteEndpoint",
+                            &json!({"EndpointName": endpoint["EndpointName"]}),
+                        )
+                        .await?;
+                    return Ok(()); // created on a later turn, once it is gone
+                }
+                // Creating, Updating, Deleting...: looked at again next turn.
+                _ => return Ok(()),
+            },
+            Err(error) if is_absent(&error) => "CreateEndpoint",
+            Err(error) => return Err(error.into()),
         };
         self.api
             .call(

@@ -20,6 +20,8 @@ pub struct SagemakerTrainer {
     api: AwsJson,
     lake: Lake,
     config: SagemakerConfig,
+    /// The execution role jobs run as.
+    role: String,
     /// Between two looks at a running job.
     pub poll: Duration,
     /// How long a completed job's artifact may take to appear.
@@ -50,11 +52,17 @@ fn job_name(model: &str, now_ms: i64) -> String {
 }
 
 impl SagemakerTrainer {
-    pub fn new(api: AwsJson, lake: Lake, config: SagemakerConfig) -> anyhow::Result<Self> {
+    pub fn new(
+        api: AwsJson,
+        lake: Lake,
+        model: &str,
+        config: SagemakerConfig,
+    ) -> anyhow::Result<Self> {
         s3_uri(&lake, "")?;
         Ok(SagemakerTrainer {
             api,
             lake,
+            role: config.role(model).map_err(anyhow::Error::msg)?,
             config,
             poll: Duration::from_secs(10),
             artifact_wait: Duration::from_secs(60),
@@ -80,7 +88,7 @@ impl SagemakerTrainer {
                         "TrainingImage": self.config.image.get_ref(),
                         "TrainingInputMode": "File",
                     },
-                    "RoleArn": self.config.role_arn.get_ref(),
+                    "RoleArn": self.role,
                     "HyperParameters": {
                         "target": "label",
                         "learner": job.learner,
@@ -126,6 +134,14 @@ impl SagemakerTrainer {
                         .unwrap_or("no reason given")
                 ),
                 _ if Instant::now() > deadline => {
+                    // Not left running (and billing) after we gave up on it.
+                    if let Err(error) = self
+                        .api
+                        .call("StopTrainingJob", &json!({"TrainingJobName": name}))
+                        .await
+                    {
+                        tracing::warn!(job = %name, %error, "cannot stop the training job");
+                    }
                     anyhow::bail!("SageMaker training job {name} did not finish in time")
                 }
                 _ => tokio::time::sleep(self.poll).await,
@@ -164,6 +180,10 @@ impl SagemakerTrainer {
 }
 
 impl Trainer for SagemakerTrainer {
+    fn remote(&self) -> bool {
+        true
+    }
+
     fn place(&self) -> String {
         format!("SageMaker ({})", self.config.training_instance_type)
     }
@@ -296,8 +316,8 @@ mod tests {
         )
         .expect("pipeline");
         let config = pipeline.models[0].sagemaker.clone().expect("sagemaker");
-        let mut trainer =
-            SagemakerTrainer::new(api.clone(), lake.clone(), config).expect("trainer");
+        let mut trainer = SagemakerTrainer::new(api.clone(), lake.clone(), "conformance", config)
+            .expect("trainer");
         trainer.poll = Duration::from_millis(100);
         trainer.artifact_wait = Duration::from_secs(5);
         let (stop, stopped) = tokio::sync::watch::channel(false);

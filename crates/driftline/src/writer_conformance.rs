@@ -120,10 +120,10 @@ mod tests {
             )
             .expect("create stream");
         let writer = crate::kinesis_writer::KinesisWriter::new(
-            client.clone(),
+            crate::kinesis_writer::producer_client(&config),
             "events",
             "events-prod",
-            runtime.handle().clone(),
+            crate::kinesis_writer::WriterRuntime::new().expect("producer runtime"),
         );
         assert_eq!(writer.stream_name(), "events");
         let stream = KinesisStream {

@@ -293,7 +293,7 @@ fn a_pipeline_on_kinesis_runs_as_a_service_with_a_role_of_its_own() {
     let with_sagemaker = std::fs::read_to_string(&model).expect("model").replace(
         "promotion = { mode = \"direct\", min_gain = 0.005 }",
         "promotion = { mode = \"direct\", min_gain = 0.005 }\n\
-         sagemaker = { image = \"x.dkr.ecr.us-east-1.amazonaws.com/driftline:1\", role_arn = \"arn:aws:iam::123456789012:role/r\", endpoint = \"fraud\", train = true }",
+         sagemaker = { image = \"x.dkr.ecr.us-east-1.amazonaws.com/driftline:1\", endpoint = \"fraud\", train = true }",
     );
     let sm = dir.path().join("sm.toml");
     std::fs::write(&sm, with_sagemaker).expect("write");
@@ -308,6 +308,32 @@ fn a_pipeline_on_kinesis_runs_as_a_service_with_a_role_of_its_own() {
         "{}",
         String::from_utf8_lossy(&lint.stdout)
     );
+    // its processor of an embedded stream is a function, which the service skips
+    let container = &made["Resources"]["DriftlineTask"]["Properties"]["ContainerDefinitions"][0];
+    let command: Vec<&str> = container["Command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        command.windows(2).any(|w| w == ["--skip", "history"]),
+        "{command:?}"
+    );
+    // no role_arn in the pipeline: the service is told the template's role
+    let role = container["Environment"]
+        .as_array()
+        .expect("environment")
+        .iter()
+        .find(|v| v["Name"] == "DRIFTLINE_SAGEMAKER_ROLE_FRAUD")
+        .expect("the role's variable");
+    assert_eq!(
+        role["Value"],
+        serde_json::json!({"Fn::GetAtt": ["FraudSageMakerRole", "Arn"]})
+    );
+    let deployment =
+        &made["Resources"]["DriftlineService"]["Properties"]["DeploymentConfiguration"];
+    assert_eq!(deployment["MaximumPercent"], 100, "one task at a time");
     let pass = statement(&made, "DriftlineTaskRole", "PassTheSageMakerRoles");
     assert_eq!(
         pass["Resource"],
