@@ -202,97 +202,16 @@ fn unknown_schemes_are_refused_with_what_is_accepted() {
 
 #[cfg(feature = "aws")]
 mod s3 {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
+    use driftline_testkit::Moto;
 
     use super::*;
-
-    /// A `moto_server` on a free loopback port, stopped on drop.
-    pub struct Moto {
-        child: Child,
-        pub endpoint: String,
-        port: u16,
-    }
-
-    impl Drop for Moto {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    /// One plain HTTP/1.1 request; the status code.
-    fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
-        let answer = http_answer(port, method, path)?;
-        answer
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("no status in {answer:?}")))
-    }
-
-    /// One plain HTTP/1.1 request; the whole answer as text.
-    fn http_answer(port: u16, method: &str, path: &str) -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        Ok(answer)
-    }
-
-    impl Moto {
-        pub fn start() -> Moto {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("free port");
-            let child = Command::new("moto_server")
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("moto_server is needed for the S3 tests: pip install 'moto[server]'");
-            let moto = Moto {
-                child,
-                endpoint: format!("http://127.0.0.1:{port}"),
-                port,
-            };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while http(port, "GET", "/moto-api/").ok() != Some(200) {
-                assert!(Instant::now() < deadline, "moto_server did not start");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            moto
-        }
-
-        pub fn create_bucket(&self, bucket: &str) {
-            assert_eq!(
-                http(self.port, "PUT", &format!("/{bucket}")).expect("create"),
-                200
-            );
-        }
-
-        pub fn options(&self) -> Vec<(&str, &str)> {
-            vec![
-                ("aws_endpoint", self.endpoint.as_str()),
-                ("aws_region", "us-east-1"),
-                ("aws_access_key_id", "test"),
-                ("aws_secret_access_key", "test"),
-            ]
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn s3_passes_the_suite_with_a_prefix() {
         let moto = Moto::start();
         moto.create_bucket("lake");
-        let options = moto.options();
+        let owned = moto.s3_options();
+        let options: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
         suite(|| Lake::open_with("s3://lake/team/prod", &options).expect("lake")).await;
         // everything went under the prefix
         let root = Lake::open_with("s3://lake", &options).expect("root");
@@ -313,7 +232,7 @@ mod s3 {
              c = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\n\
              h = c.head_object(Bucket='lake', Key='secret/a.txt')\n\
              print(h.get('ServerSideEncryption'), h.get('SSEKMSKeyId'))",
-            moto.endpoint
+            moto.endpoint()
         );
         let output = std::process::Command::new("python3")
             .args(["-c", &script])

@@ -307,8 +307,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn training_on_sagemaker_conforms() {
         let moto = crate::test_moto::Moto::start();
-        let lake = moto.lake("lake");
-        let api = AwsJson::sagemaker_with(&moto.sdk_config().await).expect("api");
+        let lake = crate::test_moto::lake(&moto, "lake");
+        let api = AwsJson::sagemaker_with(&crate::test_moto::sdk_config(&moto).await).expect("api");
         let pipeline = driftline_pipeline::PipelineConfig::parse(
             "[[model]]\nname = \"conformance\"\nfeatures = [\"a\"]\n\
              sagemaker = { image = \"123456789012.dkr.ecr.us-east-1.amazonaws.com/driftline:1\", role_arn = \"arn:aws:iam::123456789012:role/sm\", train = true }\n[lake]\n",

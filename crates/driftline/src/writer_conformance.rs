@@ -108,7 +108,7 @@ mod tests {
 
         let moto = crate::test_moto::Moto::start();
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let config = runtime.block_on(moto.sdk_config());
+        let config = runtime.block_on(crate::test_moto::sdk_config(&moto));
         let client = aws_sdk_kinesis::Client::new(&config);
         runtime
             .block_on(

@@ -4,83 +4,16 @@
 //! exactly once.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, StringArray};
 use driftline_lake::Lake;
+use driftline_testkit::Moto;
 use serde_json::json;
 
 use crate::util::{kinesis_json, Server};
-
-/// A `moto_server` on a free loopback port, stopped on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server is needed for the AWS tests: pip install 'moto[server]'");
-        let moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while moto.http("GET", "/moto-api/").ok() != Some(200) {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// One unsigned request (moto does not check signatures); the status.
-    fn http(&self, method: &str, path: &str) -> std::io::Result<u16> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        answer
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("no status in {answer:?}")))
-    }
-
-    /// The AWS environment a driftline process needs to reach it.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ]
-    }
-}
 
 /// Every row's stream position (`_shard/_sequence_number`) in a table of the S3 lake, with its count.
 fn s3_rows(lake: &Lake, runtime: &tokio::runtime::Runtime, table: &str) -> BTreeMap<String, usize> {
@@ -121,16 +54,17 @@ fn s3_rows(lake: &Lake, runtime: &tokio::runtime::Runtime, table: &str) -> BTree
     rows
 }
 
-impl Moto {
+/// What these tests do with a moto server.
+trait MotoRun {
+    fn lake(&self) -> Lake;
+    fn run(&self, pipeline: &Path, data: &Path) -> Server;
+}
+
+impl MotoRun for Moto {
     /// The lake every test here uses: `s3://lake/prod` on this server.
     fn lake(&self) -> Lake {
-        let endpoint = self.endpoint();
-        let options = [
-            ("aws_endpoint", endpoint.as_str()),
-            ("aws_region", "us-east-1"),
-            ("aws_access_key_id", "test"),
-            ("aws_secret_access_key", "test"),
-        ];
+        let owned = self.s3_options();
+        let options: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Lake::open_with("s3://lake/prod", &options).expect("lake")
     }
 
