@@ -385,6 +385,42 @@ impl PipelineConfig {
             let offset = e.span().map_or(0, |s| s.start);
             invalid(offset, e.message().to_string())
         })?;
+        config.validate(text, path)
+    }
+
+    /// Puts the named streams on Kinesis (`NAME` -> `kinesis://...`), as
+    /// `driftline run --stream-url` does for the template's service, and
+    /// validates the result again (`text` and `path` as given to `parse`).
+    pub fn with_stream_urls(
+        mut self,
+        urls: &[(String, String)],
+        text: &str,
+        path: &Path,
+    ) -> Result<PipelineConfig, ConfigError> {
+        for (name, url) in urls {
+            let refused = |message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: 0,
+                message: format!("--stream-url {name}={url}: {message}"),
+            };
+            kinesis_url(url).map_err(refused)?;
+            let stream = self
+                .streams
+                .iter_mut()
+                .find(|s| s.name.get_ref() == name)
+                .ok_or_else(|| refused("the pipeline declares no such stream".into()))?;
+            stream.url = Some(Spanned::new(0..0, url.clone()));
+        }
+        self.validate(text, path)
+    }
+
+    fn validate(self, text: &str, path: &Path) -> Result<PipelineConfig, ConfigError> {
+        let config = self;
+        let invalid = |offset: usize, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: text[..offset.min(text.len())].matches('\n').count() + 1,
+            message,
+        };
         let mut streams = BTreeSet::new();
         for stream in &config.streams {
             if !streams.insert(stream.name.get_ref().as_str()) {
@@ -926,6 +962,36 @@ max_buffer_seconds = 5
             error.starts_with("p.toml:20: schema \"evnt\" is not defined"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn streams_can_be_put_on_kinesis_from_outside_and_are_checked_again() {
+        let config = PipelineConfig::parse(GOOD, Path::new("p.toml")).expect("valid");
+        let urls = [("events".to_string(), "kinesis://stack-events".to_string())];
+        let moved = config
+            .clone()
+            .with_stream_urls(&urls, GOOD, Path::new("p.toml"))
+            .expect("valid");
+        assert_eq!(moved.streams[0].kinesis(), Some("stack-events"));
+        let unknown = [("nope".to_string(), "kinesis://x".to_string())];
+        let error = config
+            .clone()
+            .with_stream_urls(&unknown, GOOD, Path::new("p.toml"))
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            error.contains("--stream-url nope=kinesis://x: the pipeline declares no such stream"),
+            "{error}"
+        );
+        // checked again: a processor on it may not ask for parallel batches
+        let parallel = GOOD.replace(
+            "on_failure = \"events-dlq\"",
+            "on_failure = \"events-dlq\"\nparallelization_factor = 2",
+        );
+        let config = PipelineConfig::parse(&parallel, Path::new("p.toml")).expect("valid");
+        assert!(config
+            .with_stream_urls(&urls, &parallel, Path::new("p.toml"))
+            .is_err());
     }
 
     #[test]

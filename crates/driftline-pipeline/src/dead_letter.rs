@@ -28,19 +28,43 @@ pub(crate) fn envelope(
     if let Some(stream) = stream {
         letter["stream"] = serde_json::Value::String(stream.to_string());
     }
-    // A letter is one record of a stream (at most 1 MiB, key included), and
-    // escaping can grow data six-fold: a large record's data is cut, saying so.
-    if letter.to_string().len() > MAX_LETTER_BYTES {
-        let text = String::from_utf8_lossy(&event.data);
+    fit(letter)
+}
+
+/// Keeps a letter within one stream record (1 MiB, key included; escaping
+/// can grow text six-fold): when it would be larger, its data and then its
+/// reason are cut to their first 64 KiB, saying so (`data_truncated`,
+/// `data_bytes`, likewise for the reason).
+pub(crate) fn fit(mut letter: serde_json::Value) -> serde_json::Value {
+    for field in ["data", "reason"] {
+        if letter.to_string().len() <= MAX_LETTER_BYTES {
+            break;
+        }
+        let Some(text) = letter[field].as_str().map(str::to_string) else {
+            continue;
+        };
         let mut cut = KEPT_DATA_BYTES.min(text.len());
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        letter["data"] = serde_json::Value::String(text[..cut].to_string());
-        letter["data_bytes"] = serde_json::json!(event.data.len());
-        letter["data_truncated"] = serde_json::Value::Bool(true);
+        letter[field] = serde_json::Value::String(text[..cut].to_string());
+        letter[format!("{field}_bytes")] = serde_json::json!(text.len());
+        letter[format!("{field}_truncated")] = serde_json::Value::Bool(true);
     }
     letter
+}
+
+/// A partition key Kinesis takes (1-256 characters): a longer one (a landed
+/// object's path, say) becomes its first 200 characters and a hash of it.
+fn short_key(key: String) -> String {
+    if (1..=256).contains(&key.chars().count()) {
+        return key;
+    }
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    let head: String = key.chars().take(200).collect();
+    format!("{head}#{:016x}", hasher.finish())
 }
 
 /// A letter's size in JSON at most, under a stream record's 1 MiB.
@@ -71,7 +95,7 @@ pub(crate) fn send(
     let records: Vec<NewRecord> = letters
         .into_iter()
         .map(|(partition_key, letter)| NewRecord {
-            partition_key,
+            partition_key: short_key(partition_key),
             explicit_hash_key: None,
             data: letter.to_string().into_bytes(),
         })
@@ -113,6 +137,17 @@ mod tests {
         );
         assert_eq!(large["data_truncated"], true);
         assert_eq!(large["data_bytes"], 400_000);
+        // a long reason is cut too (a jq error may quote the whole event)
+        let mut long = envelope(&"r".repeat(900_000), "p", None, &event(vec![1u8; 400_000]));
+        long = fit(long);
+        assert!(long.to_string().len() < MAX_LETTER_BYTES);
+        assert_eq!(long["reason_truncated"], true);
+        assert_eq!(short_key("k".into()), "k");
+        let key = short_key("x/".repeat(300));
+        assert!(
+            key.chars().count() <= 256 && key.starts_with("x/x/"),
+            "{key}"
+        );
         // a cut never splits a character
         let text = "é".repeat(600_000);
         let cut = envelope("bad", "p", None, &event(text.into_bytes()));

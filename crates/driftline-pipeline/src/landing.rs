@@ -87,13 +87,13 @@ impl Landing {
             return Ok(()); // removed since the listing
         };
         let letter = |reason: String, line: Option<usize>, data: &[u8]| {
-            serde_json::json!({
+            crate::dead_letter::fit(serde_json::json!({
                 "reason": reason,
                 "source": self.name,
                 "object": object.path,
                 "record": line,
                 "data": String::from_utf8_lossy(data),
-            })
+            }))
         };
         let (mut rows, mut letters) = (Vec::new(), Vec::new());
         match documents(&object.path, &bytes) {

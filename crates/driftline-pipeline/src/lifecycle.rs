@@ -7,7 +7,7 @@
 //!   it in one atomic store, so no request fails or waits during a swap. Each
 //!   prediction gets a request id, waits (bounded by count and age) for its
 //!   label, and is logged to the prediction stream by a writer thread behind a
-//!   bounded queue.
+//!   bounded queue (a full queue drops and counts, never stalls a request).
 //! - `label` joins a label to its prediction; the joined example feeds the
 //!   live accuracy (a sliding window), ADWIN on the error stream, the rollback
 //!   watch and the training window. Unmatched labels and predictions that
@@ -328,6 +328,9 @@ pub struct Counters {
     /// Snapshots of the online learner served, and examples it had no room for.
     pub online_updates: u64,
     pub online_skipped: u64,
+    /// Predictions the prediction log had no room for (its stream was
+    /// behind by a full queue): counted, never waited for by a request.
+    pub prediction_log_dropped: u64,
 }
 
 struct Pending {
@@ -408,6 +411,8 @@ pub struct ModelService {
     trainer: std::sync::OnceLock<Arc<dyn Trainer>>,
     online: std::sync::OnceLock<crate::online::OnlineLearner>,
     next_request: AtomicU64,
+    /// Predictions not logged because the log's queue was full.
+    log_dropped: AtomicU64,
     runtime: tokio::runtime::Handle,
 }
 
@@ -463,6 +468,7 @@ impl ModelService {
             trainer: std::sync::OnceLock::new(),
             online: std::sync::OnceLock::new(),
             next_request: AtomicU64::new(0),
+            log_dropped: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
         });
         if let Some(every) = service.config.online_publish_every {
@@ -647,7 +653,9 @@ impl ModelService {
     }
 
     pub fn counters(&self) -> Counters {
-        self.lock().counters.clone()
+        let mut counters = self.lock().counters.clone();
+        counters.prediction_log_dropped = self.log_dropped.load(Ordering::Relaxed);
+        counters
     }
 
     /// Accuracy over the last `metric_window` joined labels.
@@ -779,12 +787,19 @@ impl ModelService {
                 at_ms: now,
             };
             if let Ok(data) = serde_json::to_vec(&record) {
-                // Blocks when the writer is behind: the queue is bounded.
-                let _ = log.send(NewRecord {
+                // Never waits: a request runs on the serving runtime, and a
+                // throttled log stream must not stall every request with it.
+                let logged = log.try_send(NewRecord {
                     partition_key: prediction.request_id.clone(),
                     explicit_hash_key: None,
                     data,
                 });
+                if let Err(std::sync::mpsc::TrySendError::Full(_)) = logged {
+                    let dropped = self.log_dropped.fetch_add(1, Ordering::Relaxed);
+                    if dropped.is_multiple_of(10_000) {
+                        tracing::warn!(model = %self.name, dropped = dropped + 1, "the prediction log is behind: predictions go unlogged");
+                    }
+                }
             }
         }
         Ok(prediction)

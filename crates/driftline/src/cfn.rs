@@ -130,15 +130,11 @@ pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Resu
             let kinesis = s.kinesis().map(str::to_string);
             (s.name.get_ref().clone(), s.shards, kinesis)
         })
-        .chain(config.models.iter().flat_map(|m| {
-            [
-                (
-                    m.predictions_stream(),
-                    1,
-                    m.prediction_log_stream().map(str::to_string),
-                ),
-                (m.joined_stream(), 2, None),
-            ]
+        // A model's prediction log, when it asks for Kinesis (its joined
+        // examples stay in its process, on their way to the lake).
+        .chain(config.models.iter().filter_map(|m| {
+            let kinesis = m.prediction_log_stream()?;
+            Some((m.predictions_stream(), 1, Some(kinesis.to_string())))
         }))
         .collect();
     let mut stream_ids = Vec::new();

@@ -76,47 +76,34 @@ pub fn add(
             .find(|(stream, _)| stream == name)
             .map(|(_, id)| json!({"Fn::GetAtt": [id, "Arn"]}))
     };
-    // What it reads: streams on Kinesis whose processors run here, and the
-    // [[kinesis]] sources; what it puts on: every stream on Kinesis (the
-    // NDJSON ingest, dead letters) and the prediction logs.
+    // In the stack every declared stream is a Kinesis stream (the service is
+    // told so with --stream-url). It reads the streams of the processors it
+    // runs, the [[kinesis]] sources and the models' labels; it puts on every
+    // stream (the NDJSON ingest, dead letters) and the prediction logs.
     let mut reads: Vec<Value> = config
         .processors
         .iter()
-        .filter(|p| !p.runs_on_lambda())
-        .filter(|p| {
-            config
-                .streams
-                .iter()
-                .any(|s| s.name.get_ref() == p.stream.get_ref() && s.kinesis().is_some())
-        })
+        .filter(|p| !lambda_processors.contains(p.name.get_ref()))
         .filter_map(|p| stream_id(p.stream.get_ref()))
         .collect();
+    reads.extend(
+        config
+            .models
+            .iter()
+            .filter_map(|m| m.labels.as_ref())
+            .filter_map(|l| stream_id(l.get_ref())),
+    );
+    reads.sort_by_key(Value::to_string);
+    reads.dedup();
     reads.extend(
         config
             .kinesis
             .iter()
             .map(|k| kinesis_arn(k.stream.get_ref())),
     );
-    // A model's labels, when they arrive on Kinesis.
-    let on_kinesis = |name: &str| {
-        config
-            .streams
-            .iter()
-            .any(|s| s.name.get_ref() == name && s.kinesis().is_some())
-    };
-    reads.extend(
-        config
-            .models
-            .iter()
-            .filter_map(|m| m.labels.as_ref())
-            .filter(|l| on_kinesis(l.get_ref()))
-            .filter_map(|l| stream_id(l.get_ref())),
-    );
-    reads.dedup();
     let mut writes: Vec<Value> = config
         .streams
         .iter()
-        .filter(|s| s.kinesis().is_some())
         .filter_map(|s| stream_id(s.name.get_ref()))
         .collect();
     writes.extend(
@@ -202,6 +189,7 @@ pub fn add(
                 "sagemaker:DescribeEndpointConfig",
                 "sagemaker:CreateEndpoint",
                 "sagemaker:UpdateEndpoint",
+                "sagemaker:DeleteEndpoint",
                 "sagemaker:DescribeEndpoint",
             ]);
         }
@@ -210,6 +198,7 @@ pub fn add(
             actions.extend([
                 "sagemaker:CreateTrainingJob",
                 "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopTrainingJob",
             ]);
         }
         statements.push(
@@ -217,9 +206,27 @@ pub fn add(
             "Effect": "Allow", "Action": actions, "Resource": resources}),
         );
     }
+    // The roles the template made, or those the pipeline names instead.
     let passed: Vec<Value> = model_roles
         .iter()
-        .map(|(_, role)| json!({"Fn::GetAtt": [role, "Arn"]}))
+        .filter(|(model, _)| {
+            config
+                .models
+                .iter()
+                .any(|m| m.name() == model && m.sagemaker.is_some())
+        })
+        .map(|(model, role)| {
+            let named = config
+                .models
+                .iter()
+                .find(|m| m.name() == model)
+                .and_then(|m| m.sagemaker.as_ref())
+                .and_then(|s| s.role_arn.as_ref());
+            match named {
+                Some(arn) => json!(arn.get_ref()),
+                None => json!({"Fn::GetAtt": [role, "Arn"]}),
+            }
+        })
         .collect();
     if !passed.is_empty() {
         statements.push(
@@ -279,19 +286,32 @@ pub fn add(
     for name in lambda_processors {
         command.extend([json!("--skip"), json!(name)]);
     }
+    // The streams it would keep on its own disk are the stack's Kinesis streams.
+    for stream in config.streams.iter().filter(|s| s.kinesis().is_none()) {
+        let name = stream.name.get_ref();
+        command.extend([
+            json!("--stream-url"),
+            json!({"Fn::Sub": format!("{name}=kinesis://${{AWS::StackName}}-{name}")}),
+        ]);
+    }
     let mut environment = vec![
         json!({"Name": "DRIFTLINE_PIPELINE", "Value": pipeline_text}),
         json!({"Name": "DRIFTLINE_PIPELINE_NAME", "Value": pipeline_name}),
         json!({"Name": "AWS_REGION", "Value": {"Ref": "AWS::Region"}}),
     ];
     // Each model's SageMaker execution role, unless the pipeline names one.
+    let mut variables = std::collections::BTreeSet::new();
     for (model, role) in model_roles {
-        let named = config.models.iter().any(|m| {
-            m.name() == model && m.sagemaker.as_ref().is_some_and(|s| s.role_arn.is_some())
+        let unnamed = config.models.iter().any(|m| {
+            m.name() == model && m.sagemaker.as_ref().is_some_and(|s| s.role_arn.is_none())
         });
-        if !named {
+        if unnamed {
+            let variable = driftline_pipeline::model_config::SagemakerConfig::role_variable(model);
+            if !variables.insert(variable.clone()) {
+                anyhow::bail!("two models' SageMaker roles would both be {variable}: rename one, or give it sagemaker.role_arn");
+            }
             environment.push(json!({
-                "Name": driftline_pipeline::model_config::SagemakerConfig::role_variable(model),
+                "Name": variable,
                 "Value": {"Fn::GetAtt": [role, "Arn"]}
             }));
         }

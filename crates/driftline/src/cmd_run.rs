@@ -50,24 +50,33 @@ pub struct RunArgs {
     /// skips those it deploys as Lambda functions); repeatable.
     #[arg(long = "skip", value_name = "PROCESSOR")]
     skip: Vec<String>,
+    /// Puts a declared stream on Kinesis: `NAME=kinesis://KINESIS_NAME` (the
+    /// template's service gets one for each stream the template makes); repeatable.
+    #[arg(long = "stream-url", value_name = "NAME=URL", value_parser = name_and_url)]
+    stream_url: Vec<(String, String)>,
+}
+
+fn name_and_url(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, url)| (name.to_string(), url.to_string()))
+        .ok_or_else(|| format!("{text:?} is not NAME=URL"))
 }
 
 /// The pipeline file, or with `env:NAME` the text of environment variable
 /// NAME (how the template's `driftline run` service gets its pipeline).
-fn load_pipeline(path: &std::path::Path) -> anyhow::Result<PipelineConfig> {
-    match path.to_str().and_then(|p| p.strip_prefix("env:")) {
-        Some(variable) => {
-            let text = std::env::var(variable).with_context(|| {
-                format!("the pipeline is in environment variable {variable}, which is not set")
-            })?;
-            Ok(PipelineConfig::parse(&text, path)?)
-        }
-        None => Ok(PipelineConfig::load(path)?),
-    }
+fn load_pipeline(path: &std::path::Path) -> anyhow::Result<(PipelineConfig, String)> {
+    let text = match path.to_str().and_then(|p| p.strip_prefix("env:")) {
+        Some(variable) => std::env::var(variable).with_context(|| {
+            format!("the pipeline is in environment variable {variable}, which is not set")
+        })?,
+        None => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    };
+    Ok((PipelineConfig::parse(&text, path)?, text))
 }
 
 pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
-    let config = load_pipeline(&args.pipeline)?;
+    let (config, _) = load_pipeline(&args.pipeline)?;
     println!(
         "{}: valid ({} streams, {} schemas, {} processors, {} sources, {} models)",
         args.pipeline.display(),
@@ -81,7 +90,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut config = load_pipeline(&args.pipeline)?;
+    let (mut config, text) = load_pipeline(&args.pipeline)?;
     for name in &args.skip {
         let before = config.processors.len();
         config.processors.retain(|p| p.name.get_ref() != name);
@@ -91,6 +100,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         eprintln!("processor {name} runs elsewhere (--skip): not here");
     }
+    // After the skips: what is left is checked again with its streams moved.
+    let config = config.with_stream_urls(&args.stream_url, &text, &args.pipeline)?;
     let lake_config = config.lake.clone();
     let lake_url = args
         .lake

@@ -8,7 +8,9 @@
 //!   `PendingManualApproval`;
 //! - with an `endpoint`, each new champion gets a SageMaker model and an
 //!   endpoint configuration, and the endpoint is created or updated to it
-//!   (the image's `driftline sagemaker serve` answers there).
+//!   (the image's `driftline sagemaker serve` answers there), looked at until
+//!   it is `InService` on that configuration (a failed endpoint is deleted and
+//!   made again; an update rolled back is asked again, three times at most).
 //!
 //! The registry stays the source of truth: the mirror looks at it every two
 //! seconds and records what it did under `_sagemaker/MODEL/` in the lake, so
@@ -38,7 +40,17 @@ struct Deployed {
     version: u64,
     model_name: String,
     endpoint_config: String,
+    /// Seen `InService` on `endpoint_config` (else still to be looked at).
+    #[serde(default)]
+    in_service: bool,
+    /// Updates asked for this version; after three the endpoint is left as it is.
+    #[serde(default)]
+    attempts: u32,
 }
+
+/// Updates of an endpoint to one version asked for at most (SageMaker rolls
+/// a failed update back, so without a bound it would be asked forever).
+const MAX_ENDPOINT_ATTEMPTS: u32 = 3;
 
 pub struct Mirror {
     api: AwsJson,
@@ -112,6 +124,17 @@ fn absent(described: Result<Value, AwsError>) -> anyhow::Result<bool> {
         Err(error) if is_absent(&error) => Ok(true),
         Err(error) => Err(error.into()),
     }
+}
+
+/// The idempotency token of a version's package: at most 36 of [a-zA-Z0-9-].
+fn client_token(model: &str, version: u64) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    model.hash(&mut hasher);
+    format!("dl-{:016x}-{version}", hasher.finish())
+        .chars()
+        .take(36)
+        .collect()
 }
 
 /// The `s3://` URI of a lake path, which SageMaker reads.
@@ -269,6 +292,8 @@ impl Mirror {
                                 "driftline_model": self.model,
                                 "driftline_version": number.to_string(),
                             },
+                            // A retried call whose answer was lost makes no second package.
+                            "ClientToken": client_token(&self.model, number),
                         }),
                     )
                     .await?;
@@ -308,8 +333,14 @@ impl Mirror {
             return Ok(());
         };
         let number = champion.record.version;
-        let deployed: Deployed = self.read_state("endpoint.json").await?.unwrap_or_default();
-        if deployed.version == number && !deployed.endpoint_config.is_empty() {
+        let mut deployed: Deployed = self.read_state("endpoint.json").await?.unwrap_or_default();
+        if deployed.version != number {
+            deployed = Deployed {
+                version: number,
+                ..Deployed::default()
+            };
+        }
+        if deployed.in_service || deployed.attempts >= MAX_ENDPOINT_ATTEMPTS {
             return Ok(());
         }
         let mirrored: Mirrored = self
@@ -365,6 +396,15 @@ impl Mirror {
             .await;
         let operation = match described {
             Ok(endpoint) => match endpoint["EndpointStatus"].as_str() {
+                // Done: it serves this version.
+                Some("InService") if endpoint["EndpointConfigName"] == endpoint_config.as_str() => {
+                    deployed.model_name = model_name;
+                    deployed.endpoint_config = endpoint_config;
+                    deployed.in_service = true;
+                    tracing::info!(model = %self.model, version = number, endpoint = %endpoint["EndpointName"], "the SageMaker endpoint serves the champion");
+                    return self.write_state("endpoint.json", &deployed).await;
+                }
+                // Another version (or an update rolled back).
                 Some("InService") => "UpdateEndpoint",
                 // A failed endpoint cannot be updated: it is made again.
                 Some("Failed") => {
@@ -388,16 +428,14 @@ impl Mirror {
                 &json!({"EndpointName": endpoint, "EndpointConfigName": endpoint_config}),
             )
             .await?;
+        deployed.attempts += 1;
+        if deployed.attempts == MAX_ENDPOINT_ATTEMPTS {
+            tracing::warn!(model = %self.model, version = number, endpoint, "last attempt to move the endpoint to this version");
+        }
         tracing::info!(model = %self.model, version = number, endpoint, operation, "the SageMaker endpoint follows the champion");
-        self.write_state(
-            "endpoint.json",
-            &Deployed {
-                version: number,
-                model_name,
-                endpoint_config,
-            },
-        )
-        .await
+        deployed.model_name = model_name;
+        deployed.endpoint_config = endpoint_config;
+        self.write_state("endpoint.json", &deployed).await
     }
 }
 

@@ -69,6 +69,16 @@ impl SagemakerTrainer {
         })
     }
 
+    async fn stop(&self, name: &str) {
+        if let Err(error) = self
+            .api
+            .call("StopTrainingJob", &json!({"TrainingJobName": name}))
+            .await
+        {
+            tracing::warn!(job = %name, %error, "cannot stop the training job");
+        }
+    }
+
     async fn run_job(&self, job: FitJob) -> anyhow::Result<Box<dyn Classifier>> {
         let name = job_name(&job.model, driftline_log::now_ms());
         let prefix = format!("_sagemaker/{}/jobs/{name}", job.model);
@@ -79,7 +89,8 @@ impl SagemakerTrainer {
             )
             .await?;
         let output = s3_uri(&self.lake, &format!("{prefix}/output"))?;
-        self.api
+        let created = self
+            .api
             .call(
                 "CreateTrainingJob",
                 &json!({
@@ -114,17 +125,31 @@ impl SagemakerTrainer {
                     "StoppingCondition": {"MaxRuntimeInSeconds": self.config.max_runtime_seconds},
                 }),
             )
-            .await?;
+            .await;
+        match created {
+            Ok(_) => {}
+            // A retried call whose answer was lost: the job is there.
+            Err(error) if error.message.to_ascii_lowercase().contains("already exist") => {}
+            Err(error) => return Err(error.into()),
+        }
         tracing::info!(model = %job.model, job = %name, examples = job.xs.len(), "submitted a SageMaker training job");
         // Bounded: the job's own limit, plus time to start and to upload.
         let deadline = Instant::now()
             + Duration::from_secs(self.config.max_runtime_seconds)
             + Duration::from_secs(900);
         let described = loop {
-            let described = self
+            let described = match self
                 .api
                 .call("DescribeTrainingJob", &json!({"TrainingJobName": name}))
-                .await?;
+                .await
+            {
+                Ok(described) => described,
+                Err(error) => {
+                    // Not left running unwatched.
+                    self.stop(&name).await;
+                    return Err(error.into());
+                }
+            };
             match described["TrainingJobStatus"].as_str() {
                 Some("Completed") => break described,
                 Some(status @ ("Failed" | "Stopped")) => anyhow::bail!(
@@ -135,13 +160,7 @@ impl SagemakerTrainer {
                 ),
                 _ if Instant::now() > deadline => {
                     // Not left running (and billing) after we gave up on it.
-                    if let Err(error) = self
-                        .api
-                        .call("StopTrainingJob", &json!({"TrainingJobName": name}))
-                        .await
-                    {
-                        tracing::warn!(job = %name, %error, "cannot stop the training job");
-                    }
+                    self.stop(&name).await;
                     anyhow::bail!("SageMaker training job {name} did not finish in time")
                 }
                 _ => tokio::time::sleep(self.poll).await,

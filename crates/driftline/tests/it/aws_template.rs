@@ -320,6 +320,27 @@ fn a_pipeline_on_kinesis_runs_as_a_service_with_a_role_of_its_own() {
         command.windows(2).any(|w| w == ["--skip", "history"]),
         "{command:?}"
     );
+    // and its streams are the stack's Kinesis streams, not the task's disk
+    let moved: Vec<&Value> = container["Command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .filter_map(|v| v.get("Fn::Sub"))
+        .collect();
+    assert!(
+        moved.contains(&&serde_json::json!(
+            "history=kinesis://${AWS::StackName}-history"
+        )) && moved.contains(&&serde_json::json!(
+            "fraud-labels=kinesis://${AWS::StackName}-fraud-labels"
+        )),
+        "{moved:?}"
+    );
+    let reads = statement(&made, "DriftlineTaskRole", "ReadStreams");
+    assert_eq!(
+        reads["Resource"],
+        serde_json::json!([{"Fn::GetAtt": ["FraudLabelsStream", "Arn"]}]),
+        "its labels only"
+    );
     // no role_arn in the pipeline: the service is told the template's role
     let role = container["Environment"]
         .as_array()
