@@ -21,6 +21,17 @@ pub fn write_atomically(path: &Path, content: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Creates `path` empty (truncating what was there), open to read and write.
+pub fn create_empty(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| LogError::io(path, e))
+}
+
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())

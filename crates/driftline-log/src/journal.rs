@@ -293,13 +293,7 @@ fn journal_path(dir: &Path, generation: u64) -> PathBuf {
 
 fn create(dir: &Path, generation: u64) -> Result<(Arc<File>, PathBuf)> {
     let path = journal_path(dir, generation);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| LogError::io(&path, e))?;
+    let file = crate::fsutil::create_empty(&path)?;
     crate::fsutil::sync_dir(dir)?;
     Ok((Arc::new(file), path))
 }

@@ -65,13 +65,7 @@ pub struct ScanOutcome {
 impl Segment {
     pub fn create(dir: &Path, base_offset: u64) -> Result<Segment> {
         let path = segment_path(dir, base_offset);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| LogError::io(&path, e))?;
+        let file = crate::fsutil::create_empty(&path)?;
         Ok(Segment::empty(base_offset, path, file))
     }
 

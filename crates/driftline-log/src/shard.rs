@@ -365,19 +365,7 @@ impl ShardLog {
     /// frames found on disk may be only in the page cache) and makes every
     /// written frame visible.
     pub fn sync_active(&self) -> Result<()> {
-        let mut synced = self
-            .synced
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (target, file, path) = {
-            let state = self.read_state();
-            let active = state.active();
-            (active.end_offset, active.file.clone(), active.path.clone())
-        };
-        file.sync_data().map_err(|e| LogError::io(path, e))?;
-        *synced = (*synced).max(target);
-        self.visible.fetch_max(target, Ordering::AcqRel);
-        Ok(())
+        self.sync_to(u64::MAX)
     }
 
     /// Group commit: one fsync covers every frame written before it started.
@@ -397,7 +385,7 @@ impl ShardLog {
         // Frames before `target` live in this file or in sealed segments,
         // which were fsynced when they were sealed.
         file.sync_data().map_err(|e| LogError::io(path, e))?;
-        *synced = target;
+        *synced = (*synced).max(target);
         self.visible.fetch_max(target, Ordering::AcqRel);
         Ok(())
     }

@@ -396,13 +396,7 @@ impl Stream {
             return;
         };
         let retired = journal.take_retired();
-        let shards: Vec<Arc<ShardLog>> = self
-            .shards
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let shards = self.open_logs();
         let journal = journal.clone();
         let checkpoint = move || -> Result<()> {
             let synced = shards.iter().try_for_each(|shard| shard.flush());
@@ -647,13 +641,7 @@ impl Stream {
     /// Deletes expired segments of every shard; returns how many were deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         let retention_ms = i64::from(self.meta().retention_hours) * 3_600_000;
-        let shards: Vec<Arc<ShardLog>> = self
-            .shards
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let shards = self.open_logs();
         let mut removed = 0;
         for shard in shards {
             removed += shard.enforce_retention(now_ms, retention_ms, self.max_shard_bytes)?;
@@ -752,6 +740,16 @@ impl Stream {
         let content = serde_json::to_vec_pretty(meta)
             .map_err(|e| LogError::InvalidArgument(e.to_string()))?;
         crate::fsutil::write_atomically(&self.dir.join("stream.json"), &content)
+    }
+
+    /// Every shard log open now (a snapshot: none held locked).
+    fn open_logs(&self) -> Vec<Arc<ShardLog>> {
+        self.shards
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn has_shard(&self, index: u32) -> bool {

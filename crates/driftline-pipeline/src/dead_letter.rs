@@ -92,6 +92,15 @@ pub(crate) fn send(
         }
         return Ok(());
     };
+    put(stream, letters)
+}
+
+/// Puts `letters` (partition key, envelope) on `stream`; returns once each
+/// is acknowledged.
+pub(crate) fn put(
+    stream: &dyn StreamWriter,
+    letters: Vec<(String, serde_json::Value)>,
+) -> Result<(), MappingError> {
     let records: Vec<NewRecord> = letters
         .into_iter()
         .map(|(partition_key, letter)| NewRecord {

@@ -13,7 +13,7 @@
 //! the whole batch (a function error: Lambda retries or bisects it).
 
 use driftline_lake::{ObjectName, Position};
-use driftline_log::{NewRecord, StreamWriter};
+use driftline_log::StreamWriter;
 
 use crate::mapping::{Delivery, MappingError};
 use crate::processor::{Event, Processor};
@@ -66,26 +66,18 @@ pub async fn handle_batch(
     match (dead_letters, failed.first()) {
         (_, None) => {}
         (DeadLetters::Stream(stream), Some(_)) => {
-            let letters: Vec<NewRecord> = failed
+            let letters: Vec<(String, serde_json::Value)> = failed
                 .iter()
                 .filter_map(|(index, reason)| events.get(*index).map(|e| (e, reason)))
-                .map(|(event, reason)| NewRecord {
-                    partition_key: event.partition_key.clone(),
-                    explicit_hash_key: None,
-                    data: crate::dead_letter::envelope(reason, consumer, None, event)
-                        .to_string()
-                        .into_bytes(),
+                .map(|(event, reason)| {
+                    let letter = crate::dead_letter::envelope(reason, consumer, None, event);
+                    (event.partition_key.clone(), letter)
                 })
                 .collect();
             report.dead_lettered = letters.len();
             // Acknowledged before the batch counts as handled, so a
             // checkpoint never moves past a letter that was not kept.
-            for result in tokio::task::block_in_place(|| stream.put_records(letters)) {
-                result.map_err(|error| MappingError::Put {
-                    stream: stream.stream_name().to_string(),
-                    reason: error.0,
-                })?;
-            }
+            tokio::task::block_in_place(|| crate::dead_letter::put(stream, letters))?;
         }
         (DeadLetters::Lake(prefix), Some(_)) => {
             let lines: String = failed

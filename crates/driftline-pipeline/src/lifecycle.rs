@@ -1274,10 +1274,11 @@ impl ModelService {
             tracing::warn!(model = %self.name, found = examples.len(), "too few joined examples to retrain on");
             return Ok(());
         }
-        let count = examples.len();
-        let holdout = ((count as f64 * self.config.holdout_fraction) as usize).max(1);
-        let (train, test) = examples.split_at(count - holdout);
-        let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = train.iter().cloned().unzip();
+        let mut examples = examples;
+        let holdout = ((examples.len() as f64 * self.config.holdout_fraction) as usize).max(1);
+        let test = examples.split_off(examples.len() - holdout);
+        let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = examples.into_iter().unzip();
+        let xs = Arc::new(xs);
         let job = FitJob {
             model: self.name.clone(),
             learner: self.config.learner.clone(),
@@ -1290,10 +1291,9 @@ impl ModelService {
         let model = trainer.fit(job).await.map_err(|e| {
             LifecycleError::Artifact(format!("{} training failed: {e}", trainer.place()))
         })?;
-        let test = test.to_vec();
+        let (test_x, test_y): (Vec<Vec<f64>>, Vec<usize>) = test.into_iter().unzip();
         let scored_champion = champion.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let (test_x, test_y): (Vec<Vec<f64>>, Vec<usize>) = test.iter().cloned().unzip();
             let started = Instant::now();
             let challenger_accuracy = accuracy(model.as_ref(), &test_x, &test_y);
             let latency_us = started.elapsed().as_secs_f64() * 1e6 / test_x.len().max(1) as f64;

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use driftline_ml::learn::{classifier_by_name, Classifier};
 
@@ -18,7 +19,8 @@ pub struct FitJob {
     pub n_classes: usize,
     /// Each example's encoded width (the champion's encoder).
     pub width: usize,
-    pub xs: Vec<Vec<f64>>,
+    /// Shared with the lifecycle, which scores the model on them after.
+    pub xs: Arc<Vec<Vec<f64>>>,
     pub ys: Vec<usize>,
 }
 
@@ -87,7 +89,7 @@ pub async fn conformance(trainer: &dyn Trainer) {
         seed: 7,
         n_classes: 2,
         width: 3,
-        xs: xs.clone(),
+        xs: Arc::new(xs.clone()),
         ys: ys.clone(),
     };
     assert!(!trainer.place().is_empty());

@@ -42,15 +42,11 @@ pub async fn ingest(
         Err(error) => return error_response(error),
     };
     let result = tokio::task::spawn_blocking(move || {
-        Ok(ingest_blocking(
-            writer.as_ref(),
-            params.partition_key.as_deref(),
-            &body,
-        ))
+        ingest_blocking(writer.as_ref(), params.partition_key.as_deref(), &body)
     })
     .await;
     match result {
-        Ok(Ok(summary)) => {
+        Ok(summary) => {
             let status = if summary.written == 0 && summary.rejected > 0 {
                 StatusCode::BAD_REQUEST
             } else {
@@ -58,7 +54,6 @@ pub async fn ingest(
             };
             (status, Json(summary.to_json())).into_response()
         }
-        Ok(Err(error)) => error_response(error),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({"error": format!("ingest failed: {e}")})),

@@ -57,7 +57,7 @@ impl AwsJson {
     /// credentials from the chain, `AWS_ENDPOINT_URL_SAGEMAKER` or
     /// `AWS_ENDPOINT_URL` to point elsewhere.
     pub async fn sagemaker() -> anyhow::Result<AwsJson> {
-        AwsJson::sagemaker_with(&aws_config::load_from_env().await)
+        AwsJson::sagemaker_with(&crate::aws::config().await)
     }
 
     /// SageMaker's control plane as `config` (region, credentials, endpoint) says.

@@ -29,11 +29,11 @@ pub(crate) fn logical(name: &str) -> String {
         .collect()
 }
 
-fn arn_of(resource: &str) -> Value {
+pub(crate) fn arn_of(resource: &str) -> Value {
     json!({"Fn::GetAtt": [resource, "Arn"]})
 }
 
-fn assume(service: &str) -> Value {
+pub(crate) fn assume(service: &str) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
@@ -41,7 +41,7 @@ fn assume(service: &str) -> Value {
 }
 
 /// `arn:aws:s3:::BUCKET/PATH` of the lake bucket.
-fn bucket_objects(path: &str) -> Value {
+pub(crate) fn bucket_objects(path: &str) -> Value {
     json!({"Fn::Sub": format!("arn:${{AWS::Partition}}:s3:::${{LakeBucket}}/{path}")})
 }
 

@@ -5,6 +5,8 @@
 //! makes on only its resources.
 
 use driftline_pipeline::PipelineConfig;
+
+use crate::cfn::{arn_of, assume, bucket_objects};
 use serde_json::{json, Map, Value};
 
 /// The pipeline needs a `driftline run` somewhere: models, landing or AWS
@@ -74,7 +76,7 @@ pub fn add(
         stream_ids
             .iter()
             .find(|(stream, _)| stream == name)
-            .map(|(_, id)| json!({"Fn::GetAtt": [id, "Arn"]}))
+            .map(|(_, id)| arn_of(id))
     };
     // In the stack every declared stream is a Kinesis stream (the service is
     // told so with --stream-url). It reads the streams of the processors it
@@ -113,8 +115,7 @@ pub fn add(
             .filter(|m| m.prediction_log.is_some())
             .filter_map(|m| stream_id(&m.predictions_stream())),
     );
-    let lake = json!({"Fn::Sub": "arn:${AWS::Partition}:s3:::${LakeBucket}"});
-    let objects = json!({"Fn::Sub": "arn:${AWS::Partition}:s3:::${LakeBucket}/*"});
+    let (lake, objects) = (arn_of("LakeBucket"), bucket_objects("*"));
     let mut statements = vec![
         // The lake holds its tables, registry, checkpoints and leases.
         json!({"Sid": "Lake", "Effect": "Allow",
@@ -224,7 +225,7 @@ pub fn add(
                 .and_then(|s| s.role_arn.as_ref());
             match named {
                 Some(arn) => json!(arn.get_ref()),
-                None => json!({"Fn::GetAtt": [role, "Arn"]}),
+                None => arn_of(role),
             }
         })
         .collect();
@@ -235,8 +236,7 @@ pub fn add(
             "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}}),
         );
     }
-    let assume = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-        "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    let assume = assume("ecs-tasks.amazonaws.com");
     resources.insert("DriftlineTaskRole".into(), json!({
         "Type": "AWS::IAM::Role",
         "Properties": {
@@ -312,7 +312,7 @@ pub fn add(
             }
             environment.push(json!({
                 "Name": variable,
-                "Value": {"Fn::GetAtt": [role, "Arn"]}
+                "Value": arn_of(role)
             }));
         }
     }

@@ -62,10 +62,15 @@ fn name_and_url(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?} is not NAME=URL"))
 }
 
+/// NAME of a pipeline given as `env:NAME`.
+fn pipeline_variable(path: &std::path::Path) -> Option<&str> {
+    path.to_str().and_then(|p| p.strip_prefix("env:"))
+}
+
 /// The pipeline file, or with `env:NAME` the text of environment variable
 /// NAME (how the template's `driftline run` service gets its pipeline).
 fn load_pipeline(path: &std::path::Path) -> anyhow::Result<(PipelineConfig, String)> {
-    let text = match path.to_str().and_then(|p| p.strip_prefix("env:")) {
+    let text = match pipeline_variable(path) {
         Some(variable) => std::env::var(variable).with_context(|| {
             format!("the pipeline is in environment variable {variable}, which is not set")
         })?,
@@ -154,7 +159,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .collect();
         let every = Duration::from_secs(args.progress_every.max(1));
         let emf = args.metrics == "emf";
-        let pipeline_name = match args.pipeline.to_str().and_then(|p| p.strip_prefix("env:")) {
+        let pipeline_name = match pipeline_variable(&args.pipeline) {
             // The template names it beside the text.
             Some(variable) => {
                 std::env::var("DRIFTLINE_PIPELINE_NAME").unwrap_or_else(|_| variable.to_string())
@@ -328,7 +333,7 @@ fn aws_stream_stages(
     outputs: &Outputs<'_>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<Stage>> {
-    use crate::sharded_source::{run, SourceParts};
+    use crate::sharded_source::{run, run_kinesis, SourceParts};
     use driftline_pipeline::config::StartingPosition;
 
     /// Where a source reads: a DynamoDB stream (by ARN) or a Kinesis stream (by name).
@@ -419,36 +424,20 @@ fn aws_stream_stages(
         };
         let (service, stop, batch_size) = (source.service, stop.clone(), source.batch_size);
         let task = tokio::spawn(async move {
-            let aws = aws_config::load_from_env().await;
-            let result = match service {
+            match service {
                 Service::Dynamodb(arn) => {
-                    let client = aws_sdk_dynamodbstreams::Client::new(&aws);
-                    run(
-                        reader,
-                        crate::dynamodb_source::DynamodbStream {
-                            client,
-                            arn,
-                            batch_size,
-                        },
-                        stop,
-                    )
-                    .await
+                    let client = aws_sdk_dynamodbstreams::Client::new(&crate::aws::config().await);
+                    let stream = crate::dynamodb_source::DynamodbStream {
+                        client,
+                        arn,
+                        batch_size,
+                    };
+                    run(reader, stream, stop)
+                        .await
+                        .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
                 }
-                Service::Kinesis(name) => {
-                    let client = aws_sdk_kinesis::Client::new(&aws);
-                    run(
-                        reader,
-                        crate::kinesis_source::KinesisStream {
-                            client,
-                            name,
-                            batch_size,
-                        },
-                        stop,
-                    )
-                    .await
-                }
-            };
-            result.map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+                Service::Kinesis(name) => run_kinesis(reader, name, batch_size, stop).await,
+            }
         });
         stages.push((source.name.to_string(), stats, task));
     }

@@ -72,8 +72,9 @@ fn retryable_code(code: &str) -> bool {
 
 /// Puts `records` through `call` (one PutRecords request each time), in
 /// requests within PutRecords' limits, sending again only the records that
-/// came back retryable, until they are put or `backoff.attempts` is spent.
-/// One outcome per record, in order.
+/// came back retryable, until they are put or `backoff.attempts` is spent;
+/// a record outside PutRecords' limits is not sent. One outcome per record,
+/// in order.
 pub async fn put_with_retries<F, Fut>(
     records: Vec<NewRecord>,
     backoff: Backoff,
@@ -84,8 +85,18 @@ where
     Fut: Future<Output = Vec<Answer>>,
 {
     let mut outcomes: Vec<Option<Result<PutPosition, PutError>>> = vec![None; records.len()];
-    let mut pending: Vec<(usize, NewRecord)> = records.into_iter().enumerate().collect();
+    // A record Kinesis would refuse fails alone, not its whole request.
+    let mut pending = Vec::with_capacity(records.len());
+    for (index, record) in records.into_iter().enumerate() {
+        match check_record(&record) {
+            Ok(()) => pending.push((index, record)),
+            Err(reason) => outcomes[index] = Some(Err(PutError(reason))),
+        }
+    }
     for attempt in 1..=backoff.attempts.max(1) {
+        if pending.is_empty() {
+            break;
+        }
         if attempt > 1 {
             tokio::time::sleep(backoff.pause(attempt - 1)).await;
         }
@@ -312,30 +323,10 @@ impl StreamWriter for KinesisWriter {
     }
 
     fn put_records(&self, records: Vec<NewRecord>) -> Vec<Result<PutPosition, PutError>> {
-        // A record Kinesis would refuse fails alone, not its whole request.
-        let mut outcomes: Vec<Option<Result<PutPosition, PutError>>> = vec![None; records.len()];
-        let (mut sent_at, mut valid) = (Vec::new(), Vec::new());
-        for (index, record) in records.into_iter().enumerate() {
-            match check_record(&record) {
-                Ok(()) => {
-                    sent_at.push(index);
-                    valid.push(record);
-                }
-                Err(reason) => outcomes[index] = Some(Err(PutError(reason))),
-            }
-        }
-        let sent = self
-            .runtime
-            .block_on(put_with_retries(valid, self.backoff, |batch| {
+        self.runtime
+            .block_on(put_with_retries(records, self.backoff, |batch| {
                 self.request(batch)
-            }));
-        for (index, outcome) in sent_at.into_iter().zip(sent) {
-            outcomes[index] = Some(outcome);
-        }
-        outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(PutError("not sent".into()))))
-            .collect()
+            }))
     }
 }
 
@@ -463,6 +454,26 @@ mod tests {
         let order: Vec<usize> = split.iter().flatten().map(|(i, _)| *i).collect();
         assert_eq!(order, (0..12).collect::<Vec<_>>());
         assert!(requests(Vec::new()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_kinesis_would_refuse_is_never_sent() {
+        let sent = Mutex::new(0);
+        let keyless = NewRecord {
+            partition_key: String::new(),
+            ..record("x")
+        };
+        let outcomes = put_with_retries(vec![record("a"), keyless], quick(3), |batch| {
+            *sent.lock().expect("lock") += batch.len();
+            let answers: Vec<Answer> = batch.iter().map(|_| put_at(1)).collect();
+            async move { answers }
+        })
+        .await;
+        assert!(outcomes[0].is_ok());
+        assert!(outcomes[1]
+            .as_ref()
+            .is_err_and(|e| e.0.contains("1 to 256")));
+        assert_eq!(*sent.lock().expect("lock"), 1);
     }
 
     #[test]

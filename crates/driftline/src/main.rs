@@ -4,6 +4,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[cfg(feature = "aws")]
+mod aws;
+#[cfg(feature = "aws")]
 mod aws_json;
 mod cfn;
 mod cfn_service;

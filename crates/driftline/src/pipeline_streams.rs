@@ -72,6 +72,7 @@ impl PipelineStreams {
 
     #[cfg(feature = "aws")]
     async fn connect(&mut self, on_kinesis: &[(String, String)]) -> anyhow::Result<()> {
+        // Their own configuration (and so HTTP client): producers run on their runtime.
         let aws = aws_config::load_from_env().await;
         let client = crate::kinesis_writer::producer_client(&aws);
         let runtime = crate::kinesis_writer::WriterRuntime::new()?;

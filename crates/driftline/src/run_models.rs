@@ -44,9 +44,9 @@ enum Labels {
     Kinesis(String),
 }
 
-/// Reads a model's labels from a Kinesis stream (the lease loop of
-/// `sharded_source`, checkpoints in the lake); unreadable labels are kept
-/// under `_dead_letters/CONSUMER/`.
+/// Reads a model's labels from a Kinesis stream through the lease loop
+/// (checkpoints in the lake); unreadable labels are kept under
+/// `_dead_letters/CONSUMER/`.
 #[cfg(feature = "aws")]
 async fn kinesis_labels(
     consumer: String,
@@ -66,15 +66,7 @@ async fn kinesis_labels(
         dead_letters: None,
         stats,
     };
-    let aws = aws_config::load_from_env().await;
-    let stream = crate::kinesis_source::KinesisStream {
-        client: aws_sdk_kinesis::Client::new(&aws),
-        name: kinesis,
-        batch_size: 1000,
-    };
-    crate::sharded_source::run(source, stream, stop)
-        .await
-        .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+    crate::sharded_source::run_kinesis(source, kinesis, 1000, stop).await
 }
 
 #[cfg(not(feature = "aws"))]
@@ -196,23 +188,24 @@ async fn start_model(
     // Makes the service around its first champion and starts its label consumer.
     let lake_config = config.lake.clone().unwrap_or_default();
     let schema = joined_schema(&features)?;
+    // The joined examples' table (labels, which make no rows, share it).
+    let delivery = Delivery {
+        lake: lake.clone(),
+        table: model.joined_table(),
+        schema,
+        compression: lake_config.compression,
+        max_buffer: Duration::from_secs(lake_config.max_buffer_seconds),
+        max_buffer_bytes: lake_config.max_buffer_bytes,
+        bus: None,
+    };
     let mapping = {
-        let lake = lake.clone();
-        let table = model.joined_table();
+        let delivery = delivery.clone();
         move |consumer: String, stream: Arc<Stream>, processor: Arc<dyn Processor>, stats| Mapping {
             config: ProcessorConfig::internal(&consumer, stream.name(), 100),
             stream,
             dead_letters: None,
             processor,
-            delivery: Delivery {
-                lake: lake.clone(),
-                table: table.clone(),
-                schema: schema.clone(),
-                compression: lake_config.compression,
-                max_buffer: Duration::from_secs(lake_config.max_buffer_seconds),
-                max_buffer_bytes: lake_config.max_buffer_bytes,
-                bus: None,
-            },
+            delivery: delivery.clone(),
             stats,
         }
     };
@@ -299,22 +292,8 @@ async fn start_model(
                     run_mapping(labels, stop).await
                 }
                 Some(Labels::Kinesis(kinesis)) => {
-                    let delivery = mapping(
-                        model.labels_consumer(),
-                        joined.clone(),
-                        processor.clone(),
-                        labels_stats.clone(),
-                    )
-                    .delivery;
-                    kinesis_labels(
-                        model.labels_consumer(),
-                        kinesis,
-                        processor,
-                        delivery,
-                        labels_stats,
-                        stop,
-                    )
-                    .await
+                    let consumer = model.labels_consumer();
+                    kinesis_labels(consumer, kinesis, processor, delivery, labels_stats, stop).await
                 }
                 None => Ok(()),
             }

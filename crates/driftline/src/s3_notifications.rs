@@ -62,7 +62,7 @@ pub async fn run(
     wake: Arc<tokio::sync::Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let config = aws_config::load_from_env().await;
+    let config = crate::aws::config().await;
     let client = aws_sdk_sqs::Client::new(&config);
     let watched = [lake_prefix.trim_matches('/'), prefix.trim_matches('/')]
         .iter()

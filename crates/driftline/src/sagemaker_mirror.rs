@@ -13,9 +13,11 @@
 //!   made again; an update rolled back is asked again, three times at most).
 //!
 //! The registry stays the source of truth: the mirror looks at it every two
-//! seconds and records what it did under `_sagemaker/MODEL/` in the lake, so
-//! a restart goes on where it stopped and nothing is mirrored twice.
+//! seconds and records what it did under `_sagemaker/MODEL/` in the lake
+//! (read back once per version at start, then kept in memory), so a restart
+//! goes on where it stopped and nothing is mirrored twice.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -34,13 +36,15 @@ struct Mirrored {
     model_data_url: String,
 }
 
-/// What the endpoint serves.
+/// What the endpoint serves: the model and configuration of `version`
+/// (named `ENDPOINT-vN` and `ENDPOINT-vN-config`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Deployed {
     version: u64,
-    model_name: String,
-    endpoint_config: String,
-    /// Seen `InService` on `endpoint_config` (else still to be looked at).
+    /// Its SageMaker model and endpoint configuration exist.
+    #[serde(default)]
+    prepared: bool,
+    /// Seen `InService` on its configuration (else still to be looked at).
     #[serde(default)]
     in_service: bool,
     /// Updates asked for this version; after three the endpoint is left as it is.
@@ -61,6 +65,10 @@ pub struct Mirror {
     /// The execution role of its SageMaker models.
     role: String,
     group_ready: bool,
+    /// What the lake says was mirrored, read once per version.
+    mirrored: BTreeMap<u64, Mirrored>,
+    /// What the lake says the endpoint serves, read once.
+    deployed: Option<Deployed>,
 }
 
 /// The package approval a registry status stands for; `None` keeps what a
@@ -137,6 +145,12 @@ fn client_token(model: &str, version: u64) -> String {
         .collect()
 }
 
+/// The lake path of an `s3://` URI SageMaker gives back, if it is in the lake.
+pub fn lake_path(lake: &Lake, uri: &str) -> Option<String> {
+    uri.strip_prefix(lake.location().trim_end_matches('/'))
+        .map(|p| p.trim_start_matches('/').to_string())
+}
+
 /// The `s3://` URI of a lake path, which SageMaker reads.
 pub fn s3_uri(lake: &Lake, path: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
@@ -164,7 +178,24 @@ impl Mirror {
             role: config.role(model).map_err(anyhow::Error::msg)?,
             config,
             group_ready: false,
+            mirrored: BTreeMap::new(),
+            deployed: None,
         })
+    }
+
+    /// Describes a resource with `describe`/`key`; when SageMaker has none,
+    /// creates it with `create`/`input`.
+    async fn ensure(
+        &self,
+        describe: &str,
+        key: Value,
+        create: &str,
+        input: Value,
+    ) -> anyhow::Result<()> {
+        if absent(self.api.call(describe, &key).await)? {
+            self.api.call(create, &input).await?;
+        }
+        Ok(())
     }
 
     fn state_path(&self, name: &str) -> String {
@@ -233,32 +264,27 @@ impl Mirror {
             return Ok(());
         }
         let group = self.config.model_package_group(&self.model).to_string();
-        let described = self
-            .api
-            .call(
-                "DescribeModelPackageGroup",
-                &json!({"ModelPackageGroupName": group}),
-            )
-            .await;
-        if absent(described)? {
-            self.api
-                .call(
-                    "CreateModelPackageGroup",
-                    &json!({
-                        "ModelPackageGroupName": group,
-                        "ModelPackageGroupDescription": format!("driftline model {}", self.model),
-                    }),
-                )
-                .await?;
-        }
+        self.ensure(
+            "DescribeModelPackageGroup",
+            json!({"ModelPackageGroupName": group}),
+            "CreateModelPackageGroup",
+            json!({
+                "ModelPackageGroupName": group,
+                "ModelPackageGroupDescription": format!("driftline model {}", self.model),
+            }),
+        )
+        .await?;
         self.group_ready = true;
         Ok(())
     }
 
-    async fn mirror_version(&self, version: &VersionState) -> anyhow::Result<()> {
+    async fn mirror_version(&mut self, version: &VersionState) -> anyhow::Result<()> {
         let number = version.record.version;
         let name = format!("v{number:010}.json");
-        let mirrored: Option<Mirrored> = self.read_state(&name).await?;
+        let mirrored = match self.mirrored.get(&number) {
+            Some(state) => Some(state.clone()),
+            None => self.read_state::<Mirrored>(&name).await?,
+        };
         let wanted = approval(version.status);
         match mirrored {
             None => {
@@ -306,10 +332,11 @@ impl Mirror {
                     approval: approval.to_string(),
                     model_data_url,
                 };
-                self.write_state(&name, &state).await
+                self.write_state(&name, &state).await?;
+                self.mirrored.insert(number, state);
             }
-            Some(mut state) => match wanted {
-                Some(approval) if approval != state.approval => {
+            Some(mut state) => {
+                if let Some(approval) = wanted.filter(|a| *a != state.approval) {
                     self.api
                         .call(
                             "UpdateModelPackage",
@@ -320,99 +347,96 @@ impl Mirror {
                         )
                         .await?;
                     state.approval = approval.to_string();
-                    self.write_state(&name, &state).await
+                    self.write_state(&name, &state).await?;
                 }
-                _ => Ok(()),
-            },
+                self.mirrored.insert(number, state);
+            }
         }
+        Ok(())
     }
 
     /// Points the endpoint at `champion` unless it serves it already.
-    async fn deploy(&self, champion: &VersionState) -> anyhow::Result<()> {
+    async fn deploy(&mut self, champion: &VersionState) -> anyhow::Result<()> {
         let Some(endpoint) = self.config.endpoint.as_ref().map(|e| e.get_ref().clone()) else {
             return Ok(());
         };
         let number = champion.record.version;
-        let mut deployed: Deployed = self.read_state("endpoint.json").await?.unwrap_or_default();
+        let mut deployed = match self.deployed.take() {
+            Some(deployed) => deployed,
+            None => self.read_state("endpoint.json").await?.unwrap_or_default(),
+        };
         if deployed.version != number {
             deployed = Deployed {
                 version: number,
                 ..Deployed::default()
             };
         }
+        let result = self.move_endpoint(&endpoint, &mut deployed).await;
+        self.deployed = Some(deployed);
+        result
+    }
+
+    /// One step of moving `endpoint` to `deployed.version`, recorded in the lake.
+    async fn move_endpoint(&self, endpoint: &str, deployed: &mut Deployed) -> anyhow::Result<()> {
         if deployed.in_service || deployed.attempts >= MAX_ENDPOINT_ATTEMPTS {
             return Ok(());
         }
-        let mirrored: Mirrored = self
-            .read_state(&format!("v{number:010}.json"))
-            .await?
-            .context("the champion is not mirrored yet")?;
+        let number = deployed.version;
         // Names of at most 63 characters, unique per version.
-        let base: String = format!("{endpoint}-v{number}");
-        let model_name = base.clone();
-        let described = self
-            .api
-            .call("DescribeModel", &json!({"ModelName": model_name}))
-            .await;
-        if absent(described)? {
-            self.api
-                .call(
-                    "CreateModel",
-                    &json!({
-                        "ModelName": model_name,
-                        "PrimaryContainer": {"Image": self.config.image.get_ref(), "ModelDataUrl": mirrored.model_data_url},
-                        "ExecutionRoleArn": self.role,
-                    }),
-                )
-                .await?;
-        }
-        let endpoint_config = format!("{base}-config");
-        let described = self
-            .api
-            .call(
-                "DescribeEndpointConfig",
-                &json!({"EndpointConfigName": endpoint_config}),
+        let model_name = format!("{endpoint}-v{number}");
+        let endpoint_config = format!("{model_name}-config");
+        if !deployed.prepared {
+            let model_data_url = &self
+                .mirrored
+                .get(&number)
+                .context("the champion is not mirrored yet")?
+                .model_data_url;
+            self.ensure(
+                "DescribeModel",
+                json!({"ModelName": model_name}),
+                "CreateModel",
+                json!({
+                    "ModelName": model_name,
+                    "PrimaryContainer": {"Image": self.config.image.get_ref(), "ModelDataUrl": model_data_url},
+                    "ExecutionRoleArn": self.role,
+                }),
             )
-            .await;
-        if absent(described)? {
-            self.api
-                .call(
-                    "CreateEndpointConfig",
-                    &json!({
-                        "EndpointConfigName": endpoint_config,
-                        "ProductionVariants": [{
-                            "VariantName": format!("v{number}"),
-                            "ModelName": model_name,
-                            "InitialInstanceCount": 1,
-                            "InstanceType": self.config.instance_type,
-                        }],
-                    }),
-                )
-                .await?;
+            .await?;
+            self.ensure(
+                "DescribeEndpointConfig",
+                json!({"EndpointConfigName": endpoint_config}),
+                "CreateEndpointConfig",
+                json!({
+                    "EndpointConfigName": endpoint_config,
+                    "ProductionVariants": [{
+                        "VariantName": format!("v{number}"),
+                        "ModelName": model_name,
+                        "InitialInstanceCount": 1,
+                        "InstanceType": self.config.instance_type,
+                    }],
+                }),
+            )
+            .await?;
+            deployed.prepared = true;
         }
         let described = self
             .api
             .call("DescribeEndpoint", &json!({"EndpointName": endpoint}))
             .await;
         let operation = match described {
-            Ok(endpoint) => match endpoint["EndpointStatus"].as_str() {
+            Ok(answer) => match answer["EndpointStatus"].as_str() {
                 // Done: it serves this version.
-                Some("InService") if endpoint["EndpointConfigName"] == endpoint_config.as_str() => {
-                    deployed.model_name = model_name;
-                    deployed.endpoint_config = endpoint_config;
+                Some("InService") if answer["EndpointConfigName"] == endpoint_config.as_str() => {
                     deployed.in_service = true;
-                    tracing::info!(model = %self.model, version = number, endpoint = %endpoint["EndpointName"], "the SageMaker endpoint serves the champion");
-                    return self.write_state("endpoint.json", &deployed).await;
+                    tracing::info!(model = %self.model, version = number, endpoint, "the SageMaker endpoint serves the champion");
+                    return self.write_state("endpoint.json", deployed).await;
                 }
                 // Another version (or an update rolled back).
                 Some("InService") => "UpdateEndpoint",
                 // A failed endpoint cannot be updated: it is made again.
                 Some("Failed") => {
                     self.api
-                        .call(
-                            "DeleteEndpoint",
-                            &json!({"EndpointName": endpoint["EndpointName"]}),
-                        )
+                        .call("DeleteEndpoint", &json!({"EndpointName": endpoint}))
                         .await?;
                     return Ok(()); // created on a later turn, once it is gone
                 }
@@ -433,9 +457,7 @@ impl Mirror {
             tracing::warn!(model = %self.model, version = number, endpoint, "last attempt to move the endpoint to this version");
         }
         tracing::info!(model = %self.model, version = number, endpoint, operation, "the SageMaker endpoint follows the champion");
-        deployed.model_name = model_name;
-        deployed.endpoint_config = endpoint_config;
-        self.write_state("endpoint.json", &deployed).await
+        self.write_state("endpoint.json", deployed).await
     }
 }
 

@@ -14,7 +14,7 @@ use driftline_pipeline::trainer::{FitError, FitFuture, FitJob, Trainer};
 use serde_json::json;
 
 use crate::aws_json::AwsJson;
-use crate::sagemaker_mirror::{artifact_of_tarball, s3_uri};
+use crate::sagemaker_mirror::{artifact_of_tarball, lake_path, s3_uri};
 
 pub struct SagemakerTrainer {
     api: AwsJson,
@@ -171,9 +171,7 @@ impl SagemakerTrainer {
             .ok_or_else(|| {
                 anyhow::anyhow!("training job {name} completed without ModelArtifacts")
             })?;
-        let path = uri
-            .strip_prefix(self.lake.location().trim_end_matches('/'))
-            .map(|p| p.trim_start_matches('/').to_string())
+        let path = lake_path(&self.lake, uri)
             .ok_or_else(|| anyhow::anyhow!("the artifact {uri} is outside the lake"))?;
         // SageMaker uploads before it says Completed; a stand-in may be later.
         let waited = Instant::now();
@@ -228,7 +226,7 @@ mod tests {
             seed: 1,
             n_classes: 2,
             width: 2,
-            xs: vec![vec![0.5, 1.0], vec![-2.0, 0.0]],
+            xs: std::sync::Arc::new(vec![vec![0.5, 1.0], vec![-2.0, 0.0]]),
             ys: vec![1, 0],
         };
         assert_eq!(channel_csv(&job), "x0,x1,label\n0.5,1,1\n-2,0,0\n");
@@ -266,12 +264,7 @@ mod tests {
                     .call("DescribeTrainingJob", &json!({"TrainingJobName": name}))
                     .await
                     .expect("describe");
-                let in_lake = |uri: &str| {
-                    uri.strip_prefix(lake.location())
-                        .expect("in the lake")
-                        .trim_start_matches('/')
-                        .to_string()
-                };
+                let in_lake = |uri: &str| lake_path(&lake, uri).expect("in the lake");
                 let root = tempfile::tempdir().expect("root");
                 let config = root.path().join("input/config");
                 let channel = root.path().join("input/data/train");
