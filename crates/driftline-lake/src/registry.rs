@@ -73,6 +73,9 @@ pub struct Decision {
     pub reason: String,
     pub metrics: BTreeMap<String, f64>,
     pub at_ms: i64,
+    /// The access key that asked for it, when a person did (promote, rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// A version with its current status and the decisions that led there.
@@ -158,6 +161,18 @@ impl Registry {
         reason: &str,
         metrics: BTreeMap<String, f64>,
     ) -> Result<Decision> {
+        self.decide_by(version, status, reason, metrics, None).await
+    }
+
+    /// [`Registry::decide`], recording the access key that asked for it.
+    pub async fn decide_by(
+        &self,
+        version: u64,
+        status: Status,
+        reason: &str,
+        metrics: BTreeMap<String, f64>,
+        by: Option<&str>,
+    ) -> Result<Decision> {
         let mut seq = self.last_number("decisions").await?.map_or(1, |s| s + 1);
         loop {
             let decision = Decision {
@@ -167,6 +182,7 @@ impl Registry {
                 reason: reason.to_string(),
                 metrics: metrics.clone(),
                 at_ms: now_ms(),
+                by: by.map(str::to_string),
             };
             let bytes = serde_json::to_vec_pretty(&decision)
                 .map_err(|e| LakeError::Schema(e.to_string()))?;

@@ -48,6 +48,29 @@ pub struct PipelineConfig {
     #[serde(default, rename = "kinesis")]
     pub kinesis: Vec<KinesisSourceConfig>,
     pub lake: Option<LakeConfig>,
+    pub auth: Option<AuthConfig>,
+}
+
+/// `[auth]`: the access keys `driftline run` requires of every request.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The credentials file, relative to the pipeline file, or `env:VAR`
+    /// for its text; `driftline run --auth` overrides it.
+    pub keys: String,
+}
+
+impl AuthConfig {
+    /// Where the keys are, a relative path taken from `pipeline`'s folder.
+    pub fn source(&self, pipeline: &std::path::Path) -> String {
+        if self.keys.starts_with("env:") || std::path::Path::new(&self.keys).is_absolute() {
+            return self.keys.clone();
+        }
+        match pipeline.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join(&self.keys).display().to_string(),
+            _ => self.keys.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -1143,8 +1143,14 @@ impl ModelService {
     }
 
     /// Makes a registered version the champion by hand (`driftline models
-    /// promote`); the rollback watch guards it like any promotion.
-    pub async fn promote(&self, version: u64, reason: &str) -> Result<(), LifecycleError> {
+    /// promote`); the rollback watch guards it like any promotion. `by` is the
+    /// access key that asked, recorded in the registry's decision.
+    pub async fn promote(
+        &self,
+        version: u64,
+        reason: &str,
+        by: Option<&str>,
+    ) -> Result<(), LifecycleError> {
         let target = self
             .registry
             .versions()
@@ -1161,7 +1167,7 @@ impl ModelService {
             .ok_or_else(|| LifecycleError::Artifact("the artifact has no encoder".into()))?;
         let reference = Reference::load(&self.registry, version).await?;
         self.registry
-            .decide(version, Status::Champion, reason, BTreeMap::new())
+            .decide_by(version, Status::Champion, reason, BTreeMap::new(), by)
             .await?;
         let previous = self.champion.load_full();
         let previous_version = previous.version;
@@ -1189,7 +1195,7 @@ impl ModelService {
 
     /// Brings back the champion before the current one (`driftline models
     /// rollback`). Returns the version that serves now.
-    pub async fn rollback(&self, reason: &str) -> Result<u64, LifecycleError> {
+    pub async fn rollback(&self, reason: &str, by: Option<&str>) -> Result<u64, LifecycleError> {
         let current = self.champion_version();
         let mut champions: Vec<(u64, u64)> = self
             .registry
@@ -1209,7 +1215,7 @@ impl ModelService {
             .ok_or_else(|| {
                 LifecycleError::Artifact(format!("v{current} has no predecessor to roll back to"))
             })?;
-        self.promote(previous, &format!("rollback from v{current}: {reason}"))
+        self.promote(previous, &format!("rollback from v{current}: {reason}"), by)
             .await?;
         self.lock().counters.rollbacks += 1;
         self.emit(LifecycleEvent::RolledBack {

@@ -265,7 +265,7 @@ fn a_model_made_worse_on_purpose_is_rolled_back_and_a_weak_challenger_never_serv
             .await
             .expect("register");
         service
-            .promote(record.version, "made worse on purpose")
+            .promote(record.version, "made worse on purpose", None)
             .await
             .expect("promote");
         record.version

@@ -1,9 +1,11 @@
 //! driftline's HTTP edge: the Kinesis API and the NDJSON ingest path over one
 //! [`driftline_log::LogStore`].
 
+pub mod auth;
 pub mod ingest;
 pub mod kinesis;
 pub mod models;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,6 +34,9 @@ pub struct AppState {
     /// Streams that live elsewhere (a pipeline's `kinesis://` streams), by
     /// their pipeline name: the NDJSON ingest writes to them there.
     pub remote_streams: std::sync::RwLock<HashMap<String, Arc<dyn StreamWriter>>>,
+    /// The keys requests must prove; `None` lets every request through
+    /// (loopback only: the CLI refuses other addresses without keys).
+    pub auth: Option<auth::KeyRing>,
 }
 
 impl AppState {
@@ -80,6 +85,7 @@ pub enum ServeError {
 pub fn open_state(
     data_dir: &std::path::Path,
     config: LogConfig,
+    auth: Option<auth::KeyRing>,
 ) -> Result<Arc<AppState>, ServeError> {
     let store = Arc::new(LogStore::open(data_dir, config)?);
     let key_path = data_dir.join("iterator.key");
@@ -90,6 +96,7 @@ pub fn open_state(
     Ok(Arc::new(AppState {
         models: models::Models::default(),
         remote_streams: Default::default(),
+        auth,
         kinesis: Arc::new(KinesisState {
             store,
             signer,
@@ -100,21 +107,50 @@ pub fn open_state(
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    use auth::native::{require, Need};
+    use auth::Scope;
+    use axum::middleware::from_fn_with_state;
+    let need = |need: Need| from_fn_with_state((state.clone(), need), require);
+    // The Kinesis API checks its own signatures and scopes (AWS's error shape).
     let kinesis = Router::new()
         .route("/", post(kinesis::handle))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES));
     let ingest = Router::new()
-        .route("/v1/streams/{name}/records", post(ingest::ingest))
+        .route(
+            "/v1/streams/{name}/records",
+            post(ingest::ingest).route_layer(need(Need::Named(Scope::StreamsWrite))),
+        )
         .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES));
     let models = Router::new()
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{name}", get(models::show))
-        .route("/v1/models/{name}/predict", post(models::predict))
-        .route("/v1/models/{name}/labels", post(models::labels))
-        .route("/v1/models/{name}/promote", post(models::promote))
-        .route("/v1/models/{name}/rollback", post(models::rollback))
+        .route(
+            "/v1/models",
+            get(models::list).route_layer(need(Need::Any(Scope::ModelsPredict))),
+        )
+        .route(
+            "/v1/models/{name}",
+            get(models::show).route_layer(need(Need::ModelState)),
+        )
+        .route(
+            "/v1/models/{name}/predict",
+            post(models::predict).route_layer(need(Need::Named(Scope::ModelsPredict))),
+        )
+        .route(
+            "/v1/models/{name}/labels",
+            post(models::labels).route_layer(need(Need::Named(Scope::ModelsLabel))),
+        )
+        .route(
+            "/v1/models/{name}/promote",
+            post(models::promote).route_layer(need(Need::Named(Scope::ModelsAdmin))),
+        )
+        .route(
+            "/v1/models/{name}/rollback",
+            post(models::rollback).route_layer(need(Need::Named(Scope::ModelsAdmin))),
+        )
         .route("/ping", get(models::ping))
-        .route("/invocations", post(models::invocations))
+        .route(
+            "/invocations",
+            post(models::invocations).route_layer(need(Need::Invocations)),
+        )
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES));
     kinesis
         .merge(ingest)
@@ -123,10 +159,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, applying retention once a minute.
+/// Serves until `shutdown` resolves (over TLS when `tls` is given), applying
+/// retention once a minute.
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
+    tls: Option<tls::Tls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let store = state.kinesis.store.clone();
@@ -148,10 +186,20 @@ pub async fn serve(
             }
         }
     });
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Serve);
+    let app = router(state);
+    let result = match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServeError::Serve),
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, &tls).map_err(ServeError::Serve)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(ServeError::Serve)
+        }
+    };
     retention.abort();
     result
 }

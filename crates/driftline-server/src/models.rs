@@ -8,13 +8,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use driftline_pipeline::lifecycle::{LifecycleError, ModelService, Prediction};
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::AppState;
 
 /// The models this server serves, by name.
@@ -47,6 +48,11 @@ impl Models {
             .read()
             .map(|s| s.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The name of the model `/invocations` serves, if one does.
+    pub fn invocations_model_name(&self) -> Option<String> {
+        self.default_model().map(|s| s.name().to_string())
     }
 
     /// The model `/invocations` serves: `DRIFTLINE_MODEL`, or the only one.
@@ -265,6 +271,7 @@ pub async fn invocations(
 pub async fn promote(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
     body: Option<Json<Value>>,
 ) -> Result<Response, Response> {
     let service = served(&state, &name)?;
@@ -273,8 +280,12 @@ pub async fn promote(
         return Err(error(StatusCode::BAD_REQUEST, "needs {\"version\": N}"));
     };
     let reason = body["reason"].as_str().unwrap_or("promoted by hand");
-    match service.promote(version, reason).await {
-        Ok(()) => Ok(Json(json!({"model": name, "champion": version})).into_response()),
+    let by = caller.as_ref().and_then(|Extension(c)| c.key_id());
+    match service.promote(version, reason, by).await {
+        Ok(()) => {
+            audit("promote", &name, version, by, reason);
+            Ok(Json(json!({"model": name, "champion": version})).into_response())
+        }
         Err(e) => Err(error(StatusCode::BAD_REQUEST, e)),
     }
 }
@@ -283,13 +294,31 @@ pub async fn promote(
 pub async fn rollback(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
     body: Option<Json<Value>>,
 ) -> Result<Response, Response> {
     let service = served(&state, &name)?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let reason = body["reason"].as_str().unwrap_or("rolled back by hand");
-    match service.rollback(reason).await {
-        Ok(version) => Ok(Json(json!({"model": name, "champion": version})).into_response()),
+    let by = caller.as_ref().and_then(|Extension(c)| c.key_id());
+    match service.rollback(reason, by).await {
+        Ok(version) => {
+            audit("rollback", &name, version, by, reason);
+            Ok(Json(json!({"model": name, "champion": version})).into_response())
+        }
         Err(e) => Err(error(StatusCode::BAD_REQUEST, e)),
     }
+}
+
+/// Admin actions on models, with the key that asked, in the audit log.
+fn audit(action: &str, model: &str, champion: u64, by: Option<&str>, reason: &str) {
+    tracing::info!(
+        target: "driftline::audit",
+        key = by.unwrap_or("-"),
+        action,
+        model,
+        champion,
+        reason,
+        "model administered"
+    );
 }

@@ -1,6 +1,16 @@
-//! A small client of the server's own APIs, for the CLI verbs.
+//! A small client of the server's own APIs, for the CLI verbs: Kinesis calls
+//! signed with AWS Signature Version 4, native routes with a bearer key, when
+//! keys are in the environment (`DRIFTLINE_ACCESS_KEY_ID` /
+//! `DRIFTLINE_SECRET_ACCESS_KEY`, else the AWS variables); `--ca` trusts a
+//! server's own certificate for https.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::{bail, Context};
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use serde_json::Value;
 
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4567";
@@ -10,32 +20,100 @@ pub struct EndpointArgs {
     /// The driftline server to talk to.
     #[arg(long, env = "DRIFTLINE_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
+    /// Trust this certificate (PEM) for an https endpoint, such as the one a
+    /// server started with --tls-self-signed writes.
+    #[arg(long, env = "DRIFTLINE_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+}
+
+/// An access key from the environment.
+#[derive(Clone)]
+pub struct Key {
+    id: String,
+    secret: String,
+}
+
+impl Key {
+    pub fn from_env() -> Option<Key> {
+        let pair = |id: &str, secret: &str| {
+            let id = std::env::var(id).ok().filter(|v| !v.is_empty())?;
+            let secret = std::env::var(secret).ok().filter(|v| !v.is_empty())?;
+            Some(Key { id, secret })
+        };
+        pair("DRIFTLINE_ACCESS_KEY_ID", "DRIFTLINE_SECRET_ACCESS_KEY")
+            .or_else(|| pair("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+    }
+
+    /// `Authorization: Bearer ID:SECRET`, for the native routes.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}:{}", self.id, self.secret)
+    }
 }
 
 pub struct Client {
     endpoint: String,
     agent: ureq::Agent,
+    key: Option<Key>,
+}
+
+/// An agent that answers errors as responses, trusting `ca` when given.
+pub fn agent(ca: Option<&std::path::Path>) -> anyhow::Result<ureq::Agent> {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+    let mut tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        );
+    if let Some(ca) = ca {
+        let pem =
+            std::fs::read(ca).with_context(|| format!("cannot read --ca {}", ca.display()))?;
+        let certificates = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<Vec<Certificate<'static>>, _>>()
+            .with_context(|| format!("--ca {} is not PEM", ca.display()))?;
+        anyhow::ensure!(
+            !certificates.is_empty(),
+            "--ca {} holds no certificate",
+            ca.display()
+        );
+        tls = tls.root_certs(RootCerts::new_with_certs(&certificates));
+    }
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls.build())
+        .build();
+    Ok(ureq::Agent::new_with_config(config))
 }
 
 impl Client {
-    pub fn new(args: &EndpointArgs) -> Client {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build();
-        Client {
+    pub fn new(args: &EndpointArgs) -> anyhow::Result<Client> {
+        Ok(Client {
             endpoint: args.endpoint.trim_end_matches('/').to_string(),
-            agent: ureq::Agent::new_with_config(config),
-        }
+            agent: agent(args.ca.as_deref())?,
+            key: Key::from_env(),
+        })
     }
 
     /// Calls a Kinesis operation in JSON 1.1; an AWS error becomes an error naming its code.
     pub fn kinesis(&self, operation: &str, request: Value) -> anyhow::Result<Value> {
-        let mut response = self
+        let body = request.to_string();
+        let target = format!("Kinesis_20131202.{operation}");
+        let mut call = self
             .agent
             .post(&self.endpoint)
             .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amz-target", &format!("Kinesis_20131202.{operation}"))
-            .send(request.to_string())
+            .header("x-amz-target", &target);
+        if let Some(key) = &self.key {
+            for (name, value) in self.signature(key, &target, body.as_bytes())? {
+                call = call.header(name, value);
+            }
+        }
+        let mut response = call
+            .send(body)
             .with_context(|| format!("cannot reach driftline at {}", self.endpoint))?;
         let status = response.status();
         let body: Value = response
@@ -58,6 +136,77 @@ impl Client {
         Ok(body)
     }
 
+    /// The SigV4 headers of a Kinesis call (service `kinesis`, region us-east-1).
+    fn signature(
+        &self,
+        key: &Key,
+        target: &str,
+        body: &[u8],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let host = self
+            .endpoint
+            .split_once("://")
+            .map_or(self.endpoint.as_str(), |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target),
+            ("host", host.as_str()),
+        ];
+        let identity = Credentials::new(&key.id, &key.secret, None, None, "driftline-cli").into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("kinesis")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .context("cannot sign the request")?
+            .into();
+        let url = format!("{}/", self.endpoint);
+        let signable =
+            SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body))
+                .context("cannot sign the request")?;
+        let (instructions, _) = sign(signable, &params)
+            .context("cannot sign the request")?
+            .into_parts();
+        Ok(instructions
+            .headers()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect())
+    }
+
+    /// POSTs JSON to a native route; a refusal becomes an error with its reason.
+    pub fn post_json(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.endpoint);
+        let mut call = self
+            .agent
+            .post(&url)
+            .header("content-type", "application/json");
+        if let Some(key) = &self.key {
+            call = call.header("authorization", &key.bearer());
+        }
+        let mut response = call
+            .send(body.to_string())
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let answer: Value = response
+            .body_mut()
+            .read_json()
+            .with_context(|| format!("{url}: the answer is not JSON"))?;
+        if !status.is_success() {
+            let message = answer
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
+            bail!("{url}: {status}: {message}");
+        }
+        Ok(answer)
+    }
+
     /// Posts NDJSON lines to the native ingest path.
     pub fn ingest(
         &self,
@@ -70,10 +219,14 @@ impl Client {
             url.push_str("?partition_key=");
             url.push_str(field);
         }
-        let mut response = self
+        let mut call = self
             .agent
             .post(&url)
-            .header("content-type", "application/x-ndjson")
+            .header("content-type", "application/x-ndjson");
+        if let Some(key) = &self.key {
+            call = call.header("authorization", &key.bearer());
+        }
+        let mut response = call
             .send(body)
             .with_context(|| format!("cannot reach driftline at {}", self.endpoint))?;
         let status = response.status();

@@ -203,7 +203,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     prepare(&args.dir)?;
     let config = PipelineConfig::parse(PIPELINE, Path::new("the demo pipeline"))?;
-    let state = driftline_server::open_state(&args.dir.join("data"), LogConfig::default())?;
+    let state = driftline_server::open_state(&args.dir.join("data"), LogConfig::default(), None)?;
     let store = state.kinesis.store.clone();
     for stream in &config.streams {
         let spec = StreamSpec {
@@ -257,7 +257,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let streams = crate::pipeline_streams::PipelineStreams::embedded(store.clone());
         let stages = crate::cmd_run::start_stages(&config, &streams, &lake, None, &stop_rx)?;
         let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(driftline_server::serve(state, listener, async move {
+        let server = tokio::spawn(driftline_server::serve(state, listener, None, async move {
             let _ = server_stopped.await;
         }));
 

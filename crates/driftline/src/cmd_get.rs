@@ -31,7 +31,7 @@ pub struct GetArgs {
 }
 
 pub fn run(args: GetArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.endpoint);
+    let client = Client::new(&args.endpoint)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     // Shard index order puts parents before their children.
     let shards = client.kinesis("ListShards", json!({"StreamName": args.stream}))?;

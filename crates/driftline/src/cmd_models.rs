@@ -6,6 +6,8 @@ use anyhow::Context;
 use driftline_lake::{Lake, Registry};
 use serde_json::json;
 
+use crate::client::{Client, EndpointArgs};
+
 #[derive(clap::Subcommand)]
 pub enum ModelsCommand {
     /// The models in the registry, or one model's versions.
@@ -27,24 +29,16 @@ pub enum ModelsCommand {
         version: u64,
         #[arg(long, default_value = "promoted by hand")]
         reason: String,
-        #[arg(
-            long,
-            env = "DRIFTLINE_ENDPOINT",
-            default_value = "http://127.0.0.1:4567"
-        )]
-        endpoint: String,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
     },
     /// Brings back the previous champion on a running server.
     Rollback {
         model: String,
         #[arg(long, default_value = "rolled back by hand")]
         reason: String,
-        #[arg(
-            long,
-            env = "DRIFTLINE_ENDPOINT",
-            default_value = "http://127.0.0.1:4567"
-        )]
-        endpoint: String,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
     },
 }
 
@@ -105,8 +99,8 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
             reason,
             endpoint,
         } => {
-            let answer = post(
-                &format!("{endpoint}/v1/models/{model}/promote"),
+            let answer = Client::new(&endpoint)?.post_json(
+                &format!("/v1/models/{model}/promote"),
                 json!({"version": version, "reason": reason}),
             )?;
             println!("{answer}");
@@ -116,31 +110,12 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
             reason,
             endpoint,
         } => {
-            let answer = post(
-                &format!("{endpoint}/v1/models/{model}/rollback"),
+            let answer = Client::new(&endpoint)?.post_json(
+                &format!("/v1/models/{model}/rollback"),
                 json!({"reason": reason}),
             )?;
             println!("{answer}");
         }
     }
     Ok(())
-}
-
-fn post(url: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
-    let mut response = agent
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body.to_string())
-        .with_context(|| format!("cannot reach {url}"))?;
-    let ok = response.status().is_success();
-    let answer: serde_json::Value = response.body_mut().read_json()?;
-    if !ok {
-        anyhow::bail!("{url}: {}", answer["error"].as_str().unwrap_or("failed"));
-    }
-    Ok(answer)
 }

@@ -21,7 +21,7 @@ pub struct PutArgs {
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 pub fn run(args: PutArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.endpoint);
+    let client = Client::new(&args.endpoint)?;
     let stdin = std::io::stdin().lock();
     let (mut written, mut rejected, mut failed) = (0u64, 0u64, 0u64);
     let mut batch = Vec::new();

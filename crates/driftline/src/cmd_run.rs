@@ -54,6 +54,8 @@ pub struct RunArgs {
     /// template's service gets one for each stream the template makes); repeatable.
     #[arg(long = "stream-url", value_name = "NAME=URL", value_parser = name_and_url)]
     stream_url: Vec<(String, String)>,
+    #[command(flatten)]
+    security: crate::security::SecurityArgs,
 }
 
 fn name_and_url(text: &str) -> Result<(String, String), String> {
@@ -122,7 +124,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         durability: args.durability,
         ..LogConfig::default()
     };
-    let state = driftline_server::open_state(&args.data_dir, log_config)
+    let declared = config.auth.as_ref().map(|a| a.source(&args.pipeline));
+    let security = args
+        .security
+        .resolve(args.listen, declared, &args.data_dir)?;
+    let scheme = security.scheme();
+    let tls = security.tls;
+    let state = driftline_server::open_state(&args.data_dir, log_config, security.keys)
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
     let store = state.kinesis.store.clone();
     crate::listen::runtime()?.block_on(async move {
@@ -133,7 +141,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         let (listener, addr) = crate::listen::bind(args.listen).await?;
         println!(
-            "driftline running {} on http://{addr} (streams in {}, lake {lake_url})",
+            "driftline running {} on {scheme}://{addr} (streams in {}, lake {lake_url})",
             args.pipeline.display(),
             args.data_dir.display()
         );
@@ -145,7 +153,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let on_ready: crate::run_models::OnReady = Arc::new(move |service| {
             let name = service.name().to_string();
             eprintln!(
-                "serving model {name} v{} on http://{addr}/v1/models/{name}/predict",
+                "serving model {name} v{} on {scheme}://{addr}/v1/models/{name}/predict",
                 service.champion_version()
             );
             models.add(service);
@@ -183,7 +191,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         });
         let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(driftline_server::serve(state, listener, async move {
+        let server = tokio::spawn(driftline_server::serve(state, listener, tls, async move {
             let _ = server_stop_rx.await;
         }));
         shutdown_signal().await;

@@ -214,7 +214,7 @@ fn serve(root: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     let n_classes = model.predict_proba_one(&vec![0.0; encoder.width()]).len();
     // The endpoint's state lives in memory: the artifact is its registry's one version.
     let scratch = tempfile::tempdir()?;
-    let state = driftline_server::open_state(scratch.path(), LogConfig::default())?;
+    let state = driftline_server::open_state(scratch.path(), LogConfig::default(), None)?;
     crate::listen::runtime()?.block_on(async move {
         let registry = Registry::new(Lake::open("memory://")?, "model")?;
         let record = VersionRecord {
@@ -256,7 +256,7 @@ fn serve(root: &Path, listen: SocketAddr) -> anyhow::Result<()> {
         );
         std::io::stdout().flush()?;
         // SageMaker stops a container with SIGTERM.
-        driftline_server::serve(state, listener, crate::cmd_run::shutdown_signal()).await?;
+        driftline_server::serve(state, listener, None, crate::cmd_run::shutdown_signal()).await?;
         Ok(())
     })
 }

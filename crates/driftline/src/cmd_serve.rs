@@ -31,6 +31,8 @@ pub struct ServeArgs {
     /// (repeatable); its predictions are logged to stream NAME-predictions.
     #[arg(long = "model")]
     models: Vec<String>,
+    #[command(flatten)]
+    security: crate::security::SecurityArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -40,7 +42,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_shard_bytes: args.max_shard_bytes,
         ..LogConfig::default()
     };
-    let state = driftline_server::open_state(&args.data_dir, config)
+    let security = args.security.resolve(args.listen, None, &args.data_dir)?;
+    let scheme = security.scheme();
+    let state = driftline_server::open_state(&args.data_dir, config, security.keys)
         .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?;
     crate::listen::runtime()?.block_on(async move {
         for name in &args.models {
@@ -49,14 +53,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         let (listener, addr) = crate::listen::bind(args.listen).await?;
         println!(
-            "driftline listening on http://{addr} (data in {}, durability {:?})",
+            "driftline listening on {scheme}://{addr} (data in {}, durability {:?})",
             args.data_dir.display(),
             args.durability
         );
         for name in &args.models {
             if let Some(service) = state.models.get(name) {
                 eprintln!(
-                    "serving model {name} v{} on http://{addr}/v1/models/{name}/predict",
+                    "serving model {name} v{} on {scheme}://{addr}/v1/models/{name}/predict",
                     service.champion_version()
                 );
             }
@@ -65,7 +69,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        driftline_server::serve(state, listener, shutdown).await?;
+        driftline_server::serve(state, listener, security.tls, shutdown).await?;
         Ok(())
     })
 }

@@ -39,14 +39,14 @@ pub fn run(command: StreamCommand) -> anyhow::Result<()> {
             shards,
             endpoint,
         } => {
-            Client::new(&endpoint).kinesis(
+            Client::new(&endpoint)?.kinesis(
                 "CreateStream",
                 json!({"StreamName": name, "ShardCount": shards}),
             )?;
             println!("created stream {name} with {shards} shards");
         }
         StreamCommand::List { endpoint } => {
-            let client = Client::new(&endpoint);
+            let client = Client::new(&endpoint)?;
             let mut start: Option<String> = None;
             loop {
                 let mut request = json!({"Limit": 1000});
@@ -70,7 +70,7 @@ pub fn run(command: StreamCommand) -> anyhow::Result<()> {
             }
         }
         StreamCommand::Describe { name, endpoint } => {
-            let client = Client::new(&endpoint);
+            let client = Client::new(&endpoint)?;
             let summary = client.kinesis("DescribeStreamSummary", json!({"StreamName": name}))?;
             let shards = client.kinesis("ListShards", json!({"StreamName": name}))?;
             let mut out = summary["StreamDescriptionSummary"].clone();
@@ -78,7 +78,7 @@ pub fn run(command: StreamCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         StreamCommand::Delete { name, endpoint } => {
-            Client::new(&endpoint).kinesis("DeleteStream", json!({"StreamName": name}))?;
+            Client::new(&endpoint)?.kinesis("DeleteStream", json!({"StreamName": name}))?;
             println!("deleted stream {name}");
         }
     }

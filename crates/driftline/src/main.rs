@@ -10,6 +10,7 @@ mod aws_json;
 mod cfn;
 mod cfn_service;
 mod client;
+mod cmd_auth;
 mod cmd_aws;
 mod cmd_backtest;
 mod cmd_bench;
@@ -42,6 +43,7 @@ mod s3_notifications;
 mod sagemaker_mirror;
 #[cfg(feature = "aws")]
 mod sagemaker_trainer;
+mod security;
 #[cfg(feature = "aws")]
 mod sharded_source;
 #[cfg(all(test, feature = "aws"))]
@@ -88,6 +90,9 @@ enum Command {
     /// The SageMaker container contract: train on /opt/ml, serve /ping and /invocations.
     #[command(subcommand)]
     Sagemaker(cmd_sagemaker::SagemakerCommand),
+    /// Access keys for `--auth`: `driftline auth new-key --scope ... --file keys.toml`.
+    #[command(subcommand)]
+    Auth(cmd_auth::AuthCommand),
     /// Timings of driftline's own parts, for the peer benchmarks in bench/.
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
@@ -114,6 +119,7 @@ fn main() -> std::process::ExitCode {
         Command::Backtest(args) => cmd_backtest::run_backtest(args),
         Command::Sagemaker(command) => cmd_sagemaker::run(command),
         Command::Aws(command) => cmd_aws::run(command),
+        Command::Auth(command) => cmd_auth::run(command),
         Command::Bench(command) => cmd_bench::run(command),
     };
     match result {

@@ -13,6 +13,7 @@ impl ApiError {
     pub fn new(code: &'static str, message: impl Into<String>) -> ApiError {
         let status = match code {
             "InternalFailure" | "InternalFailureException" => 500,
+            "MissingAuthenticationTokenException" => 403,
             _ => 400,
         };
         ApiError {
@@ -48,6 +49,35 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new("InternalFailure", message)
+    }
+
+    /// Credentials refused, in the codes AWS uses for them.
+    pub fn auth(failure: &crate::auth::Failure) -> ApiError {
+        use crate::auth::Failure;
+        let code = match failure {
+            Failure::Missing => "MissingAuthenticationTokenException",
+            Failure::Incomplete(_) => "IncompleteSignatureException",
+            Failure::UnknownKey(_) => "UnrecognizedClientException",
+            Failure::Mismatch(_) | Failure::Expired(_) => "InvalidSignatureException",
+        };
+        let message = match failure {
+            Failure::UnknownKey(_) => {
+                "The security token included in the request is invalid.".to_string()
+            }
+            other => other.to_string(),
+        };
+        ApiError::new(code, message)
+    }
+
+    /// A key without the scope an operation needs, as IAM says it.
+    pub fn denied(operation: &str, denied: &crate::auth::Denied, arn: &str) -> ApiError {
+        ApiError::new(
+            "AccessDeniedException",
+            format!(
+                "User: {} is not authorized to perform: kinesis:{operation} on resource: {arn} (the key lacks scope {})",
+                denied.key_id, denied.scope
+            ),
+        )
     }
 
     /// The AWS code that a per-record failure in PutRecords carries.

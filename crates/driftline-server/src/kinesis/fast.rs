@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::ops::{check_put_records_bytes, check_put_records_count, record_from, RecordPlace};
 use super::wire::{Protocol, Req};
 use super::KinesisState;
+use crate::auth::Caller;
 
 #[derive(Deserialize)]
 struct PutRecordsJson<'a> {
@@ -39,6 +40,7 @@ pub fn put_records_json(
     state: &KinesisState,
     body: &[u8],
     now_ms: i64,
+    caller: &Caller,
 ) -> Option<Result<Vec<u8>, ApiError>> {
     let request: PutRecordsJson = serde_json::from_slice(body).ok()?;
     let mut names = Map::new();
@@ -57,8 +59,10 @@ pub fn put_records_json(
         records.push((entry, data));
     }
     Some((|| {
+        let req = Req::new(&names, Protocol::Json);
+        super::ops::authorize(state, "PutRecords", &req, caller)?;
         check_put_records_count(records.len())?;
-        let stream = super::ops::open_stream(state, &Req::new(&names, Protocol::Json))?;
+        let stream = super::ops::open_stream(state, &req)?;
         let records = records
             .into_iter()
             .enumerate()

@@ -1,8 +1,10 @@
 //! The Kinesis Data Streams API over HTTP: `POST /` with
 //! `X-Amz-Target: Kinesis_20131202.<Operation>`, in JSON 1.1 or CBOR.
 //!
-//! Requests are not authenticated: SigV4 headers are accepted and ignored, as
-//! kinesalite does; the server binds to loopback by default.
+//! With a key ring, every request must be signed with AWS Signature Version 4
+//! by a listed key (service `kinesis`, any region) and the key must hold the
+//! operation's scope on its stream; without one, requests are not
+//! authenticated and the server listens on loopback only.
 
 pub mod error;
 mod fast;
@@ -13,10 +15,14 @@ pub mod wire;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use std::time::SystemTime;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use driftline_log::LogStore;
 
+use crate::auth::sigv4::{Rules, Signed};
+use crate::auth::Caller;
 use error::ApiError;
 use iterator::IteratorSigner;
 use wire::{Protocol, Req};
@@ -42,6 +48,7 @@ impl KinesisState {
 /// The axum handler for `POST /`.
 pub async fn handle(
     state: axum::extract::State<Arc<crate::AppState>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -54,33 +61,65 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let Some(operation) = target.strip_prefix(TARGET_PREFIX).map(str::to_string) else {
-        let error = ApiError::new(
-            "UnknownOperationException",
-            format!("X-Amz-Target {target:?} does not name a Kinesis_20131202 operation"),
-        );
-        return respond(protocol, Err(error));
-    };
-    let kinesis = state.kinesis.clone();
+    let app = state.0.clone();
     let result = tokio::task::spawn_blocking(move || {
+        // Authenticated first, as AWS does: a stranger learns nothing else.
+        let caller = authenticate(&app, &uri, &headers, &body)?;
+        let Some(operation) = target.strip_prefix(TARGET_PREFIX) else {
+            return Err(ApiError::new(
+                "UnknownOperationException",
+                format!("X-Amz-Target {target:?} does not name a Kinesis_20131202 operation"),
+            ));
+        };
+        let kinesis = &app.kinesis;
         let now_ms = driftline_log::now_ms();
         if protocol == Protocol::Json && operation == "PutRecords" {
-            if let Some(result) = fast::put_records_json(&kinesis, &body, now_ms) {
+            if let Some(result) = fast::put_records_json(kinesis, &body, now_ms, &caller) {
                 return result;
             }
         }
         let request = wire::decode_request(protocol, &body)?;
         let req = Req::new(&request, protocol);
         // Encoded here, off the async workers.
-        ops::dispatch(&kinesis, &operation, &req, now_ms)
+        ops::dispatch(kinesis, operation, &req, now_ms, &caller)
             .map(|out| wire::encode_response(protocol, out))
     })
     .await
     .unwrap_or_else(|e| Err(ApiError::internal(format!("request handler failed: {e}"))));
     if let Err(error) = &result {
-        tracing::debug!(target = %target, code = error.code, message = %error.message, "kinesis request refused");
+        tracing::debug!(code = error.code, message = %error.message, "kinesis request refused");
     }
     respond(protocol, result)
+}
+
+/// Who signed the request; everyone when the server has no key ring.
+fn authenticate(
+    app: &crate::AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Caller, ApiError> {
+    let Some(keys) = app.auth.as_ref() else {
+        return Ok(Caller::Anyone);
+    };
+    let request = Signed {
+        method: "POST",
+        path: uri.path(),
+        query: uri.query().unwrap_or_default(),
+        headers,
+        body,
+    };
+    // The target picks the operation: it must be covered by the signature.
+    let rules = Rules {
+        service: Some("kinesis"),
+        must_sign: &["x-amz-target"],
+    };
+    crate::auth::authenticate(keys, &request, &rules, false, SystemTime::now())
+        .map(Caller::Key)
+        .map_err(|failure| {
+            tracing::info!(target: "driftline::audit", refused = %failure, "kinesis request refused: not authenticated");
+            ApiError::auth(&failure)
+        })
 }
 
 fn respond(protocol: Protocol, result: Result<Vec<u8>, ApiError>) -> Response {

@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::iterator::IteratorPosition;
 use super::wire::{constraint, Out, Req};
 use super::KinesisState;
+use crate::auth::{Caller, Scope};
 
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 pub const MAX_PUT_RECORDS: usize = 500;
@@ -29,18 +30,20 @@ pub fn dispatch(
     operation: &str,
     req: &Req,
     now_ms: i64,
+    caller: &Caller,
 ) -> Result<Out, ApiError> {
-    match operation {
+    let scope = authorize(state, operation, req, caller)?;
+    let out = match operation {
         "CreateStream" => create_stream(state, req, now_ms),
         "DeleteStream" => delete_stream(state, req),
         "ListStreams" => list_streams(state, req),
         "DescribeStream" => describe_stream(state, req),
         "DescribeStreamSummary" => describe_stream_summary(state, req),
-        "ListShards" => list_shards(state, req, now_ms),
+        "ListShards" => list_shards(state, req, now_ms, caller),
         "PutRecord" => put_record(state, req, now_ms),
         "PutRecords" => put_records(state, req, now_ms),
         "GetShardIterator" => get_shard_iterator(state, req, now_ms),
-        "GetRecords" => get_records(state, req, now_ms),
+        "GetRecords" => get_records(state, req, now_ms, caller),
         "IncreaseStreamRetentionPeriod" => change_retention(state, req, true),
         "DecreaseStreamRetentionPeriod" => change_retention(state, req, false),
         "SplitShard" => split_shard(state, req, now_ms),
@@ -53,7 +56,78 @@ pub fn dispatch(
             "UnknownOperationException",
             format!("operation {other} is not supported by driftline"),
         )),
+    }?;
+    if scope == Some(Scope::StreamsAdmin) {
+        tracing::info!(
+            target: "driftline::audit",
+            key = caller.key_id().unwrap_or("-"),
+            operation,
+            stream = stream_name(req).unwrap_or_default(),
+            "stream administered"
+        );
     }
+    Ok(out)
+}
+
+/// The scope an operation needs.
+fn scope_of(operation: &str) -> Option<Scope> {
+    Some(match operation {
+        "PutRecord" | "PutRecords" => Scope::StreamsWrite,
+        "ListStreams"
+        | "DescribeStream"
+        | "DescribeStreamSummary"
+        | "ListShards"
+        | "GetShardIterator"
+        | "GetRecords"
+        | "ListTagsForStream" => Scope::StreamsRead,
+        "CreateStream"
+        | "DeleteStream"
+        | "IncreaseStreamRetentionPeriod"
+        | "DecreaseStreamRetentionPeriod"
+        | "SplitShard"
+        | "MergeShards"
+        | "UpdateShardCount"
+        | "AddTagsToStream"
+        | "RemoveTagsFromStream" => Scope::StreamsAdmin,
+        _ => return None,
+    })
+}
+
+/// Checks that the caller holds the operation's scope on the stream it
+/// names, and returns that scope. GetRecords names its stream only inside
+/// the iterator, so it is checked once the iterator is read.
+pub(super) fn authorize(
+    state: &KinesisState,
+    operation: &str,
+    req: &Req,
+    caller: &Caller,
+) -> Result<Option<Scope>, ApiError> {
+    let scope = scope_of(operation);
+    let Some(required) = scope else {
+        return Ok(None);
+    };
+    if matches!(caller, Caller::Anyone) || operation == "GetRecords" {
+        return Ok(scope);
+    }
+    // Listing needs the scope on some stream, not on a named one.
+    if operation == "ListStreams" && caller.holds(required) {
+        return Ok(scope);
+    }
+    let name = if operation == "ListStreams" {
+        "*".to_string()
+    } else {
+        match stream_name(req) {
+            Ok(name) => name,
+            // Nothing can be done without a stream: the operation says
+            // what is missing to a caller who may use it on some stream.
+            Err(_) if caller.holds(required) => return Ok(scope),
+            Err(_) => "*".to_string(),
+        }
+    };
+    caller
+        .check(required, &name)
+        .map_err(|d| ApiError::denied(operation, &d, &state.arn(&name)))?;
+    Ok(scope)
 }
 
 /// The stream a request names, by StreamName or StreamARN.
@@ -380,7 +454,12 @@ fn describe_stream_summary(state: &KinesisState, req: &Req) -> Result<Out, ApiEr
 
 /// ListShards pages with a NextToken that carries the stream, the last shard
 /// returned and an expiry; AWS refuses a token together with StreamName.
-fn list_shards(state: &KinesisState, req: &Req, now_ms: i64) -> Result<Out, ApiError> {
+fn list_shards(
+    state: &KinesisState,
+    req: &Req,
+    now_ms: i64,
+    caller: &Caller,
+) -> Result<Out, ApiError> {
     let max_results = limit_arg(req, "MaxResults", 1000, 10_000)? as usize;
     let next_token = req.str_opt("NextToken")?;
     let exclusive_start = req.str_opt("ExclusiveStartShardId")?;
@@ -407,6 +486,10 @@ fn list_shards(state: &KinesisState, req: &Req, now_ms: i64) -> Result<Out, ApiE
         let after = optional_shard_arg(req, "ExclusiveStartShardId")?;
         (stream_name(req)?, after, None)
     };
+    // A NextToken names its stream inside: checked here, once it is read.
+    caller
+        .check(Scope::StreamsRead, &name)
+        .map_err(|d| ApiError::denied("ListShards", &d, &state.arn(&name)))?;
     let stream = state.store.stream(&name)?;
     let filter = match filter_token {
         Some(filter) => filter,
@@ -748,7 +831,12 @@ fn get_shard_iterator(state: &KinesisState, req: &Req, now_ms: i64) -> Result<Ou
     Ok(Out::Map(vec![("ShardIterator", Out::Str(iterator))]))
 }
 
-fn get_records(state: &KinesisState, req: &Req, now_ms: i64) -> Result<Out, ApiError> {
+fn get_records(
+    state: &KinesisState,
+    req: &Req,
+    now_ms: i64,
+    caller: &Caller,
+) -> Result<Out, ApiError> {
     let token = req.str_req("ShardIterator")?;
     if token.is_empty() || token.len() > 512 {
         return Err(constraint(
@@ -759,6 +847,9 @@ fn get_records(state: &KinesisState, req: &Req, now_ms: i64) -> Result<Out, ApiE
     }
     let limit = limit_arg(req, "Limit", MAX_GET_RECORDS, MAX_GET_RECORDS)? as usize;
     let position = state.signer.decode(token, now_ms)?;
+    caller
+        .check(Scope::StreamsRead, &position.stream)
+        .map_err(|d| ApiError::denied("GetRecords", &d, &state.arn(&position.stream)))?;
     let stream = state.store.stream(&position.stream)?;
     let meta = stream.meta();
     if meta.created_ms != position.stream_created_ms {

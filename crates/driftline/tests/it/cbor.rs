@@ -2,18 +2,28 @@
 
 use ciborium::Value;
 
-use crate::util::Server;
+use crate::util::{kinesis_raw, Server};
 
 fn call(endpoint: &str, operation: &str, request: Value) -> (u16, Value) {
     let mut body = Vec::new();
     ciborium::ser::into_writer(&request, &mut body).expect("encode");
     let agent = crate::util::agent();
-    let mut response = agent
+    let target = format!("Kinesis_20131202.{operation}");
+    let mut request = agent
         .post(endpoint)
         .header("content-type", "application/x-amz-cbor-1.1")
-        .header("x-amz-target", &format!("Kinesis_20131202.{operation}"))
-        .send(&body[..])
-        .expect("request");
+        .header("x-amz-target", &target);
+    for (name, value) in crate::util::sigv4_headers(
+        endpoint,
+        (crate::util::TEST_KEY_ID, crate::util::TEST_SECRET),
+        std::time::SystemTime::now(),
+        "application/x-amz-cbor-1.1",
+        &target,
+        &body,
+    ) {
+        request = request.header(name, value);
+    }
+    let mut response = request.send(&body[..]).expect("request");
     let status = response.status().as_u16();
     assert_eq!(
         response
@@ -126,55 +136,38 @@ fn a_cbor_client_round_trips_binary_records() {
 fn malformed_bodies_get_a_serialization_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
-    let agent = crate::util::agent();
+    let send = |content_type: &str, operation: &str, body: &[u8]| {
+        let (status, bytes) = kinesis_raw(&server.endpoint, content_type, operation, body.to_vec());
+        (status, String::from_utf8_lossy(&bytes).to_string())
+    };
     for (content_type, body) in [
         ("application/x-amz-json-1.1", &b"{not json"[..]),
         ("application/x-amz-cbor-1.1", &[0xff, 0x00][..]),
         ("application/x-amz-json-1.1", &b"[1,2]"[..]),
     ] {
-        let mut response = agent
-            .post(&server.endpoint)
-            .header("content-type", content_type)
-            .header("x-amz-target", "Kinesis_20131202.ListStreams")
-            .send(body)
-            .expect("request");
-        assert_eq!(response.status().as_u16(), 400);
-        let text = response.body_mut().read_to_vec().expect("body");
-        let answer = String::from_utf8_lossy(&text).to_string();
+        let (status, answer) = send(content_type, "ListStreams", body);
+        assert_eq!(status, 400);
         assert!(
             answer.contains("SerializationException"),
             "{content_type}: {answer}"
         );
     }
+    let json = "application/x-amz-json-1.1";
     // a wrong type names the member
-    let mut response = agent
-        .post(&server.endpoint)
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", "Kinesis_20131202.CreateStream")
-        .send(&br#"{"StreamName": 5, "ShardCount": 1}"#[..])
-        .expect("request");
-    let answer = response.body_mut().read_to_string().expect("body");
+    let (_, answer) = send(
+        json,
+        "CreateStream",
+        br#"{"StreamName": 5, "ShardCount": 1}"#,
+    );
     assert!(answer.contains("StreamName must be a string"), "{answer}");
     // a missing member is named
-    let mut response = agent
-        .post(&server.endpoint)
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", "Kinesis_20131202.CreateStream")
-        .send(&br#"{"ShardCount": 1}"#[..])
-        .expect("request");
-    let answer = response.body_mut().read_to_string().expect("body");
+    let (_, answer) = send(json, "CreateStream", br#"{"ShardCount": 1}"#);
     assert!(
         answer.contains("ValidationException") && answer.contains("'streamName'"),
         "{answer}"
     );
     // an unknown operation
-    let mut response = agent
-        .post(&server.endpoint)
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", "Kinesis_20131202.Frobnicate")
-        .send(&b"{}"[..])
-        .expect("request");
-    let answer = response.body_mut().read_to_string().expect("body");
+    let (_, answer) = send(json, "Frobnicate", b"{}");
     assert!(
         answer.contains("UnknownOperationException") && answer.contains("Frobnicate"),
         "{answer}"

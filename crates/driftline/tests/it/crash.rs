@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::util::{agent, Server};
+use crate::util::{agent, sigv4_headers, Server, TEST_KEY_ID, TEST_SECRET};
 
 fn kinesis(
     agent: &ureq::Agent,
@@ -17,12 +17,23 @@ fn kinesis(
     operation: &str,
     body: Value,
 ) -> Result<Value, String> {
-    let mut response = agent
+    let target = format!("Kinesis_20131202.{operation}");
+    let body = body.to_string();
+    let mut request = agent
         .post(endpoint)
         .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", &format!("Kinesis_20131202.{operation}"))
-        .send(body.to_string())
-        .map_err(|e| e.to_string())?;
+        .header("x-amz-target", &target);
+    for (name, value) in sigv4_headers(
+        endpoint,
+        (TEST_KEY_ID, TEST_SECRET),
+        std::time::SystemTime::now(),
+        "application/x-amz-json-1.1",
+        &target,
+        body.as_bytes(),
+    ) {
+        request = request.header(name, value);
+    }
+    let mut response = request.send(body).map_err(|e| e.to_string())?;
     let ok = response.status().is_success();
     let value: Value = response.body_mut().read_json().map_err(|e| e.to_string())?;
     if ok {
