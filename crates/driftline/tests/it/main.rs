@@ -1,6 +1,7 @@
 //! End-to-end tests of the `driftline` binary through its public interfaces,
 //! with clients nobody here wrote. One test binary (see ripgrep's layout).
 
+mod auth;
 mod aws_template;
 mod backtest;
 mod cbor;
