@@ -51,29 +51,51 @@ pub struct Tls {
 }
 
 impl Tls {
-    /// From PEM files: the certificate chain, leaf first, and its private key.
+    /// From PEM files: the certificate chain, leaf first, and its private key
+    /// (both may be in one file).
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Tls, TlsError> {
-        let pem_error = |what, path: &Path, e: rustls_pki_types::pem::Error| TlsError::Pem {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| TlsError::Pem {
+                what: "PEM",
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        Tls::from_pem(
+            &read(cert)?,
+            &cert.display().to_string(),
+            &read(key)?,
+            &key.display().to_string(),
+        )
+    }
+
+    /// From PEM text; the origins name it in errors.
+    pub fn from_pem(
+        cert: &[u8],
+        cert_origin: &str,
+        key: &[u8],
+        key_origin: &str,
+    ) -> Result<Tls, TlsError> {
+        let pem_error = |what, path: &str, e: rustls_pki_types::pem::Error| TlsError::Pem {
             what,
-            path: path.display().to_string(),
+            path: path.to_string(),
             message: e.to_string(),
         };
-        let chain = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| pem_error("certificates", cert, e))?
+        let chain = CertificateDer::pem_slice_iter(cert)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| pem_error("certificates", cert, e))?;
+            .map_err(|e| pem_error("certificates", cert_origin, e))?;
         let Some(leaf) = chain.first().cloned() else {
             return Err(TlsError::Empty {
                 what: "certificate",
-                path: cert.display().to_string(),
+                path: cert_origin.to_string(),
             });
         };
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| match e {
             rustls_pki_types::pem::Error::NoItemsFound => TlsError::Empty {
                 what: "private key",
-                path: key.display().to_string(),
+                path: key_origin.to_string(),
             },
-            other => pem_error("a private key", key, other),
+            other => pem_error("a private key", key_origin, other),
         })?;
         let certificate_pem = pem_of(&leaf);
         Tls::build(chain, key, leaf, certificate_pem)
@@ -229,6 +251,21 @@ mod tests {
         let fp = tls.fingerprint();
         assert_eq!(fp.len(), 32 * 3 - 1);
         assert_eq!(fp, fingerprint(&again));
+    }
+
+    #[test]
+    fn a_certificate_and_key_in_one_pem_file_load() {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("made");
+        let dir = tempfile::tempdir().expect("dir");
+        let pem = dir.path().join("both.pem");
+        std::fs::write(
+            &pem,
+            format!("{}{}", made.cert.pem(), made.signing_key.serialize_pem()),
+        )
+        .expect("write");
+        let tls = Tls::from_pem_files(&pem, &pem).expect("loads");
+        assert_eq!(tls.certificate.as_ref(), made.cert.der().as_ref());
     }
 
     #[test]

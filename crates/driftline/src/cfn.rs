@@ -340,6 +340,7 @@ pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Resu
     }
 
     let mut parameters = Map::new();
+    let mut conditions = Map::new();
     if !functions.is_empty() {
         parameters.insert(
             "CodeBucket".into(),
@@ -358,6 +359,7 @@ pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Resu
             "DriftlineCluster",
             "DriftlineTask",
             "DriftlineService",
+            "DriftlineSecurityGroup",
         ] {
             claim(id.into())?;
         }
@@ -369,7 +371,13 @@ pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Resu
             stream_ids: &stream_ids,
             model_roles: &model_roles,
         };
-        crate::cfn_service::add(config, &service, &mut resources, &mut parameters)?;
+        crate::cfn_service::add(
+            config,
+            &service,
+            &mut resources,
+            &mut parameters,
+            &mut conditions,
+        )?;
     }
     if !config.models.is_empty() || crate::cfn_service::needed(config, functions.len()) {
         parameters.insert(
@@ -385,6 +393,9 @@ pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Resu
     });
     if !parameters.is_empty() {
         template["Parameters"] = Value::Object(parameters);
+    }
+    if !conditions.is_empty() {
+        template["Conditions"] = Value::Object(conditions);
     }
     Ok(template)
 }

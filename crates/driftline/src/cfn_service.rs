@@ -58,12 +58,13 @@ pub struct Service<'a> {
     pub model_roles: &'a [(String, String)],
 }
 
-/// Adds the service, its roles and its parameters.
+/// Adds the service, its roles, its parameters and their conditions.
 pub fn add(
     config: &PipelineConfig,
     service: &Service<'_>,
     resources: &mut Map<String, Value>,
     parameters: &mut Map<String, Value>,
+    conditions: &mut Map<String, Value>,
 ) -> anyhow::Result<()> {
     let Service {
         pipeline_name,
@@ -255,7 +256,14 @@ pub fn add(
                  "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${ImageRepository}"}},
                 {"Sid": "EcrToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
                 {"Sid": "Log", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                 "Resource": {"Fn::Sub": "${DriftlineLogs.Arn}:*"}}
+                 "Resource": {"Fn::Sub": "${DriftlineLogs.Arn}:*"}},
+                // ECS reads the service's own secrets into its environment at
+                // start; the task role, which driftline runs with, reads none.
+                {"Sid": "ReadItsSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                 "Resource": [
+                    {"Ref": "AuthKeysSecretArn"},
+                    {"Fn::If": ["HasTlsCertificate", {"Ref": "TlsCertificateSecretArn"}, {"Ref": "AWS::NoValue"}]}
+                 ]}
             ]}}]
         }
     }));
@@ -278,6 +286,10 @@ pub fn add(
         json!({"Fn::Sub": "s3://${LakeBucket}"}),
         json!("--listen"),
         json!("0.0.0.0:4567"),
+        // Beyond loopback only with keys: the access keys come from Secrets
+        // Manager through the task's environment, never in this template.
+        json!("--auth"),
+        json!("env:DRIFTLINE_AUTH_KEYS"),
         json!("--metrics"),
         json!("emf"),
         json!("--data-dir"),
@@ -294,6 +306,22 @@ pub fn add(
             json!({"Fn::Sub": format!("{name}=kinesis://${{AWS::StackName}}-{name}")}),
         ]);
     }
+    // TLS in the task: the certificate parameter's PEM (chain and key in one
+    // secret), or a certificate made at start whose fingerprint is logged.
+    let mut with_certificate = command.clone();
+    with_certificate.extend([
+        json!("--tls-cert"),
+        json!("env:DRIFTLINE_TLS_PEM"),
+        json!("--tls-key"),
+        json!("env:DRIFTLINE_TLS_PEM"),
+    ]);
+    command.push(json!("--tls-self-signed"));
+    let command = json!({"Fn::If": ["HasTlsCertificate", with_certificate, command]});
+    let auth_secret =
+        json!({"Name": "DRIFTLINE_AUTH_KEYS", "ValueFrom": {"Ref": "AuthKeysSecretArn"}});
+    let secrets = json!({"Fn::If": ["HasTlsCertificate",
+        [auth_secret, {"Name": "DRIFTLINE_TLS_PEM", "ValueFrom": {"Ref": "TlsCertificateSecretArn"}}],
+        [auth_secret]]});
     let mut environment = vec![
         json!({"Name": "DRIFTLINE_PIPELINE", "Value": pipeline_text}),
         json!({"Name": "DRIFTLINE_PIPELINE_NAME", "Value": pipeline_name}),
@@ -332,6 +360,7 @@ pub fn add(
                 "EntryPoint": ["/usr/local/bin/driftline"],
                 "Command": command,
                 "Environment": environment,
+                "Secrets": secrets,
                 "PortMappings": [{"ContainerPort": 4567, "Protocol": "tcp"}],
                 "StopTimeout": 120,
                 "LogConfiguration": {"LogDriver": "awslogs", "Options": {
@@ -356,7 +385,7 @@ pub fn add(
                 "DeploymentConfiguration": {"MaximumPercent": 100, "MinimumHealthyPercent": 0},
                 "NetworkConfiguration": {"AwsvpcConfiguration": {
                     "Subnets": {"Ref": "Subnets"},
-                    "SecurityGroups": {"Ref": "SecurityGroups"},
+                    "SecurityGroups": [{"Ref": "DriftlineSecurityGroup"}],
                     "AssignPublicIp": {"Ref": "AssignPublicIp"}
                 }}
             }
@@ -372,8 +401,34 @@ pub fn add(
         json!({"Type": "List<AWS::EC2::Subnet::Id>",
         "Description": "subnets of the driftline run service"}),
     );
-    parameters.insert("SecurityGroups".into(), json!({"Type": "List<AWS::EC2::SecurityGroup::Id>",
-        "Description": "security groups of the driftline run service (port 4567: ingest and predictions)"}));
+    // Port 4567 (the Kinesis API, ingest and predictions) from one range only.
+    resources.insert("DriftlineSecurityGroup".into(), json!({
+        "Type": "AWS::EC2::SecurityGroup",
+        "Properties": {
+            "GroupDescription": "driftline run: port 4567 (TLS) from AllowedCidr only",
+            "VpcId": {"Ref": "VpcId"},
+            "SecurityGroupIngress": [{"IpProtocol": "tcp", "FromPort": 4567, "ToPort": 4567,
+                "CidrIp": {"Ref": "AllowedCidr"},
+                "Description": "the Kinesis API, NDJSON ingest and the models API, over TLS with keys"}]
+        }
+    }));
+    parameters.insert(
+        "VpcId".into(),
+        json!({"Type": "AWS::EC2::VPC::Id",
+        "Description": "VPC of the subnets of the driftline run service"}),
+    );
+    parameters.insert("AllowedCidr".into(), json!({"Type": "String",
+        "AllowedPattern": "^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$",
+        "Description": "the only addresses that may reach port 4567 (for example your VPC's range)"}));
+    parameters.insert("AuthKeysSecretArn".into(), json!({"Type": "String",
+        "AllowedPattern": "^arn:aws[a-z-]*:secretsmanager:.+$",
+        "Description": "Secrets Manager secret whose text is the access keys file (driftline auth new-key); read by ECS at start"}));
+    parameters.insert("TlsCertificateSecretArn".into(), json!({"Type": "String", "Default": "",
+        "Description": "Secrets Manager secret with the PEM certificate chain and private key; empty: a self-signed certificate made at start (its SHA-256 in the logs)"}));
+    conditions.insert(
+        "HasTlsCertificate".into(),
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "TlsCertificateSecretArn"}, ""]}]}),
+    );
     parameters.insert("AssignPublicIp".into(), json!({"Type": "String", "Default": "DISABLED",
         "AllowedValues": ["ENABLED", "DISABLED"],
         "Description": "ENABLED where the subnets have no NAT gateway or VPC endpoints to reach ECR and AWS"}));

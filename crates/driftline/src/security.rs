@@ -3,7 +3,7 @@
 //! without keys.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use driftline_server::auth::KeyRing;
@@ -19,12 +19,14 @@ pub struct SecurityArgs {
     /// reaches the port. Logged as a warning at every start.
     #[arg(long)]
     pub insecure_no_auth: bool,
-    /// Serve over TLS with this certificate chain (PEM, leaf first).
+    /// Serve over TLS with this certificate chain (PEM, leaf first; or
+    /// `env:VAR` for the PEM text, as a container's secret arrives).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// The private key of --tls-cert (PEM).
+    pub tls_cert: Option<String>,
+    /// The private key of --tls-cert (PEM file or `env:VAR`; may be the same
+    /// as --tls-cert when one PEM holds both).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+    pub tls_key: Option<String>,
     /// Serve over TLS with a certificate made at start, for development: its
     /// SHA-256 fingerprint is printed and its PEM written beside the data.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
@@ -83,12 +85,8 @@ impl SecurityArgs {
             );
         }
         let tls = if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            let tls = Tls::from_pem_files(cert, key)?;
-            eprintln!(
-                "TLS: certificate {} (SHA-256 {})",
-                cert.display(),
-                tls.fingerprint()
-            );
+            let tls = Tls::from_pem(&pem_text(cert)?, cert, &pem_text(key)?, key)?;
+            eprintln!("TLS: certificate {cert} (SHA-256 {})", tls.fingerprint());
             Some(tls)
         } else if self.tls_self_signed {
             let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
@@ -111,5 +109,15 @@ impl SecurityArgs {
             None
         };
         Ok(Security { keys, tls })
+    }
+}
+
+/// A PEM file's bytes, or with `env:VAR` the text of that variable.
+fn pem_text(source: &str) -> anyhow::Result<Vec<u8>> {
+    match source.strip_prefix("env:") {
+        Some(var) => std::env::var(var)
+            .map(String::into_bytes)
+            .with_context(|| format!("environment variable {var} (the TLS PEM) is not set")),
+        None => std::fs::read(source).with_context(|| format!("cannot read {source}")),
     }
 }

@@ -242,6 +242,61 @@ fn statement<'a>(template: &'a Value, role: &str, sid: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{role} has no statement {sid}"))
 }
 
+/// The service's command when no certificate is given (a self-signed one).
+fn self_signed_command(container: &Value) -> &Value {
+    &container["Command"]["Fn::If"][2]
+}
+
+/// The service listens beyond loopback only with keys from its secret and
+/// over TLS, reachable from one address range; only ECS reads the secrets.
+fn secured_as_documented(made: &Value, container: &Value) {
+    let branches = &container["Command"]["Fn::If"];
+    assert_eq!(branches[0], "HasTlsCertificate");
+    for (branch, tls) in [(1, "--tls-cert"), (2, "--tls-self-signed")] {
+        let command: Vec<&str> = branches[branch]
+            .as_array()
+            .expect("command")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(command[1], "env:DRIFTLINE_PIPELINE");
+        assert!(
+            command
+                .windows(2)
+                .any(|w| w == ["--auth", "env:DRIFTLINE_AUTH_KEYS"]),
+            "{command:?}"
+        );
+        assert!(command.contains(&tls), "{command:?}");
+    }
+    assert_eq!(
+        container["Secrets"]["Fn::If"][2],
+        serde_json::json!([{"Name": "DRIFTLINE_AUTH_KEYS", "ValueFrom": {"Ref": "AuthKeysSecretArn"}}])
+    );
+    let read = statement(made, "DriftlineExecutionRole", "ReadItsSecrets");
+    assert_eq!(read["Action"], "secretsmanager:GetSecretValue");
+    assert_eq!(
+        read["Resource"][0],
+        serde_json::json!({"Ref": "AuthKeysSecretArn"})
+    );
+    assert!(
+        !statements(made, "DriftlineTaskRole")
+            .iter()
+            .any(|s| s["Action"].to_string().contains("secretsmanager")),
+        "the task role reads no secret"
+    );
+    let group = &made["Resources"]["DriftlineSecurityGroup"]["Properties"];
+    assert_eq!(
+        group["SecurityGroupIngress"],
+        serde_json::json!([{"IpProtocol": "tcp", "FromPort": 4567, "ToPort": 4567,
+            "CidrIp": {"Ref": "AllowedCidr"},
+            "Description": "the Kinesis API, NDJSON ingest and the models API, over TLS with keys"}])
+    );
+    assert!(
+        !made.to_string().contains("secret = "),
+        "no key in the template's text"
+    );
+}
+
 /// `examples/aws.toml` runs its processor in `driftline run` (its stream is
 /// on Kinesis): no function, but a Fargate service whose task role reads that
 /// stream and puts on both, with the pipeline in its environment; a model
@@ -267,9 +322,9 @@ fn a_pipeline_on_kinesis_runs_as_a_service_with_a_role_of_its_own() {
     let puts = statement(&made, "DriftlineTaskRole", "PutOnStreams");
     assert_eq!(puts["Resource"].as_array().map(Vec::len), Some(2));
     let container = &made["Resources"]["DriftlineTask"]["Properties"]["ContainerDefinitions"][0];
-    assert_eq!(container["Command"][1], "env:DRIFTLINE_PIPELINE");
     let text = std::fs::read_to_string(&example).expect("example");
     assert_eq!(container["Environment"][0]["Value"], text.as_str());
+    secured_as_documented(&made, container);
 
     // a processor may ask for Lambda instead
     let lambda = dir.path().join("lambda.toml");
@@ -310,7 +365,7 @@ fn a_pipeline_on_kinesis_runs_as_a_service_with_a_role_of_its_own() {
     );
     // its processor of an embedded stream is a function, which the service skips
     let container = &made["Resources"]["DriftlineTask"]["Properties"]["ContainerDefinitions"][0];
-    let command: Vec<&str> = container["Command"]
+    let command: Vec<&str> = self_signed_command(container)
         .as_array()
         .expect("command")
         .iter()
@@ -321,7 +376,7 @@ fn a_pipeline_on_kinesis_runs_as_a_service_with_a_role_of_its_own() {
         "{command:?}"
     );
     // and its streams are the stack's Kinesis streams, not the task's disk
-    let moved: Vec<&Value> = container["Command"]
+    let moved: Vec<&Value> = self_signed_command(container)
         .as_array()
         .expect("command")
         .iter()
