@@ -255,8 +255,7 @@ mod tests {
 
     #[test]
     fn a_certificate_and_key_in_one_pem_file_load() {
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
-            .expect("made");
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("made");
         let dir = tempfile::tempdir().expect("dir");
         let pem = dir.path().join("both.pem");
         std::fs::write(

@@ -37,8 +37,13 @@ pub enum SagemakerCommand {
     Serve {
         #[arg(long, default_value = "/opt/ml")]
         root: PathBuf,
+        /// SageMaker's contract is port 8080 on every interface; beyond
+        /// loopback it needs --auth, or --insecure-no-auth where SageMaker's
+        /// own IAM-signed InvokeEndpoint is the guard (the image's entrypoint).
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
+        #[command(flatten)]
+        security: crate::security::SecurityArgs,
     },
 }
 
@@ -54,7 +59,11 @@ pub fn run(command: SagemakerCommand) -> anyhow::Result<()> {
             }
             result
         }
-        SagemakerCommand::Serve { root, listen } => serve(&root, listen),
+        SagemakerCommand::Serve {
+            root,
+            listen,
+            security,
+        } => serve(&root, listen, &security),
     }
 }
 
@@ -196,7 +205,13 @@ fn train(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(root: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+fn serve(
+    root: &Path,
+    listen: SocketAddr,
+    security: &crate::security::SecurityArgs,
+) -> anyhow::Result<()> {
+    let security = security.resolve(listen, None, &root.join("output"))?;
+    let scheme = security.scheme();
     let dir = root.join("model");
     let bytes = std::fs::read(dir.join("model.bin"))
         .with_context(|| format!("no trained model in {}", dir.display()))?;
@@ -214,7 +229,8 @@ fn serve(root: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     let n_classes = model.predict_proba_one(&vec![0.0; encoder.width()]).len();
     // The endpoint's state lives in memory: the artifact is its registry's one version.
     let scratch = tempfile::tempdir()?;
-    let state = driftline_server::open_state(scratch.path(), LogConfig::default(), None)?;
+    let state = driftline_server::open_state(scratch.path(), LogConfig::default(), security.keys)?;
+    let tls = security.tls;
     crate::listen::runtime()?.block_on(async move {
         let registry = Registry::new(Lake::open("memory://")?, "model")?;
         let record = VersionRecord {
@@ -251,12 +267,12 @@ fn serve(root: &Path, listen: SocketAddr) -> anyhow::Result<()> {
         ));
         let (listener, addr) = crate::listen::bind(listen).await?;
         println!(
-            "driftline sagemaker serve on http://{addr} (/ping, /invocations), model from {}",
+            "driftline sagemaker serve on {scheme}://{addr} (/ping, /invocations), model from {}",
             dir.display()
         );
         std::io::stdout().flush()?;
         // SageMaker stops a container with SIGTERM.
-        driftline_server::serve(state, listener, None, crate::cmd_run::shutdown_signal()).await?;
+        driftline_server::serve(state, listener, tls, crate::cmd_run::shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -785,3 +785,63 @@ fn new_keys_are_private_and_unsafe_starts_are_refused_with_the_reason() {
     assert!(!err.contains(&secrets[0]), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn the_aws_cli_signs_with_a_listed_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let aws = |secret: &str, args: &[&str]| {
+        let output = Command::new("aws")
+            .args([
+                "--endpoint-url",
+                &server.endpoint,
+                "--region",
+                "us-east-1",
+                "kinesis",
+            ])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", TEST_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.path().join("no-credentials"),
+            )
+            .output()
+            .expect("the AWS CLI (.ci/run installs awscli from PyPI)");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let (ok, _, err) = aws(
+        TEST_SECRET,
+        &[
+            "create-stream",
+            "--stream-name",
+            "cli",
+            "--shard-count",
+            "1",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = aws(
+        TEST_SECRET,
+        &[
+            "put-record",
+            "--stream-name",
+            "cli",
+            "--partition-key",
+            "k",
+            "--data",
+            "aGVsbG8=",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = aws(TEST_SECRET, &["list-streams"]);
+    assert!(ok && out.contains("\"cli\""), "{out}{err}");
+    let (ok, _, err) = aws("wrong-secret-0123456789abcdef", &["list-streams"]);
+    assert!(!ok && err.contains("InvalidSignatureException"), "{err}");
+    assert_eq!(count(&server.endpoint, "cli"), 1);
+}
