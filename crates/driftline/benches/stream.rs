@@ -9,6 +9,8 @@
 //!
 //! Each case runs for `BENCH_SECONDS` (default 3) with 1 and 16 concurrent
 //! producers on streams of 1 and 4 shards; driftline in durable (fsync) mode.
+//! PutRecords also runs against driftline with keys (every request's SigV4
+//! verified) and with keys over TLS, with the ratio to driftline without.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -26,8 +28,20 @@ struct Peer {
     name: &'static str,
     endpoint: String,
     child: Child,
+    /// The certificate to trust (a self-signed server's PEM).
+    ca: Option<Vec<u8>>,
     _dir: tempfile::TempDir,
 }
+
+/// How driftline is protected in a case.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    Open,
+    Keys,
+    KeysTls,
+}
+
+const BENCH_KEY: (&str, &str) = ("DLKBENCH000000000001", "bench-secret-0123456789abcdef");
 
 impl Drop for Peer {
     fn drop(&mut self) {
@@ -48,9 +62,11 @@ fn durability() -> String {
     std::env::var("BENCH_DURABILITY").unwrap_or_else(|_| "fsync".into())
 }
 
-fn start_driftline() -> Peer {
+fn start_driftline(guard: Guard) -> Peer {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_driftline"))
+    let data = dir.path().join("data");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_driftline"));
+    command
         .args([
             "serve",
             "--listen",
@@ -59,24 +75,58 @@ fn start_driftline() -> Peer {
             &durability(),
             "--data-dir",
         ])
-        .arg(dir.path())
+        .arg(&data);
+    if guard != Guard::Open {
+        let keys = dir.path().join("keys.toml");
+        std::fs::write(
+            &keys,
+            format!(
+                "[[key]]\nid = \"{}\"\nsecret = \"{}\"\nscopes = [\"streams:read\", \"streams:write\", \"streams:admin\"]\n",
+                BENCH_KEY.0, BENCH_KEY.1
+            ),
+        )
+        .expect("keys");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        command.arg("--auth").arg(&keys);
+    }
+    if guard == Guard::KeysTls {
+        command.arg("--tls-self-signed");
+    }
+    let mut child = command
         .env("DRIFTLINE_LOG", "warn")
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("start driftline");
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut banner)
-        .expect("banner");
-    let endpoint = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("address")
-        .to_string();
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let endpoint = loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).expect("banner") > 0,
+            "no banner"
+        );
+        if let Some(address) = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+        {
+            break address.to_string();
+        }
+    };
+    let ca = (guard == Guard::KeysTls)
+        .then(|| std::fs::read(data.join("self-signed-cert.pem")).expect("certificate"));
     Peer {
-        name: "driftline",
+        name: match guard {
+            Guard::Open => "driftline",
+            Guard::Keys => "+sigv4",
+            Guard::KeysTls => "+sigv4+tls",
+        },
         endpoint,
         child,
+        ca,
         _dir: dir,
     }
 }
@@ -111,19 +161,42 @@ fn start_kinesalite(bin: &str) -> Peer {
         name: "kinesalite",
         endpoint,
         child,
+        ca: None,
         _dir: dir,
     }
 }
 
-fn sdk_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+/// A client signing with the bench key (servers without keys ignore it),
+/// trusting `ca` when given.
+fn sdk_client(endpoint: &str, ca: Option<&[u8]>) -> aws_sdk_kinesis::Client {
     use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_kinesis::Config::builder()
+    let mut config = aws_sdk_kinesis::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-        .build();
-    aws_sdk_kinesis::Client::from_conf(config)
+        .credentials_provider(Credentials::new(
+            BENCH_KEY.0,
+            BENCH_KEY.1,
+            None,
+            None,
+            "bench",
+        ));
+    if let Some(pem) = ca {
+        use aws_smithy_http_client::tls;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .tls_context(
+                tls::TlsContext::builder()
+                    .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem.to_vec()))
+                    .build()
+                    .expect("tls context"),
+            )
+            .build_https();
+        config = config.http_client(http);
+    }
+    aws_sdk_kinesis::Client::from_conf(config.build())
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -157,13 +230,13 @@ fn payload(producer: usize, i: usize) -> Vec<u8> {
 }
 
 async fn sdk_case(
-    endpoint: &str,
+    peer: &Peer,
     stream: &str,
     shards: i32,
     producers: usize,
     seconds: f64,
 ) -> Figures {
-    let client = sdk_client(endpoint);
+    let client = sdk_client(&peer.endpoint, peer.ca.as_deref());
     client
         .create_stream()
         .stream_name(stream)
@@ -248,7 +321,7 @@ fn ndjson_case(
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        sdk_client(endpoint)
+        sdk_client(endpoint, None)
             .create_stream()
             .stream_name(stream)
             .shard_count(shards)
@@ -333,26 +406,23 @@ fn main() {
         for producers in [1, 16] {
             case += 1;
             let stream = format!("bench{case}");
-            let driftline = start_driftline();
-            let ours = runtime.block_on(sdk_case(
-                &driftline.endpoint,
-                &stream,
-                shards,
-                producers,
-                seconds,
-            ));
-            drop(driftline);
-            print_row("PutRecords", "driftline", shards, producers, &ours);
+            let measure = |peer: Peer| {
+                let figures =
+                    runtime.block_on(sdk_case(&peer, &stream, shards, producers, seconds));
+                print_row("PutRecords", peer.name, shards, producers, &figures);
+                figures
+            };
+            let ours = measure(start_driftline(Guard::Open));
+            let signed = measure(start_driftline(Guard::Keys));
+            let tls = measure(start_driftline(Guard::KeysTls));
+            println!(
+                "{:<10} ratio with SigV4 verified / without: {:.3}; with SigV4 and TLS / without: {:.3}",
+                "",
+                signed.records_per_second / ours.records_per_second,
+                tls.records_per_second / ours.records_per_second
+            );
             if let Some(bin) = &kinesalite_bin {
-                let peer = start_kinesalite(bin);
-                let theirs = runtime.block_on(sdk_case(
-                    &peer.endpoint,
-                    &stream,
-                    shards,
-                    producers,
-                    seconds,
-                ));
-                print_row("PutRecords", peer.name, shards, producers, &theirs);
+                let theirs = measure(start_kinesalite(bin));
                 println!(
                     "{:<10} ratio driftline/kinesalite records/s: {:.1}x",
                     "",
@@ -364,7 +434,7 @@ fn main() {
     for shards in [1, 4] {
         for producers in [1, 16] {
             case += 1;
-            let driftline = start_driftline();
+            let driftline = start_driftline(Guard::Open);
             let ours = ndjson_case(
                 &driftline.endpoint,
                 &format!("bench{case}"),
