@@ -10,7 +10,8 @@ use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use serde_json::{json, Value};
 
 use crate::util::{
-    agent, keys_file, kinesis_json, sigv4_headers, Server, TEST_KEY_ID, TEST_SECRET,
+    agent, keys_file, kinesis_json, private, sdk_client_with, sigv4_headers, Server, TEST_KEY_ID,
+    TEST_SECRET,
 };
 
 const READER: (&str, &str) = ("DLKREADER00000000001", "reader-secret-0123456789abcdef");
@@ -281,23 +282,7 @@ fn sigv4_refusals_come_back_in_aws_codes_and_write_nothing() {
     assert_eq!(count(endpoint, "other"), 0);
 
     // the AWS SDK for Rust with a wrong secret gets AWS's code
-    let wrong = {
-        use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-        aws_sdk_kinesis::Client::from_conf(
-            aws_sdk_kinesis::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new("us-east-1"))
-                .endpoint_url(endpoint)
-                .credentials_provider(Credentials::new(
-                    TEST_KEY_ID,
-                    "wrong-secret-0123456789abcdef",
-                    None,
-                    None,
-                    "test",
-                ))
-                .build(),
-        )
-    };
+    let wrong = sdk_client_with(endpoint, "wrong-secret-0123456789abcdef", None);
     let error = crate::util::runtime()
         .block_on(wrong.list_streams().send())
         .expect_err("a wrong secret");
@@ -312,7 +297,6 @@ fn the_rust_sdk_trusts_a_custom_root_over_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &["--tls-self-signed"]);
     let pem = std::fs::read(dir.path().join("self-signed-cert.pem")).expect("pem");
-    use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
     use aws_smithy_http_client::tls;
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
@@ -325,21 +309,7 @@ fn the_rust_sdk_trusts_a_custom_root_over_tls() {
                 .expect("tls context"),
         )
         .build_https();
-    let kinesis = aws_sdk_kinesis::Client::from_conf(
-        aws_sdk_kinesis::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&server.endpoint)
-            .http_client(http)
-            .credentials_provider(Credentials::new(
-                TEST_KEY_ID,
-                TEST_SECRET,
-                None,
-                None,
-                "test",
-            ))
-            .build(),
-    );
+    let kinesis = sdk_client_with(&server.endpoint, TEST_SECRET, Some(http));
     crate::util::runtime().block_on(async {
         kinesis
             .create_stream()
@@ -770,11 +740,7 @@ fn new_keys_are_private_and_unsafe_starts_are_refused_with_the_reason() {
         format!("[[key]]\nid = \"K\"\nsecret = \"{}\n", secrets[0]),
     )
     .expect("w");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
+    private(&bad);
     let (ok, err) = serve(&[
         "--listen",
         "127.0.0.1:0",

@@ -18,11 +18,7 @@ pub fn keys_file(dir: &Path, extra: &str) -> PathBuf {
         "[[key]]\nid = \"{TEST_KEY_ID}\"\nsecret = \"{TEST_SECRET}\"\nscopes = [\"streams:read\", \"streams:write\", \"streams:admin\", \"models:predict\", \"models:label\", \"models:admin\", \"metrics:read\"]\n\n{extra}"
     );
     std::fs::write(&path, text).expect("write keys");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
+    private(&path);
     path
 }
 
@@ -107,20 +103,35 @@ impl Drop for Server {
 }
 
 pub fn sdk_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    sdk_client_with(endpoint, TEST_SECRET, None)
+}
+
+/// The SDK's client signing with the test key's id and `secret`, over
+/// `http` when given (a client trusting a custom root).
+pub fn sdk_client_with(
+    endpoint: &str,
+    secret: &str,
+    http: Option<aws_sdk_kinesis::config::SharedHttpClient>,
+) -> aws_sdk_kinesis::Client {
     use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_kinesis::Config::builder()
+    let mut config = aws_sdk_kinesis::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            TEST_KEY_ID,
-            TEST_SECRET,
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_kinesis::Client::from_conf(config)
+        .credentials_provider(Credentials::new(TEST_KEY_ID, secret, None, None, "test"));
+    if let Some(http) = http {
+        config = config.http_client(http);
+    }
+    aws_sdk_kinesis::Client::from_conf(config.build())
+}
+
+/// Makes a file readable by its owner only, as a credentials file must be.
+pub fn private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
