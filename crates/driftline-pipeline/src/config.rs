@@ -885,6 +885,55 @@ max_buffer_seconds = 5
     }
 
     #[test]
+    fn monitors_are_declared_per_model_and_unknown_ones_are_refused_at_their_line() {
+        let monitors = "monitors = { concept = { detector = \"ddm\", drift_threshold = 2.5 }, data = { test = \"ks\", threshold = 0.01, window = 500, every = 100 }, retrain_on = [\"concept\", \"data\"] }\n";
+        let text = format!("{GOOD}{MODEL}{monitors}");
+        let config = PipelineConfig::parse(&text, Path::new("p.toml")).expect("valid");
+        let lifecycle = config.models[0].lifecycle().expect("lifecycle");
+        assert_eq!(lifecycle.concept.detector, "ddm");
+        assert_eq!(lifecycle.concept.params.get("drift_threshold"), Some(&2.5));
+        assert_eq!(
+            lifecycle.data_test,
+            driftline_ml::drift::monitor::DataTest::Ks
+        );
+        assert_eq!(
+            (lifecycle.data_window, lifecycle.data_check_every),
+            (500, 100)
+        );
+        assert!(lifecycle.retrain_on_drift && lifecycle.retrain_on_data);
+        // the default: concept alarms retrain, data alarms do not
+        let plain =
+            PipelineConfig::parse(&format!("{GOOD}{MODEL}"), Path::new("p.toml")).expect("valid");
+        let lifecycle = plain.models[0].lifecycle().expect("lifecycle");
+        assert!(lifecycle.retrain_on_drift && !lifecycle.retrain_on_data);
+        assert_eq!(lifecycle.concept.detector, "adwin");
+
+        let line = GOOD.matches('\n').count() + MODEL.matches('\n').count() + 1;
+        for (bad, expected) in [
+            ("\"ddm\"", "unknown detector \"dmm\""),
+            ("drift_threshold", "ddm has no parameter \"drift_treshold\""),
+            ("\"ks\"", "unknown test \"kz\""),
+            ("\"data\"]", "unknown alarm \"dat\""),
+        ] {
+            let wrong = match bad {
+                "\"ddm\"" => monitors.replace(bad, "\"dmm\""),
+                "drift_threshold" => monitors.replace(bad, "drift_treshold"),
+                "\"ks\"" => monitors.replace(bad, "\"kz\""),
+                _ => monitors.replace(bad, "\"dat\"]"),
+            };
+            let error = error_of(&format!("{GOOD}{MODEL}{wrong}"));
+            assert!(
+                error.contains(expected),
+                "{error:?} should say {expected:?}"
+            );
+            assert!(error.starts_with(&format!("p.toml:{line}:")), "{error}");
+        }
+        let both = MODEL.replace("every_seconds = 60", "on_drift = false, every_seconds = 60");
+        let error = error_of(&format!("{GOOD}{both}{monitors}"));
+        assert!(error.contains("keep one"), "{error}");
+    }
+
+    #[test]
     fn a_bad_model_declaration_names_its_line_and_what_is_wrong() {
         let with = |from: &str, to: &str| error_of(&format!("{GOOD}{}", MODEL.replace(from, to)));
         let line = GOOD.matches('\n').count() + 2;

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use driftline_lake::{Registry, Status, TrainingData, VersionRecord};
 use driftline_log::{NewRecord, StreamWriter};
+use driftline_ml::drift::monitor::{ConceptSpec, DataTest};
 use driftline_ml::drift::{Adwin, DriftDetector, DriftState};
 use driftline_ml::features::Encoder;
 use driftline_ml::learn::{artifact, classifier_by_name, Classifier};
@@ -99,12 +100,17 @@ pub struct LifecycleConfig {
     pub promotion: Promotion,
     /// Labels a shadow or canary trial runs for.
     pub trial_labels: usize,
+    /// The concept-drift detector on the champion's error stream.
+    pub concept: ConceptSpec,
     /// Recent predictions the data-drift monitor compares with the reference,
-    /// how often it looks (in predictions, and at most once a second), and the
-    /// PSI above which a feature (or the prediction) has drifted.
+    /// how often it looks (in predictions, and at most once a second), its
+    /// test and the threshold at which a feature (or the prediction) has drifted.
     pub data_window: usize,
     pub data_check_every: usize,
-    pub psi_threshold: f64,
+    pub data_test: DataTest,
+    pub data_threshold: f64,
+    /// Retrain on a data-drift alarm (after the cooldown).
+    pub retrain_on_data: bool,
     pub seed: u64,
 }
 
@@ -141,9 +147,12 @@ impl Default for LifecycleConfig {
             rollback_margin: 0.02,
             promotion: Promotion::Direct,
             trial_labels: 500,
+            concept: ConceptSpec::default(),
             data_window: 2000,
             data_check_every: 1000,
-            psi_threshold: 0.25,
+            data_test: DataTest::Psi,
+            data_threshold: DataTest::Psi.default_threshold(),
+            retrain_on_data: false,
             seed: 1,
         }
     }
@@ -239,9 +248,9 @@ pub enum LifecycleEvent {
     DriftAlarm {
         label: u64,
         detector: String,
-        /// ADWIN's error estimate after the change.
+        /// The live error rate when it fired.
         statistic: f64,
-        /// ADWIN's confidence parameter.
+        /// The detector's sensitivity (its first parameter: ADWIN's delta, ...).
         threshold: f64,
         /// Examples since the estimated drift point.
         window: u64,
@@ -251,7 +260,9 @@ pub enum LifecycleEvent {
     DataDrift {
         version: u64,
         feature: String,
-        /// Population stability index over 10 quantile bins of the reference.
+        /// The test (`psi`, `ks`, `chi_square`, `jensen_shannon`) and what it
+        /// gave: the statistic, or the p-value for KS and chi-square.
+        test: String,
         statistic: f64,
         threshold: f64,
         window: usize,
@@ -367,7 +378,7 @@ struct State {
     window: VecDeque<(Vec<f64>, usize)>,
     live: VecDeque<bool>,
     live_correct: usize,
-    detector: Adwin,
+    detector: Box<dyn DriftDetector>,
     alarm: Option<Instant>,
     last_retrain: Option<Instant>,
     /// The joined-label count at the last estimated drift point, and when the
@@ -443,7 +454,11 @@ impl ModelService {
                 window: VecDeque::new(),
                 live: VecDeque::new(),
                 live_correct: 0,
-                detector: Adwin::default(),
+                detector: config.concept.build().unwrap_or_else(|error| {
+                    // Checked when the pipeline is read; a config built in code may not be.
+                    tracing::warn!(model = name, %error, "concept detector refused: ADWIN instead");
+                    Box::new(Adwin::default())
+                }),
                 alarm: None,
                 last_retrain: None,
                 drift_point: None,
@@ -809,7 +824,7 @@ impl ModelService {
     /// by feature and for the prediction, by PSI; alarms when one crosses the
     /// threshold (once, until it comes back under it).
     fn check_data_drift(
-        &self,
+        self: &Arc<Self>,
         version: u64,
         names: &[String],
         reference: &Reference,
@@ -833,17 +848,19 @@ impl ModelService {
             reference.scores.as_slice(),
             recent.iter().map(|(_, s)| *s).collect(),
         ));
+        let threshold = self.config.data_threshold;
         for (name, reference, current) in checks {
-            let Ok(result) = driftline_ml::drift::data::psi(reference, &current, 10) else {
+            let Ok((statistic, drifted)) =
+                self.config.data_test.judge(reference, &current, threshold)
+            else {
                 continue;
             };
-            let threshold = self.config.psi_threshold;
             let alarm = {
                 let mut state = self.lock();
                 if self.champion_version() != version {
                     return; // a newer champion has its own reference
                 }
-                if result.statistic > threshold {
+                if drifted {
                     let new = state.drifting.insert(name.clone());
                     if new {
                         state.counters.data_drift_alarms += 1;
@@ -857,11 +874,25 @@ impl ModelService {
             if alarm {
                 self.emit(LifecycleEvent::DataDrift {
                     version,
-                    feature: name,
-                    statistic: result.statistic,
+                    feature: name.clone(),
+                    test: self.config.data_test.name().to_string(),
+                    statistic,
                     threshold,
                     window: current.len(),
                 });
+                if self.config.retrain_on_data {
+                    let state = self.lock();
+                    let cooled = state
+                        .last_retrain
+                        .is_none_or(|t| t.elapsed() >= self.config.cooldown);
+                    if cooled {
+                        let why = format!(
+                            "data drift on {name} ({} {statistic:.4})",
+                            self.config.data_test.name()
+                        );
+                        self.start_retrain(state, why, self.config.window);
+                    }
+                }
             }
         }
     }
@@ -945,12 +976,17 @@ impl ModelService {
         let mut trigger = None;
         if drifted {
             state.counters.drift_alarms += 1;
-            let window = state.detector.width() as u64;
+            // Where the detector puts the change, else the fewest a retrain needs.
+            let window = state
+                .detector
+                .drift_point_ago()
+                .unwrap_or(self.config.min_train as u64);
+            let errors = state.live.len() - state.live_correct;
             self.emit(LifecycleEvent::DriftAlarm {
                 label: joined,
-                detector: "adwin".into(),
-                statistic: state.detector.estimation(),
-                threshold: 0.002,
+                detector: state.detector.name().into(),
+                statistic: errors as f64 / state.live.len().max(1) as f64,
+                threshold: self.config.concept.sensitivity(),
                 window,
             });
             state.alarm = Some(Instant::now());

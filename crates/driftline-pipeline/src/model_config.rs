@@ -12,6 +12,11 @@
 //! bootstrap = { table = "history", label = "is_fraud" }   # trains v1 when the registry is empty
 //! retrain = { on_drift = true, every_labels = 0, every_seconds = 0, accuracy_floor = 0.0, cooldown_seconds = 2 }
 //! promotion = { mode = "canary", canary_share = 0.1, min_gain = 0.005 }
+//!
+//! [model.monitors]                  # optional: what watches the model, and which alarms retrain it
+//! concept = { detector = "ddm", drift_threshold = 3.0 }   # adwin (default), ddm, eddm, hddm_a, hddm_w, page_hinkley, kswin
+//! data = { test = "ks", threshold = 0.001, window = 2000, every = 1000 }   # psi (default), ks, chi_square, jensen_shannon
+//! retrain_on = ["concept", "data"]  # default: ["concept"] (retrain.on_drift)
 //! ```
 //!
 //! Each model gets the streams `NAME-predictions` (every prediction, with its
@@ -51,6 +56,8 @@ pub struct ModelConfig {
     pub retrain: RetrainConfig,
     #[serde(default)]
     pub promotion: PromotionConfig,
+    #[serde(default)]
+    pub monitors: MonitorsConfig,
     /// The registry mirrored to SageMaker (aws feature).
     pub sagemaker: Option<SagemakerConfig>,
 }
@@ -193,7 +200,7 @@ pub struct BootstrapConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrainConfig {
-    /// On a concept-drift alarm (ADWIN on the error stream); default true.
+    /// On a concept-drift alarm (the concept monitor on the error stream); default true.
     pub on_drift: Option<bool>,
     /// Every this many labels (0: never).
     pub every_labels: Option<u64>,
@@ -210,6 +217,41 @@ pub struct RetrainConfig {
     pub window_seconds: Option<u64>,
     /// Share of the newest examples held out to compare challenger and champion.
     pub holdout_fraction: Option<f64>,
+}
+
+/// The monitors that watch a model, and which of their alarms retrain it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorsConfig {
+    /// Concept drift on the champion's error stream: the detector by name,
+    /// with any of its parameters.
+    pub concept: Option<Spanned<ConceptConfig>>,
+    /// Data drift of each feature and of the prediction against the
+    /// champion's training reference.
+    pub data: Option<Spanned<DataConfig>>,
+    /// Which alarms retrain the model: "concept", "data".
+    pub retrain_on: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ConceptConfig {
+    pub detector: String,
+    /// The detector's parameters by name (`delta`, `drift_threshold`, ...).
+    #[serde(flatten)]
+    pub params: std::collections::BTreeMap<String, f64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// "psi" (default), "ks", "chi_square" or "jensen_shannon".
+    pub test: Option<String>,
+    /// PSI and Jensen-Shannon alarm above it; KS and chi-square when their
+    /// p-value is below it.
+    pub threshold: Option<f64>,
+    /// Recent predictions compared, and every how many predictions.
+    pub window: Option<usize>,
+    pub every: Option<usize>,
 }
 
 /// The gate and the way to traffic. Every field may be left out for its default.
@@ -325,6 +367,8 @@ impl ModelConfig {
         if let Some(seconds) = self.label_horizon_seconds {
             config.label_horizon_ms = (seconds as i64).saturating_mul(1000);
         }
+        self.monitors
+            .apply(&mut config, self.retrain.on_drift.is_some())?;
         let at = self.name.span().start;
         let check = |ok: bool, message: String| if ok { Ok(()) } else { Err((at, message)) };
         check(
@@ -401,5 +445,75 @@ impl ModelConfig {
             (self.features.span().start, message)
         })?;
         self.lifecycle().map(|_| ())
+    }
+}
+
+impl MonitorsConfig {
+    /// Sets the lifecycle's monitors; errors carry the offset of what is wrong.
+    fn apply(
+        &self,
+        config: &mut LifecycleConfig,
+        on_drift_given: bool,
+    ) -> Result<(), (usize, String)> {
+        use driftline_ml::drift::monitor::{ConceptSpec, DataTest};
+        if let Some(concept) = &self.concept {
+            let spec = ConceptSpec {
+                detector: concept.get_ref().detector.clone(),
+                params: concept.get_ref().params.clone(),
+            };
+            spec.build().map_err(|e| {
+                (
+                    concept.span().start,
+                    format!("monitors.concept: {}: {}", e.what, e.detail),
+                )
+            })?;
+            config.concept = spec;
+        }
+        if let Some(data) = &self.data {
+            let at = data.span().start;
+            let data = data.get_ref();
+            if let Some(test) = &data.test {
+                config.data_test = DataTest::parse(test)
+                    .map_err(|e| (at, format!("monitors.data: {}", e.detail)))?;
+            }
+            config.data_threshold = data
+                .threshold
+                .unwrap_or(config.data_test.default_threshold());
+            if config.data_threshold.is_nan() || config.data_threshold <= 0.0 {
+                return Err((at, "monitors.data.threshold must be positive".into()));
+            }
+            config.data_window = data.window.unwrap_or(config.data_window);
+            config.data_check_every = data.every.unwrap_or(config.data_check_every);
+            if config.data_window < 2 || config.data_check_every == 0 {
+                return Err((
+                    at,
+                    "monitors.data: window must be at least 2 and every at least 1".into(),
+                ));
+            }
+        }
+        if let Some(retrain_on) = &self.retrain_on {
+            let at = retrain_on.span().start;
+            if on_drift_given {
+                return Err((
+                    at,
+                    "monitors.retrain_on and retrain.on_drift both say whether drift retrains: keep one".into(),
+                ));
+            }
+            config.retrain_on_drift = false;
+            config.retrain_on_data = false;
+            for alarm in retrain_on.get_ref() {
+                match alarm.as_str() {
+                    "concept" => config.retrain_on_drift = true,
+                    "data" => config.retrain_on_data = true,
+                    other => {
+                        return Err((
+                            at,
+                            format!("monitors.retrain_on: unknown alarm {other:?} (known: \"concept\", \"data\")"),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -419,6 +419,63 @@ fn a_shifted_feature_raises_a_data_drift_alarm_naming_it() {
     assert!(!drifted.contains(&"hour".to_string()), "{drifted:?}");
 }
 
+/// A data-drift alarm retrains the model only when its monitors say data
+/// alarms retrain it (concept alarms are off here, so no other trigger).
+#[test]
+fn a_data_drift_alarm_retrains_only_when_the_model_says_so() {
+    let _serial = serial();
+    for retrain_on_data in [false, true] {
+        let config = LifecycleConfig {
+            retrain_on_drift: false,
+            retrain_on_data,
+            min_train: 200,
+            data_check_every: 200,
+            data_window: 400,
+            data_test: driftline_ml::drift::monitor::DataTest::Ks,
+            data_threshold: 0.001,
+            ..LifecycleConfig::default()
+        };
+        let mut stream = FraudStream::new(12, 100_000);
+        let Setup {
+            runtime: _runtime,
+            dir: _dir,
+            registry: _registry,
+            service,
+        } = setup(&config, &mut stream, 3000);
+        // labelled traffic whose amounts are ten times larger
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while service.counters().data_drift_alarms == 0 || service.counters().joined < 1000 {
+            assert!(
+                Instant::now() < deadline,
+                "no data drift alarm: {:?}",
+                service.history()
+            );
+            for t in stream.by_ref().take(200) {
+                let mut features = t.features.clone();
+                let amount = features["amount"].as_f64().expect("amount");
+                features["amount"] = serde_json::json!(amount * 10.0);
+                let prediction = service.predict(&features).expect("predict");
+                service
+                    .label(&prediction.request_id, usize::from(t.fraud))
+                    .expect("label");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let retrained_on_data = || {
+            service.history().iter().any(|e| {
+                matches!(e, LifecycleEvent::Retrain { trigger, .. } if trigger.starts_with("data drift on"))
+            })
+        };
+        if retrain_on_data {
+            wait_until("a retrain on the data alarm", retrained_on_data);
+        } else {
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(!retrained_on_data(), "{:?}", service.history());
+            assert_eq!(service.counters().retrains, 0, "{:?}", service.history());
+        }
+    }
+}
+
 /// Drives labelled traffic in chunks until `done` (or panics after a while).
 fn drive_until(
     service: &Arc<ModelService>,

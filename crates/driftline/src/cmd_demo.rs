@@ -409,10 +409,10 @@ fn drive(
 fn describe(event: &LifecycleEvent) -> String {
     match event {
         LifecycleEvent::DriftAlarm { label, statistic, threshold, window, detector } => format!(
-            "DRIFT ALARM  {detector} on the error stream at label {label}: error {statistic:.3} over the last {window} labels (delta {threshold})"
+            "DRIFT ALARM  {detector} on the error stream at label {label}: live error rate {statistic:.3}, change {window} labels ago ({detector} sensitivity {threshold})"
         ),
-        LifecycleEvent::DataDrift { version, feature, statistic, threshold, window } => format!(
-            "DATA DRIFT   {feature} in the last {window} requests to v{version}: PSI {statistic:.3} over {threshold}"
+        LifecycleEvent::DataDrift { version, feature, test, statistic, threshold, window } => format!(
+            "DATA DRIFT   {feature} in the last {window} requests to v{version}: {test} {statistic:.3} past {threshold}"
         ),
         LifecycleEvent::Retrain { version, examples, trigger } => {
             format!("RETRAIN      v{version} on {examples} examples ({trigger})")

@@ -11,6 +11,7 @@ mod ddm;
 mod eddm;
 mod hddm;
 mod kswin;
+pub mod monitor;
 mod page_hinkley;
 
 pub use adwin::Adwin;
@@ -60,21 +61,7 @@ pub trait DriftDetector: Send {
 /// Builds a detector from a name such as `adwin`, `ddm` or `page_hinkley`,
 /// with its default parameters.
 pub fn detector_by_name(name: &str) -> Result<Box<dyn DriftDetector>, crate::ParamError> {
-    Ok(match name.to_ascii_lowercase().replace('-', "_").as_str() {
-        "adwin" => Box::new(Adwin::default()),
-        "ddm" => Box::new(Ddm::default()),
-        "eddm" => Box::new(Eddm::default()),
-        "hddm_a" | "hddma" => Box::new(HddmA::default()),
-        "hddm_w" | "hddmw" => Box::new(HddmW::default()),
-        "page_hinkley" | "ph" => Box::new(PageHinkley::default()),
-        "kswin" => Box::new(Kswin::default()),
-        other => {
-            return Err(crate::ParamError::new(
-                "detector",
-                format!("unknown detector {other:?}; known: adwin, ddm, eddm, hddm_a, hddm_w, page_hinkley, kswin"),
-            ))
-        }
-    })
+    monitor::detector_with(name, &std::collections::BTreeMap::new())
 }
 
 #[cfg(test)]
