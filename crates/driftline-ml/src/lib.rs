@@ -6,6 +6,7 @@ pub mod drift;
 pub mod evaluate;
 pub mod features;
 pub mod learn;
+pub mod lifecycle;
 pub mod metrics;
 pub mod stats;
 pub mod synth;

@@ -36,6 +36,7 @@ use driftline_ml::drift::monitor::{ConceptSpec, DataTest};
 use driftline_ml::drift::{Adwin, DriftDetector, DriftState};
 use driftline_ml::features::Encoder;
 use driftline_ml::learn::{artifact, classifier_by_name, Classifier};
+use driftline_ml::lifecycle::{PolicyConfig, RetrainPolicy, Want};
 use serde::Serialize;
 
 use crate::trainer::{FitJob, InProcess, Trainer};
@@ -379,17 +380,10 @@ struct State {
     live: VecDeque<bool>,
     live_correct: usize,
     detector: Box<dyn DriftDetector>,
+    /// The last concept-drift alarm, for the time from it to a new model serving.
     alarm: Option<Instant>,
-    last_retrain: Option<Instant>,
-    /// The joined-label count at the last estimated drift point, and when the
-    /// examples since then have grown enough to retrain on them again.
-    drift_point: Option<u64>,
-    grow_at: Option<u64>,
-    /// Joined labels when the last retrain started.
-    joined_at_retrain: u64,
-    /// The joined-label count at the last drift alarm, until the retrain on
-    /// the examples since it has started.
-    alarm_label: Option<u64>,
+    /// When to retrain, and on what (plain code, shared with backtest).
+    policy: RetrainPolicy,
     watch: Option<Watch>,
     trial: Option<Trial>,
     counters: Counters,
@@ -425,6 +419,8 @@ pub struct ModelService {
     /// Predictions not logged because the log's queue was full.
     log_dropped: AtomicU64,
     runtime: tokio::runtime::Handle,
+    /// The policy's clock: milliseconds since the service started.
+    clock: Instant,
 }
 
 impl ModelService {
@@ -460,11 +456,7 @@ impl ModelService {
                     Box::new(Adwin::default())
                 }),
                 alarm: None,
-                last_retrain: None,
-                drift_point: None,
-                grow_at: None,
-                joined_at_retrain: 0,
-                alarm_label: None,
+                policy: RetrainPolicy::new(policy_config(&config)),
                 watch: None,
                 trial: None,
                 counters: Counters::default(),
@@ -485,6 +477,7 @@ impl ModelService {
             next_request: AtomicU64::new(0),
             log_dropped: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
+            clock: Instant::now(),
         });
         if let Some(every) = service.config.online_publish_every {
             let learner = crate::online::OnlineLearner::start(Arc::downgrade(&service), every);
@@ -880,18 +873,10 @@ impl ModelService {
                     threshold,
                     window: current.len(),
                 });
-                if self.config.retrain_on_data {
-                    let state = self.lock();
-                    let cooled = state
-                        .last_retrain
-                        .is_none_or(|t| t.elapsed() >= self.config.cooldown);
-                    if cooled {
-                        let why = format!(
-                            "data drift on {name} ({} {statistic:.4})",
-                            self.config.data_test.name()
-                        );
-                        self.start_retrain(state, why, self.config.window);
-                    }
+                let state = self.lock();
+                let what = format!("{name} ({} {statistic:.4})", self.config.data_test.name());
+                if let Some(want) = state.policy.data_alarm(&what, self.now_ms()) {
+                    self.start_retrain(state, want);
                 }
             }
         }
@@ -973,7 +958,8 @@ impl ModelService {
         let drifted = pending.version == champion.version
             && state.detector.update(f64::from(u8::from(!correct))) == DriftState::Drift;
         let joined = state.counters.joined;
-        let mut trigger = None;
+        let now_ms = self.now_ms();
+        let mut want = None;
         if drifted {
             state.counters.drift_alarms += 1;
             // Where the detector puts the change, else the fewest a retrain needs.
@@ -990,105 +976,52 @@ impl ModelService {
                 window,
             });
             state.alarm = Some(Instant::now());
-            state.drift_point = Some(joined.saturating_sub(window));
-            state.alarm_label = Some(joined);
-            let cooled = state
-                .last_retrain
-                .is_none_or(|t| t.elapsed() >= self.config.cooldown);
-            if cooled && self.config.retrain_on_drift {
-                trigger = Some(("drift".to_string(), window as usize));
-            }
+            want = state.policy.concept_alarm(joined, window, now_ms);
         }
-        // ADWIN's window at an alarm may still hold mostly the old concept (the
-        // change is fresh): once `min_train` labels have come since the alarm,
-        // retrain on those alone as well.
-        let fresh = state
-            .alarm_label
-            .filter(|at| joined >= at + self.config.min_train as u64);
-        if trigger.is_none() && self.config.retrain_on_drift {
-            if let Some(at) = fresh {
-                let since = (joined - at) as usize;
-                trigger = Some((format!("{since} examples since the drift alarm"), since));
-            }
+        if want.is_none() {
+            let full = state.live.len() >= self.config.metric_window;
+            let live = full.then(|| state.live_correct as f64 / state.live.len() as f64);
+            want = state.policy.after_label(joined, live, now_ms);
         }
-        // The first retrain after a drift has few examples of the new concept:
-        // retrain each time those have doubled, up to the training window.
-        if trigger.is_none()
-            && self.config.retrain_on_drift
-            && state.grow_at.is_some_and(|g| joined >= g)
-        {
-            let since = joined - state.drift_point.unwrap_or(0);
-            trigger = Some((
-                format!("{since} examples since the drift point"),
-                since as usize,
-            ));
-        }
-        if trigger.is_none()
-            && self.config.retrain_every_labels > 0
-            && joined.is_multiple_of(self.config.retrain_every_labels)
-        {
-            trigger = Some((
-                format!("every {} labels", self.config.retrain_every_labels),
-                self.config.window,
-            ));
-        }
-        let live = state.live_correct as f64 / state.live.len().max(1) as f64;
-        if trigger.is_none()
-            && self.config.accuracy_floor > 0.0
-            && state.live.len() >= self.config.metric_window
-            && live < self.config.accuracy_floor
-            && state
-                .last_retrain
-                .is_none_or(|t| t.elapsed() >= self.config.cooldown)
-        {
-            trigger = Some((
-                format!("live accuracy {live:.3} under the floor"),
-                self.config.window,
-            ));
-        }
-        let Some((why, since)) = trigger else {
+        let Some(want) = want else {
             return Ok(false);
         };
-        let from_alarm = fresh.is_some() && why.ends_with("since the drift alarm");
-        let started = self.start_retrain(state, why, since);
-        if started && from_alarm {
-            self.lock().alarm_label = None;
-        }
-        Ok(started)
+        Ok(self.start_retrain(state, want))
     }
 
     /// Retrains on the schedule: the newest window of joined examples.
     fn scheduled_retrain(self: &Arc<Self>, every: Duration) {
         let state = self.lock();
-        if state.counters.joined == state.joined_at_retrain {
-            return; // nothing new to learn from
+        let every = format!("{} s", every.as_secs_f64());
+        if let Some(want) = state.policy.scheduled(state.counters.joined, &every) {
+            self.start_retrain(state, want);
         }
-        let why = format!("every {} s", every.as_secs_f64());
-        self.start_retrain(state, why, self.config.window);
     }
 
-    /// Starts a retrain on the newest `since` joined examples (at least
-    /// `min_train`, at most the window) unless one is under way; true if it did.
+    /// Milliseconds on the policy's clock.
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Starts the retrain the policy asked for unless one is under way or too
+    /// few examples are at hand; true if it did.
     fn start_retrain(
         self: &Arc<Self>,
         mut state: std::sync::MutexGuard<'_, State>,
-        why: String,
-        since: usize,
+        want: Want,
     ) -> bool {
         let joined = state.counters.joined;
-        // Since the drift point, but never fewer than a retrain needs.
         // The lake holds more than the in-memory window after a restart.
         let available = if self.training_source.get().is_some() {
             self.config.window
         } else {
             state.window.len()
         };
-        let take = since.max(self.config.min_train).min(available);
         // One challenger at a time: none while one trains or is on trial.
         let busy = self.training.available_permits() == 0 || state.trial.is_some();
-        if take < self.config.min_train || busy {
+        let Some(take) = state.policy.take(&want, available).filter(|_| !busy) else {
             return false;
-        }
+        };
         // From the lake when it is the training source, else from the window.
         let examples: Option<Vec<(Vec<f64>, usize)>> =
             self.training_source.get().is_none().then(|| {
@@ -1099,12 +1032,8 @@ impl ModelService {
                     .cloned()
                     .collect()
             });
-        state.grow_at = match state.drift_point {
-            Some(point) if take < self.config.window => Some(joined.max(point + 2 * take as u64)),
-            _ => None,
-        };
-        state.last_retrain = Some(Instant::now());
-        state.joined_at_retrain = joined;
+        state.policy.started(&want, take, joined, self.now_ms());
+        let why = want.why;
         // Drift-to-serving time runs from an alarm to the first promotion after it.
         let alarm = state.alarm;
         drop(state);
@@ -1520,8 +1449,7 @@ impl ModelService {
         alarm: Option<Instant>,
     ) -> Option<u64> {
         self.champion.store(served);
-        // A new champion answers the alarm: no retrain on the examples since it.
-        state.alarm_label = None;
+        state.policy.answered();
         state.detector.reset();
         state.drifting.clear();
         state.recent.clear();
@@ -1623,6 +1551,19 @@ impl ModelService {
 /// The bound on trainings running at once in this process, whatever the
 /// number of models: half the cores (at least one), so that serving and the
 /// pipeline keep the rest.
+/// The retrain policy a lifecycle configuration declares.
+fn policy_config(config: &LifecycleConfig) -> PolicyConfig {
+    PolicyConfig {
+        on_concept: config.retrain_on_drift,
+        on_data: config.retrain_on_data,
+        every_labels: config.retrain_every_labels,
+        accuracy_floor: config.accuracy_floor,
+        cooldown_ms: i64::try_from(config.cooldown.as_millis()).unwrap_or(i64::MAX),
+        min_train: config.min_train,
+        window: config.window,
+    }
+}
+
 fn training_pool() -> &'static tokio::sync::Semaphore {
     static POOL: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
