@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::drift::{detector_by_name, DriftDetector, DriftState};
 use crate::learn::Classifier;
+use crate::lifecycle::{PolicyConfig, RetrainPolicy};
 use crate::metrics::{metric_by_name, Metric, Observation, CLASSIFICATION_METRICS};
 use crate::ParamError;
 
@@ -81,6 +82,27 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The retrain policy this replays: a drift policy retrains on concept
+    /// alarms, a periodic one every N labels on the last W (at any count).
+    pub fn retrain_config(&self, config: &RunConfig) -> PolicyConfig {
+        let (every, window) = self.periodic.unwrap_or((0, config.buffer));
+        PolicyConfig {
+            on_concept: self.drift.is_some(),
+            on_data: false,
+            every_labels: every as u64,
+            accuracy_floor: 0.0,
+            cooldown_ms: 0,
+            min_train: if every > 0 {
+                config.min_retrain.min(every)
+            } else {
+                config.min_retrain
+            },
+            window,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub n_classes: usize,
@@ -90,7 +112,7 @@ pub struct RunConfig {
     pub window: usize,
     /// Most labelled events kept for retraining.
     pub buffer: usize,
-    /// Labels of the new concept a drift retrain waits for.
+    /// Fewest examples a retrain reads (the retrain policy's `min_train`).
     pub min_retrain: usize,
 }
 
@@ -184,8 +206,7 @@ pub fn run(
     let (mut drifts, mut retrains, mut windowed) = (Vec::new(), Vec::new(), Vec::new());
     let mut labelled = 0usize;
     let mut trained_once = false;
-    // Labels counted when the current concept began, while a retrain waits for data.
-    let mut drift_point: Option<usize> = None;
+    let mut retrain_policy = RetrainPolicy::new(policy.retrain_config(config));
     let started = Instant::now();
     let fit_on = |model: &mut Box<dyn Classifier>, indices: &mut dyn Iterator<Item = usize>| {
         let chosen: Vec<usize> = indices.collect();
@@ -234,7 +255,6 @@ pub fn run(
             if policy.online && !learn_while_testing {
                 model.learn_one(&xs[i], ys[i]);
             }
-            let retrains_before = retrains.len();
             if !policy.online
                 && policy.periodic.is_none()
                 && !trained_once
@@ -243,49 +263,38 @@ pub fn run(
                 fit_on(&mut model, &mut buffer.iter().copied());
                 trained_once = true;
                 retrains.push(t);
-            }
-            if let Some((every, window)) = policy.periodic {
-                if labelled.is_multiple_of(every) {
-                    let skip = buffer.len().saturating_sub(window);
-                    fit_on(&mut model, &mut buffer.iter().copied().skip(skip));
-                    trained_once = true;
-                    retrains.push(t);
-                }
-            }
-            if retrains.len() > retrains_before {
-                // A new model's errors are a new stream: compare it with itself only.
                 if let Some(detector) = detector.as_mut() {
                     detector.reset();
                 }
             }
+            // When to retrain, and on what: the policy a served model runs.
+            let mut want = None;
             if let Some(detector) = detector.as_mut() {
                 if detector.update(f64::from(u8::from(wrong))) == DriftState::Drift {
                     drifts.push(t);
-                    let since = detector.drift_point_ago().unwrap_or(0) as usize;
-                    // Retrain on the data since the estimated drift point. A
-                    // short estimate right at detection still mixes in the old
-                    // concept (the detector's cut is coarse), so then the new
-                    // window starts at the detection and waits for enough labels.
-                    let start = if since >= config.min_retrain {
-                        labelled - since.min(labelled)
-                    } else {
-                        labelled
-                    };
-                    drift_point = Some(start);
+                    let ago = detector
+                        .drift_point_ago()
+                        .unwrap_or(retrain_policy.config.min_train as u64);
+                    want = retrain_policy.concept_alarm(labelled as u64, ago, t as i64);
                 }
             }
-            if let Some(start) = drift_point {
-                let since = labelled - start;
-                if since >= config.min_retrain || since >= buffer.len() {
-                    let take = since.min(buffer.len());
-                    let skip = buffer.len() - take;
-                    fit_on(&mut model, &mut buffer.iter().copied().skip(skip));
-                    trained_once = true;
-                    retrains.push(t);
-                    drift_point = None;
-                    if let Some(detector) = detector.as_mut() {
-                        detector.reset();
-                    }
+            if want.is_none() {
+                want = retrain_policy.after_label(labelled as u64, None, t as i64);
+            }
+            let take = want
+                .as_ref()
+                .and_then(|want| retrain_policy.take(want, buffer.len()));
+            if let (Some(want), Some(take)) = (want, take) {
+                let skip = buffer.len() - take;
+                fit_on(&mut model, &mut buffer.iter().copied().skip(skip));
+                trained_once = true;
+                retrains.push(t);
+                retrain_policy.started(&want, take, labelled as u64, t as i64);
+                // Without a gate every retrain serves, and so answers the alarm.
+                retrain_policy.answered();
+                // A new model's errors are a new stream: compare it with itself only.
+                if let Some(detector) = detector.as_mut() {
+                    detector.reset();
                 }
             }
         }
@@ -389,7 +398,16 @@ mod tests {
             "{:?}",
             adaptive.drifts
         );
-        assert_eq!(adaptive.retrains.len(), adaptive.drifts.len() + 1);
+        // the warm-up fit, then the served policy's retrains: at each alarm and
+        // again as the examples since the drift point double
+        assert!(adaptive.retrains.len() > adaptive.drifts.len(), "{adaptive:?}");
+        let first_drift = adaptive.drifts.first().copied().unwrap_or(usize::MAX);
+        assert!(
+            adaptive.retrains.iter().skip(1).all(|r| *r >= first_drift),
+            "{:?} {:?}",
+            adaptive.retrains,
+            adaptive.drifts
+        );
         assert_eq!(frozen.retrains, vec![999]);
         assert_eq!(online.windowed.len(), 10);
         assert!(online.samples_per_second > 0.0);
