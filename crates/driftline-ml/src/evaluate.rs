@@ -400,7 +400,10 @@ mod tests {
         );
         // the warm-up fit, then the served policy's retrains: at each alarm and
         // again as the examples since the drift point double
-        assert!(adaptive.retrains.len() > adaptive.drifts.len(), "{adaptive:?}");
+        assert!(
+            adaptive.retrains.len() > adaptive.drifts.len(),
+            "{adaptive:?}"
+        );
         let first_drift = adaptive.drifts.first().copied().unwrap_or(usize::MAX);
         assert!(
             adaptive.retrains.iter().skip(1).all(|r| *r >= first_drift),
