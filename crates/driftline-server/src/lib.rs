@@ -110,7 +110,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     use auth::native::{require, Need};
     use auth::Scope;
     use axum::middleware::from_fn_with_state;
-    let need = |need: Need| from_fn_with_state((state.clone(), need), require);
+    // A signed body is read (for its hash) up to the route's own limit.
+    let need = |need: Need| from_fn_with_state((state.clone(), need, MAX_REQUEST_BYTES), require);
+    let ingest_need =
+        |need: Need| from_fn_with_state((state.clone(), need, MAX_INGEST_BYTES), require);
     // The Kinesis API checks its own signatures and scopes (AWS's error shape).
     let kinesis = Router::new()
         .route("/", post(kinesis::handle))
@@ -118,7 +121,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let ingest = Router::new()
         .route(
             "/v1/streams/{name}/records",
-            post(ingest::ingest).route_layer(need(Need::Named(Scope::StreamsWrite))),
+            post(ingest::ingest).route_layer(ingest_need(Need::Named(Scope::StreamsWrite))),
         )
         .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES));
     let models = Router::new()

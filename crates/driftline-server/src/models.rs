@@ -15,7 +15,7 @@ use axum::Json;
 use driftline_pipeline::lifecycle::{LifecycleError, ModelService, Prediction};
 use serde_json::{json, Value};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Scope};
 use crate::AppState;
 
 /// The models this server serves, by name.
@@ -218,8 +218,20 @@ fn label_of(value: &Value) -> Option<usize> {
     }
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Response {
-    Json(json!({"models": state.models.names()})).into_response()
+/// The models served, those the caller may use only.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
+) -> Response {
+    let visible = |name: &String| {
+        caller.as_ref().is_none_or(|Extension(c)| {
+            [Scope::ModelsPredict, Scope::ModelsLabel, Scope::ModelsAdmin]
+                .iter()
+                .any(|s| c.allows(*s, name))
+        })
+    };
+    let names: Vec<String> = state.models.names().into_iter().filter(visible).collect();
+    Json(json!({"models": names})).into_response()
 }
 
 pub async fn show(

@@ -18,9 +18,10 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take over its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes under way at once; further connections wait to be accepted.
-const MAX_HANDSHAKES: usize = 256;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshakes under way at once (each a small task); further connections
+/// wait to be accepted.
+const MAX_HANDSHAKES: usize = 1024;
 /// Finished handshakes waiting for the server to take them.
 const READY_QUEUE: usize = 64;
 

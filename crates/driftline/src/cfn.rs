@@ -340,7 +340,6 @@ pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Resu
     }
 
     let mut parameters = Map::new();
-    let mut conditions = Map::new();
     if !functions.is_empty() {
         parameters.insert(
             "CodeBucket".into(),
@@ -371,13 +370,7 @@ pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Resu
             stream_ids: &stream_ids,
             model_roles: &model_roles,
         };
-        crate::cfn_service::add(
-            config,
-            &service,
-            &mut resources,
-            &mut parameters,
-            &mut conditions,
-        )?;
+        crate::cfn_service::add(config, &service, &mut resources, &mut parameters)?;
     }
     if !config.models.is_empty() || crate::cfn_service::needed(config, functions.len()) {
         parameters.insert(
@@ -393,9 +386,6 @@ pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Resu
     });
     if !parameters.is_empty() {
         template["Parameters"] = Value::Object(parameters);
-    }
-    if !conditions.is_empty() {
-        template["Conditions"] = Value::Object(conditions);
     }
     Ok(template)
 }

@@ -58,13 +58,12 @@ pub struct Service<'a> {
     pub model_roles: &'a [(String, String)],
 }
 
-/// Adds the service, its roles, its parameters and their conditions.
+/// Adds the service, its roles and its parameters.
 pub fn add(
     config: &PipelineConfig,
     service: &Service<'_>,
     resources: &mut Map<String, Value>,
     parameters: &mut Map<String, Value>,
-    conditions: &mut Map<String, Value>,
 ) -> anyhow::Result<()> {
     let Service {
         pipeline_name,
@@ -260,10 +259,7 @@ pub fn add(
                 // ECS reads the service's own secrets into its environment at
                 // start; the task role, which driftline runs with, reads none.
                 {"Sid": "ReadItsSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                 "Resource": [
-                    {"Ref": "AuthKeysSecretArn"},
-                    {"Fn::If": ["HasTlsCertificate", {"Ref": "TlsCertificateSecretArn"}, {"Ref": "AWS::NoValue"}]}
-                 ]}
+                 "Resource": [{"Ref": "AuthKeysSecretArn"}, {"Ref": "TlsCertificateSecretArn"}]}
             ]}}]
         }
     }));
@@ -306,22 +302,18 @@ pub fn add(
             json!({"Fn::Sub": format!("{name}=kinesis://${{AWS::StackName}}-{name}")}),
         ]);
     }
-    // TLS in the task: the certificate parameter's PEM (chain and key in one
-    // secret), or a certificate made at start whose fingerprint is logged.
-    let mut with_certificate = command.clone();
-    with_certificate.extend([
+    // TLS in the task, with the certificate parameter's PEM (chain and key in
+    // one secret): a certificate made at start would name no address clients use.
+    command.extend([
         json!("--tls-cert"),
         json!("env:DRIFTLINE_TLS_PEM"),
         json!("--tls-key"),
         json!("env:DRIFTLINE_TLS_PEM"),
     ]);
-    command.push(json!("--tls-self-signed"));
-    let command = json!({"Fn::If": ["HasTlsCertificate", with_certificate, command]});
-    let auth_secret =
-        json!({"Name": "DRIFTLINE_AUTH_KEYS", "ValueFrom": {"Ref": "AuthKeysSecretArn"}});
-    let secrets = json!({"Fn::If": ["HasTlsCertificate",
-        [auth_secret, {"Name": "DRIFTLINE_TLS_PEM", "ValueFrom": {"Ref": "TlsCertificateSecretArn"}}],
-        [auth_secret]]});
+    let secrets = json!([
+        {"Name": "DRIFTLINE_AUTH_KEYS", "ValueFrom": {"Ref": "AuthKeysSecretArn"}},
+        {"Name": "DRIFTLINE_TLS_PEM", "ValueFrom": {"Ref": "TlsCertificateSecretArn"}}
+    ]);
     let mut environment = vec![
         json!({"Name": "DRIFTLINE_PIPELINE", "Value": pipeline_text}),
         json!({"Name": "DRIFTLINE_PIPELINE_NAME", "Value": pipeline_name}),
@@ -423,12 +415,9 @@ pub fn add(
     parameters.insert("AuthKeysSecretArn".into(), json!({"Type": "String",
         "AllowedPattern": "^arn:aws[a-z-]*:secretsmanager:.+$",
         "Description": "Secrets Manager secret whose text is the access keys file (driftline auth new-key); read by ECS at start"}));
-    parameters.insert("TlsCertificateSecretArn".into(), json!({"Type": "String", "Default": "",
-        "Description": "Secrets Manager secret with the PEM certificate chain and private key; empty: a self-signed certificate made at start (its SHA-256 in the logs)"}));
-    conditions.insert(
-        "HasTlsCertificate".into(),
-        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "TlsCertificateSecretArn"}, ""]}]}),
-    );
+    parameters.insert("TlsCertificateSecretArn".into(), json!({"Type": "String",
+        "AllowedPattern": "^arn:aws[a-z-]*:secretsmanager:.+$",
+        "Description": "Secrets Manager secret with the PEM certificate chain (for the name clients use) and its private key; read by ECS at start"}));
     parameters.insert("AssignPublicIp".into(), json!({"Type": "String", "Default": "DISABLED",
         "AllowedValues": ["ENABLED", "DISABLED"],
         "Description": "ENABLED where the subnets have no NAT gateway or VPC endpoints to reach ECR and AWS"}));

@@ -1,8 +1,8 @@
-//! A small client of the server's own APIs, for the CLI verbs: Kinesis calls
-//! signed with AWS Signature Version 4, native routes with a bearer key, when
-//! keys are in the environment (`DRIFTLINE_ACCESS_KEY_ID` /
-//! `DRIFTLINE_SECRET_ACCESS_KEY`, else the AWS variables); `--ca` trusts a
-//! server's own certificate for https.
+//! A small client of the server's own APIs, for the CLI verbs: every call is
+//! signed with AWS Signature Version 4 when a key is in the environment
+//! (`DRIFTLINE_ACCESS_KEY_ID` / `DRIFTLINE_SECRET_ACCESS_KEY`, else the AWS
+//! variables), so no secret ever travels, even over plain HTTP; `--ca` trusts
+//! a server's own certificate for https.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,11 +42,6 @@ impl Key {
         };
         pair("DRIFTLINE_ACCESS_KEY_ID", "DRIFTLINE_SECRET_ACCESS_KEY")
             .or_else(|| pair("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
-    }
-
-    /// `Authorization: Bearer ID:SECRET`, for the native routes.
-    pub fn bearer(&self) -> String {
-        format!("Bearer {}:{}", self.id, self.secret)
     }
 }
 
@@ -108,7 +103,12 @@ impl Client {
             .header("content-type", "application/x-amz-json-1.1")
             .header("x-amz-target", &target);
         if let Some(key) = &self.key {
-            for (name, value) in self.signature(key, &target, body.as_bytes())? {
+            let headers = [
+                ("content-type", "application/x-amz-json-1.1"),
+                ("x-amz-target", target.as_str()),
+            ];
+            let url = format!("{}/", self.endpoint);
+            for (name, value) in sign_request(key, "kinesis", &url, &headers, body.as_bytes())? {
                 call = call.header(name, value);
             }
         }
@@ -136,61 +136,30 @@ impl Client {
         Ok(body)
     }
 
-    /// The SigV4 headers of a Kinesis call (service `kinesis`, region us-east-1).
-    fn signature(
+    /// A POST to a native route, signed (service `driftline`) when a key is set.
+    fn post_signed(
         &self,
-        key: &Key,
-        target: &str,
+        url: &str,
+        content_type: &str,
         body: &[u8],
-    ) -> anyhow::Result<Vec<(String, String)>> {
-        let host = self
-            .endpoint
-            .split_once("://")
-            .map_or(self.endpoint.as_str(), |(_, rest)| rest)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let headers = [
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target),
-            ("host", host.as_str()),
-        ];
-        let identity = Credentials::new(&key.id, &key.secret, None, None, "driftline-cli").into();
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region("us-east-1")
-            .name("kinesis")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .context("cannot sign the request")?
-            .into();
-        let url = format!("{}/", self.endpoint);
-        let signable =
-            SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body))
-                .context("cannot sign the request")?;
-        let (instructions, _) = sign(signable, &params)
-            .context("cannot sign the request")?
-            .into_parts();
-        Ok(instructions
-            .headers()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect())
+    ) -> anyhow::Result<ureq::RequestBuilder<ureq::typestate::WithBody>> {
+        let mut call = self.agent.post(url).header("content-type", content_type);
+        if let Some(key) = &self.key {
+            let headers = [("content-type", content_type)];
+            for (name, value) in sign_request(key, "driftline", url, &headers, body)? {
+                call = call.header(name, value);
+            }
+        }
+        Ok(call)
     }
 
     /// POSTs JSON to a native route; a refusal becomes an error with its reason.
     pub fn post_json(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.endpoint);
-        let mut call = self
-            .agent
-            .post(&url)
-            .header("content-type", "application/json");
-        if let Some(key) = &self.key {
-            call = call.header("authorization", &key.bearer());
-        }
-        let mut response = call
-            .send(body.to_string())
+        let body = body.to_string();
+        let mut response = self
+            .post_signed(&url, "application/json", body.as_bytes())?
+            .send(body)
             .with_context(|| format!("cannot reach {url}"))?;
         let status = response.status();
         let answer: Value = response
@@ -219,14 +188,8 @@ impl Client {
             url.push_str("?partition_key=");
             url.push_str(field);
         }
-        let mut call = self
-            .agent
-            .post(&url)
-            .header("content-type", "application/x-ndjson");
-        if let Some(key) = &self.key {
-            call = call.header("authorization", &key.bearer());
-        }
-        let mut response = call
+        let mut response = self
+            .post_signed(&url, "application/x-ndjson", &body)?
             .send(body)
             .with_context(|| format!("cannot reach driftline at {}", self.endpoint))?;
         let status = response.status();
@@ -243,4 +206,43 @@ impl Client {
         }
         Ok(body)
     }
+}
+
+/// The SigV4 headers of a POST to `url` (region us-east-1) covering
+/// `headers`, the host and the body.
+fn sign_request(
+    key: &Key,
+    service: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut signed: Vec<(&str, &str)> = headers.to_vec();
+    signed.push(("host", host.as_str()));
+    let identity = Credentials::new(&key.id, &key.secret, None, None, "driftline-cli").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name(service)
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .context("cannot sign the request")?
+        .into();
+    let signable = SignableRequest::new("POST", url, signed.into_iter(), SignableBody::Bytes(body))
+        .context("cannot sign the request")?;
+    let (instructions, _) = sign(signable, &params)
+        .context("cannot sign the request")?
+        .into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect())
 }

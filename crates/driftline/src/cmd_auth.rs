@@ -32,6 +32,7 @@ pub struct NewKeyArgs {
 }
 
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const UPPER_AND_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
 fn random_text(alphabet: &[u8], len: usize) -> String {
     // ThreadRng is a CSPRNG seeded from the OS.
@@ -55,7 +56,7 @@ fn new_key(args: NewKeyArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let id = args
         .id
-        .unwrap_or_else(|| format!("DLK{}", random_text(&ALPHANUMERIC[..36], 17).to_uppercase()));
+        .unwrap_or_else(|| format!("DLK{}", random_text(UPPER_AND_DIGITS, 17)));
     let key =
         AccessKey::new(&id, &random_text(ALPHANUMERIC, 40), grants).map_err(anyhow::Error::msg)?;
     let text = key_toml(&key);

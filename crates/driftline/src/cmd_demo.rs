@@ -195,6 +195,12 @@ fn chrono_like_rfc3339(seconds: i64) -> String {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // The demo serves every route without keys: loopback only.
+    anyhow::ensure!(
+        args.listen.ip().is_loopback(),
+        "the demo serves without keys, so it listens on loopback only, not {}; serve a pipeline beyond it with `driftline run --auth FILE`",
+        args.listen
+    );
     let rate: Option<f64> = match args.rate.as_str() {
         "unlimited" => None,
         r => Some(r.parse().ok().filter(|r: &f64| *r > 0.0).with_context(|| {

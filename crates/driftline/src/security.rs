@@ -76,6 +76,14 @@ impl SecurityArgs {
             tracing::warn!(%listen, "--insecure-no-auth: listening beyond loopback with every route open to anyone");
             eprintln!("WARNING: --insecure-no-auth: {listen} is open to anyone who reaches it, without keys");
         }
+        if keys.is_some()
+            && !listen.ip().is_loopback()
+            && self.tls_cert.is_none()
+            && !self.tls_self_signed
+        {
+            // Signatures hide secrets, but bearer keys and data would cross the network in clear.
+            eprintln!("WARNING: {listen} without TLS: bearer keys and records cross the network unencrypted (--tls-cert/--tls-key)");
+        }
         if let Some(keys) = &keys {
             eprintln!(
                 "auth: {} access key{} from {}",

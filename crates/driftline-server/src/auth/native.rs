@@ -32,14 +32,15 @@ pub enum Need {
     Invocations,
 }
 
-/// The route layer: `from_fn_with_state((state, need), require)`.
+/// The route layer: `from_fn_with_state((state, need, body_limit), require)`;
+/// a signed request's body is read (for its hash) up to `body_limit` bytes.
 pub async fn require(
-    State((state, need)): State<(Arc<AppState>, Need)>,
+    State((state, need, body_limit)): State<(Arc<AppState>, Need, usize)>,
     params: RawPathParams,
     request: Request,
     next: Next,
 ) -> Response {
-    let (request, caller) = match identify(&state, request).await {
+    let (request, caller) = match identify(&state, request, body_limit).await {
         Ok(found) => found,
         Err(response) => return response,
     };
@@ -80,25 +81,46 @@ fn check(state: &AppState, caller: &Caller, need: Need, name: Option<&str>) -> R
 }
 
 /// The request (its body read back in when SigV4 needed it) and its caller.
-async fn identify(state: &AppState, request: Request) -> Result<(Request, Caller), Response> {
+async fn identify(
+    state: &AppState,
+    request: Request,
+    body_limit: usize,
+) -> Result<(Request, Caller), Response> {
     let Some(keys) = state.auth.as_ref() else {
         return Ok((request, Caller::Anyone));
     };
-    let signed = request
+    let rules = Rules {
+        service: None,
+        must_sign: &[],
+    };
+    let signature = request
         .headers()
         .get("authorization")
-        .is_some_and(|v| v.as_bytes().starts_with(super::sigv4::ALGORITHM.as_bytes()));
+        .filter(|v| v.as_bytes().starts_with(super::sigv4::ALGORITHM.as_bytes()))
+        .filter(|v| v.len() <= super::MAX_AUTHORIZATION_BYTES)
+        .and_then(|v| v.to_str().ok());
+    // A stranger's body is never read: the header, its date and its key
+    // are checked first.
+    if let Some(authorization) = signature {
+        super::sigv4::precheck(
+            keys,
+            authorization,
+            request.headers(),
+            &rules,
+            SystemTime::now(),
+        )
+        .map_err(|failure| unauthorized(&failure))?;
+    }
+    let signed = signature.is_some();
     let (parts, body) = request.into_parts();
     // Only a signature covers the body; a bearer key leaves it unread.
     let (bytes, body) = if signed {
-        let bytes = axum::body::to_bytes(body, crate::MAX_INGEST_BYTES)
-            .await
-            .map_err(|e| {
-                error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("cannot read the request body: {e}"),
-                )
-            })?;
+        let bytes = axum::body::to_bytes(body, body_limit).await.map_err(|e| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read the request body: {e}"),
+            )
+        })?;
         (bytes.clone(), Body::from(bytes))
     } else {
         (axum::body::Bytes::new(), body)
@@ -110,10 +132,6 @@ async fn identify(state: &AppState, request: Request) -> Result<(Request, Caller
             query: parts.uri.query().unwrap_or_default(),
             headers: &parts.headers,
             body: &bytes,
-        };
-        let rules = Rules {
-            service: None,
-            must_sign: &[],
         };
         authenticate(keys, &signed_request, &rules, true, SystemTime::now())
     };

@@ -36,7 +36,7 @@ pub fn dispatch(
     let out = match operation {
         "CreateStream" => create_stream(state, req, now_ms),
         "DeleteStream" => delete_stream(state, req),
-        "ListStreams" => list_streams(state, req),
+        "ListStreams" => list_streams(state, req, caller),
         "DescribeStream" => describe_stream(state, req),
         "DescribeStreamSummary" => describe_stream_summary(state, req),
         "ListShards" => list_shards(state, req, now_ms, caller),
@@ -303,7 +303,7 @@ fn delete_stream(state: &KinesisState, req: &Req) -> Result<Out, ApiError> {
     Ok(Out::Map(Vec::new()))
 }
 
-fn list_streams(state: &KinesisState, req: &Req) -> Result<Out, ApiError> {
+fn list_streams(state: &KinesisState, req: &Req, caller: &Caller) -> Result<Out, ApiError> {
     let limit = limit_arg(req, "Limit", 100, 10_000)? as usize;
     let start_after = match (
         req.str_opt("NextToken")?,
@@ -318,6 +318,8 @@ fn list_streams(state: &KinesisState, req: &Req) -> Result<Out, ApiError> {
         .stream_names()
         .into_iter()
         .filter(|n| start_after.as_ref().is_none_or(|after| n > after))
+        // A key sees only the streams it may read.
+        .filter(|n| caller.allows(Scope::StreamsRead, n))
         .collect();
     let has_more = names.len() > limit;
     let page: Vec<String> = names.into_iter().take(limit).collect();

@@ -16,13 +16,15 @@ use crate::util::{
 
 const READER: (&str, &str) = ("DLKREADER00000000001", "reader-secret-0123456789abcdef");
 const WRITER: (&str, &str) = ("DLKWRITER00000000001", "writer-secret-0123456789abcdef");
+const EV_READER: (&str, &str) = ("DLKEVREADER000000001", "evreader-secret-0123456789ab");
 const JSON: &str = "application/x-amz-json-1.1";
 
 fn extra_keys() -> String {
     format!(
         "[[key]]\nid = \"{}\"\nsecret = \"{}\"\nscopes = [\"streams:read\"]\n\n\
-         [[key]]\nid = \"{}\"\nsecret = \"{}\"\nscopes = [\"streams:write:ev*\"]\n",
-        READER.0, READER.1, WRITER.0, WRITER.1
+         [[key]]\nid = \"{}\"\nsecret = \"{}\"\nscopes = [\"streams:write:ev*\"]\n\n\
+         [[key]]\nid = \"{}\"\nsecret = \"{}\"\nscopes = [\"streams:read:ev*\"]\n",
+        READER.0, READER.1, WRITER.0, WRITER.1, EV_READER.0, EV_READER.1
     )
 }
 
@@ -249,6 +251,31 @@ fn sigv4_refusals_come_back_in_aws_codes_and_write_nothing() {
         untouched,
     );
     assert_eq!(status, 200, "{message}");
+
+    // a key sees only the streams it may read
+    let (status, _, _) = signed_call(
+        endpoint,
+        EV_READER,
+        now,
+        "ListStreams",
+        &json!({}),
+        untouched,
+    );
+    assert_eq!(status, 200);
+    let listed = {
+        let target = "Kinesis_20131202.ListStreams";
+        let body = b"{}".to_vec();
+        let mut request = agent()
+            .post(endpoint)
+            .header("content-type", JSON)
+            .header("x-amz-target", target);
+        for (name, value) in sigv4_headers(endpoint, EV_READER, now, JSON, target, &body) {
+            request = request.header(name, value);
+        }
+        let mut response = request.send(body).expect("list");
+        response.body_mut().read_json::<Value>().expect("json")
+    };
+    assert_eq!(listed["StreamNames"], json!(["events"]), "{listed}");
 
     // CBOR, signed by the writer
     let mut cbor = Vec::new();
@@ -561,9 +588,10 @@ fn every_native_route_is_401_without_keys_403_outside_its_scope_and_200_within()
             401
         );
         let (status, answer) = request(method, &url, Some(ELSEWHERE), body.as_deref());
-        // GET /v1/models needs the scope on some model: ELSEWHERE has one
+        // GET /v1/models needs the scope on some model: ELSEWHERE has one,
+        // but not on fraud, which it does not see
         if path == "/v1/models" {
-            assert_eq!(status, 200, "{answer}");
+            assert_eq!((status, &answer["models"]), (200, &json!([])), "{answer}");
             let (status, answer) = request(method, &url, Some(INGEST), body.as_deref());
             assert_eq!(
                 (status, answer["missing_scope"].as_str()),
@@ -721,6 +749,17 @@ fn new_keys_are_private_and_unsafe_starts_are_refused_with_the_reason() {
             String::from_utf8_lossy(&output.stderr).to_string(),
         )
     };
+    // the demo has no keys: loopback only
+    let output = Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args(["demo", "--listen", "0.0.0.0:0", "--dir"])
+        .arg(dir.path().join("demo"))
+        .output()
+        .expect("demo");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && err.contains("loopback only"),
+        "{err}"
+    );
     // beyond loopback without keys: refused before anything listens
     let (ok, err) = serve(&["--listen", "0.0.0.0:0"]);
     assert!(

@@ -242,35 +242,29 @@ fn statement<'a>(template: &'a Value, role: &str, sid: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{role} has no statement {sid}"))
 }
 
-/// The service's command when no certificate is given (a self-signed one).
-fn self_signed_command(container: &Value) -> &Value {
-    &container["Command"]["Fn::If"][2]
-}
-
 /// The service listens beyond loopback only with keys from its secret and
 /// over TLS, reachable from one address range; only ECS reads the secrets.
 fn secured_as_documented(made: &Value, container: &Value) {
-    let branches = &container["Command"]["Fn::If"];
-    assert_eq!(branches[0], "HasTlsCertificate");
-    for (branch, tls) in [(1, "--tls-cert"), (2, "--tls-self-signed")] {
-        let command: Vec<&str> = branches[branch]
-            .as_array()
-            .expect("command")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        assert_eq!(command[1], "env:DRIFTLINE_PIPELINE");
-        assert!(
-            command
-                .windows(2)
-                .any(|w| w == ["--auth", "env:DRIFTLINE_AUTH_KEYS"]),
-            "{command:?}"
-        );
-        assert!(command.contains(&tls), "{command:?}");
+    let command: Vec<&str> = container["Command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(command[1], "env:DRIFTLINE_PIPELINE");
+    for pair in [
+        ["--auth", "env:DRIFTLINE_AUTH_KEYS"],
+        ["--tls-cert", "env:DRIFTLINE_TLS_PEM"],
+        ["--tls-key", "env:DRIFTLINE_TLS_PEM"],
+    ] {
+        assert!(command.windows(2).any(|w| w == pair), "{command:?}");
     }
     assert_eq!(
-        container["Secrets"]["Fn::If"][2],
-        serde_json::json!([{"Name": "DRIFTLINE_AUTH_KEYS", "ValueFrom": {"Ref": "AuthKeysSecretArn"}}])
+        container["Secrets"],
+        serde_json::json!([
+            {"Name": "DRIFTLINE_AUTH_KEYS", "ValueFrom": {"Ref": "AuthKeysSecretArn"}},
+            {"Name": "DRIFTLINE_TLS_PEM", "ValueFrom": {"Ref": "TlsCertificateSecretArn"}}
+        ])
     );
     let read = statement(made, "DriftlineExecutionRole", "ReadItsSecrets");
     assert_eq!(read["Action"], "secretsmanager:GetSecretValue");
@@ -365,7 +359,7 @@ fn a_pipeline_on_kinesis_runs_as_a_service_with_a_role_of_its_own() {
     );
     // its processor of an embedded stream is a function, which the service skips
     let container = &made["Resources"]["DriftlineTask"]["Properties"]["ContainerDefinitions"][0];
-    let command: Vec<&str> = self_signed_command(container)
+    let command: Vec<&str> = container["Command"]
         .as_array()
         .expect("command")
         .iter()
@@ -376,7 +370,7 @@ fn a_pipeline_on_kinesis_runs_as_a_service_with_a_role_of_its_own() {
         "{command:?}"
     );
     // and its streams are the stack's Kinesis streams, not the task's disk
-    let moved: Vec<&Value> = self_signed_command(container)
+    let moved: Vec<&Value> = container["Command"]
         .as_array()
         .expect("command")
         .iter()
