@@ -690,7 +690,9 @@ maximum_batching_window_ms = 50
         .find(|s| s.record.version > 1)
         .expect("a retrained version");
     let training = &retrained.record.training;
-    assert!(training.window.starts_with("drift"), "{training:?}");
+    // started by the drift (at the alarm, or on the examples since it when the
+    // lake had too few at the alarm, as on a loaded machine)
+    assert!(training.window.contains("drift"), "{training:?}");
     assert!(training.window.contains("lake objects"), "{training:?}");
     assert!(
         training.examples >= config.min_train * 3 / 4,

@@ -1,0 +1,155 @@
+//! The rollback watch after a promotion, and promote and rollback by hand.
+
+use super::*;
+
+impl ModelService {
+    /// The rollback watch: scores the predecessor beside the new champion and
+    /// brings it back if it does better. True when it rolled back.
+    pub(super) fn watch(
+        &self,
+        state: &mut State,
+        pending: &Pending,
+        label: usize,
+        champion: u64,
+    ) -> bool {
+        let Some(watch) = state.watch.as_mut() else {
+            return false;
+        };
+        if pending.version != champion {
+            return false;
+        }
+        watch.seen += 1;
+        watch.champion_correct += usize::from(pending.class == label);
+        let previous = driftline_ml::learn::argmax(&watch.previous.probabilities(&pending.x));
+        watch.previous_correct += usize::from(previous == label);
+        watch.remaining = watch.remaining.saturating_sub(1);
+        if watch.remaining > 0 {
+            return false;
+        }
+        let Some(watch) = state.watch.take() else {
+            return false;
+        };
+        let (mine, theirs) = (
+            watch.champion_correct as f64 / watch.seen as f64,
+            watch.previous_correct as f64 / watch.seen as f64,
+        );
+        if theirs <= mine + self.config.rollback_margin {
+            return false;
+        }
+        let from = champion;
+        let to = watch.previous.version;
+        self.champion.store(watch.previous);
+        state.detector.reset();
+        state.drifting.clear();
+        state.recent.clear();
+        state.counters.rollbacks += 1;
+        let reason = format!(
+            "live accuracy over {} labels: v{from} {mine:.3}, v{to} {theirs:.3} (margin {})",
+            watch.seen, self.config.rollback_margin
+        );
+        self.emit(LifecycleEvent::RolledBack {
+            from,
+            to,
+            reason: reason.clone(),
+        });
+        let registry = self.registry.clone();
+        let metrics = BTreeMap::from([
+            ("live_accuracy_rolled_back".to_string(), mine),
+            ("live_accuracy".to_string(), theirs),
+        ]);
+        self.runtime.spawn(async move {
+            let rollback = format!("rollback from v{from}: {reason}");
+            if let Err(error) = registry
+                .decide(to, Status::Champion, &rollback, metrics)
+                .await
+            {
+                tracing::warn!(%error, "cannot record the rollback");
+            }
+        });
+        true
+    }
+
+    /// Makes a registered version the champion by hand (`driftline models
+    /// promote`); the rollback watch guards it like any promotion. `by` is the
+    /// access key that asked, recorded in the registry's decision.
+    pub async fn promote(
+        &self,
+        version: u64,
+        reason: &str,
+        by: Option<&str>,
+    ) -> Result<(), LifecycleError> {
+        let target = self
+            .registry
+            .versions()
+            .await?
+            .into_iter()
+            .find(|v| v.record.version == version)
+            .ok_or_else(|| {
+                LifecycleError::Artifact(format!("version {version} is not in the registry"))
+            })?;
+        let bytes = self.registry.artifact(&target.record).await?;
+        let (model, encoder) =
+            artifact::load(&bytes).map_err(|e| LifecycleError::Artifact(e.to_string()))?;
+        let encoder = encoder
+            .ok_or_else(|| LifecycleError::Artifact("the artifact has no encoder".into()))?;
+        let reference = Reference::load(&self.registry, version).await?;
+        self.registry
+            .decide_by(version, Status::Champion, reason, BTreeMap::new(), by)
+            .await?;
+        let previous = self.champion.load_full();
+        let previous_version = previous.version;
+        {
+            let mut state = self.lock();
+            let served = Arc::new(Served {
+                version,
+                learner: target.record.learner.clone(),
+                model,
+                encoder,
+                reference,
+            });
+            self.install(&mut state, served, previous, None);
+        }
+        let holdout = |key: &str| target.record.metrics.get(key).copied().unwrap_or(f64::NAN);
+        self.emit(LifecycleEvent::Promoted {
+            version,
+            previous: Some(previous_version),
+            accuracy: holdout("holdout_accuracy"),
+            previous_accuracy: holdout("champion_holdout_accuracy"),
+            drift_to_serving_ms: None,
+        });
+        Ok(())
+    }
+
+    /// Brings back the champion before the current one (`driftline models
+    /// rollback`). Returns the version that serves now.
+    pub async fn rollback(&self, reason: &str, by: Option<&str>) -> Result<u64, LifecycleError> {
+        let current = self.champion_version();
+        let mut champions: Vec<(u64, u64)> = self
+            .registry
+            .versions()
+            .await?
+            .iter()
+            .flat_map(|v| v.decisions.iter())
+            .filter(|d| d.status == Status::Champion)
+            .map(|d| (d.seq, d.version))
+            .collect();
+        champions.sort_unstable();
+        let previous = champions
+            .iter()
+            .rev()
+            .map(|(_, version)| *version)
+            .find(|version| *version != current)
+            .ok_or_else(|| {
+                LifecycleError::Artifact(format!("v{current} has no predecessor to roll back to"))
+            })?;
+        self.promote(previous, &format!("rollback from v{current}: {reason}"), by)
+            .await?;
+        self.lock().counters.rollbacks += 1;
+        self.emit(LifecycleEvent::RolledBack {
+            from: current,
+            to: previous,
+            reason: reason.to_string(),
+        });
+        Ok(previous)
+    }
+}
