@@ -76,6 +76,15 @@ pub struct LifecycleConfig {
 }
 
 impl LifecycleConfig {
+    /// The promotion gate it declares.
+    pub(super) fn gate(&self) -> Gate {
+        Gate {
+            min_gain: self.min_gain,
+            max_latency_us: self.max_latency_us,
+            max_size_bytes: self.max_size_bytes,
+        }
+    }
+
     pub(super) fn promotion_share(&self) -> Option<f64> {
         match self.promotion {
             Promotion::Canary(share) => Some(share),

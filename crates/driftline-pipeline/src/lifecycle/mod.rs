@@ -38,7 +38,9 @@ use driftline_ml::drift::monitor::{ConceptSpec, DataTest};
 use driftline_ml::drift::{Adwin, DriftDetector, DriftState};
 use driftline_ml::features::Encoder;
 use driftline_ml::learn::{artifact, classifier_by_name, Classifier};
-use driftline_ml::lifecycle::{PolicyConfig, RetrainPolicy, Want};
+use driftline_ml::lifecycle::{
+    Gate, Holdout, PolicyConfig, RetrainPolicy, TrialTally, Want, WatchTally,
+};
 use serde::Serialize;
 
 use crate::trainer::{FitJob, InProcess, Trainer};
@@ -74,18 +76,12 @@ struct Trial {
     canary_share: Option<f64>,
     alarm: Option<Instant>,
     reason: String,
-    challenger_seen: usize,
-    challenger_correct: usize,
-    champion_seen: usize,
-    champion_correct: usize,
+    tally: TrialTally,
 }
 
 struct Watch {
     previous: Arc<Served>,
-    remaining: usize,
-    champion_correct: usize,
-    previous_correct: usize,
-    seen: usize,
+    tally: WatchTally,
 }
 
 struct State {

@@ -139,40 +139,27 @@ impl ModelService {
             examples: trained_on,
             trigger,
         });
-        let gain = challenger_accuracy - champion_accuracy;
-        let refusal = if gain < self.config.min_gain {
-            Some(format!(
-                "gain {gain:.4} on {holdout} held-out examples is under the minimum {} (challenger {challenger_accuracy:.4}, champion {champion_accuracy:.4})",
-                self.config.min_gain
-            ))
-        } else if latency_us > self.config.max_latency_us {
-            Some(format!(
-                "prediction takes {latency_us:.1} µs, over the bound {}",
-                self.config.max_latency_us
-            ))
-        } else if size > self.config.max_size_bytes {
-            Some(format!(
-                "{size} bytes, over the bound {}",
-                self.config.max_size_bytes
-            ))
-        } else {
-            None
+        let scores = Holdout {
+            challenger_accuracy,
+            champion_accuracy,
+            examples: holdout,
+            latency_us,
+            size_bytes: size,
         };
-        if let Some(reason) = refusal {
-            self.registry
-                .decide(record.version, Status::Rejected, &reason, metrics)
-                .await?;
-            self.lock().counters.rejections += 1;
-            self.emit(LifecycleEvent::Rejected {
-                version: record.version,
-                reason,
-            });
-            return Ok(());
-        }
-        let reason = format!(
-            "gain {gain:.4} on {holdout} held-out examples (challenger {challenger_accuracy:.4}, champion v{} {champion_accuracy:.4})",
-            champion.version
-        );
+        let reason = match self.config.gate().judge(&scores, champion.version) {
+            Ok(reason) => reason,
+            Err(reason) => {
+                self.registry
+                    .decide(record.version, Status::Rejected, &reason, metrics)
+                    .await?;
+                self.lock().counters.rejections += 1;
+                self.emit(LifecycleEvent::Rejected {
+                    version: record.version,
+                    reason,
+                });
+                return Ok(());
+            }
+        };
         let served = Arc::new(Served {
             version: record.version,
             learner: record.learner.clone(),

@@ -18,22 +18,17 @@ impl ModelService {
         if pending.version != champion {
             return false;
         }
-        watch.seen += 1;
-        watch.champion_correct += usize::from(pending.class == label);
         let previous = driftline_ml::learn::argmax(&watch.previous.probabilities(&pending.x));
-        watch.previous_correct += usize::from(previous == label);
-        watch.remaining = watch.remaining.saturating_sub(1);
-        if watch.remaining > 0 {
+        let Some((mine, theirs)) = watch
+            .tally
+            .record(pending.class == label, previous == label)
+        else {
             return false;
-        }
+        };
         let Some(watch) = state.watch.take() else {
             return false;
         };
-        let (mine, theirs) = (
-            watch.champion_correct as f64 / watch.seen as f64,
-            watch.previous_correct as f64 / watch.seen as f64,
-        );
-        if theirs <= mine + self.config.rollback_margin {
+        if !WatchTally::rolls_back(mine, theirs, self.config.rollback_margin) {
             return false;
         }
         let from = champion;
@@ -45,7 +40,7 @@ impl ModelService {
         state.counters.rollbacks += 1;
         let reason = format!(
             "live accuracy over {} labels: v{from} {mine:.3}, v{to} {theirs:.3} (margin {})",
-            watch.seen, self.config.rollback_margin
+            watch.tally.seen, self.config.rollback_margin
         );
         self.emit(LifecycleEvent::RolledBack {
             from,

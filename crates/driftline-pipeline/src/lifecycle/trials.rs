@@ -31,10 +31,7 @@ impl ModelService {
                 canary_share: share,
                 alarm,
                 reason,
-                challenger_seen: 0,
-                challenger_correct: 0,
-                champion_seen: 0,
-                champion_correct: 0,
+                tally: TrialTally::default(),
             });
             self.trial_model.store(Some(served));
         }
@@ -60,10 +57,7 @@ impl ModelService {
         state.counters.promotions += 1;
         state.watch = Some(Watch {
             previous,
-            remaining: self.config.rollback_after,
-            champion_correct: 0,
-            previous_correct: 0,
-            seen: 0,
+            tally: WatchTally::new(self.config.rollback_after),
         });
         let answered = alarm.filter(|a| state.alarm == Some(*a));
         if answered.is_some() {
@@ -87,27 +81,23 @@ impl ModelService {
         };
         let version = trial.served.version;
         if pending.version == version {
-            trial.challenger_seen += 1;
-            trial.challenger_correct += usize::from(pending.class == label);
+            trial.tally.challenger(pending.class == label);
         } else if pending.version == champion {
-            trial.champion_seen += 1;
-            trial.champion_correct += usize::from(pending.class == label);
+            trial.tally.champion(pending.class == label);
             if let Some((shadow_version, class)) = pending.shadow {
                 if shadow_version == version {
-                    trial.challenger_seen += 1;
-                    trial.challenger_correct += usize::from(class == label);
+                    trial.tally.challenger(class == label);
                 }
             }
         }
-        if trial.challenger_seen < self.config.trial_labels {
+        if !trial.tally.done(self.config.trial_labels) {
             return false;
         }
         let Some(trial) = state.trial.take() else {
             return false;
         };
         self.trial_model.store(None);
-        let mine = trial.challenger_correct as f64 / trial.challenger_seen as f64;
-        let theirs = trial.champion_correct as f64 / trial.champion_seen.max(1) as f64;
+        let (mine, theirs, serves) = trial.tally.verdict();
         let mode = if trial.canary_share.is_some() {
             "canary"
         } else {
@@ -119,9 +109,9 @@ impl ModelService {
         ]);
         let summary = format!(
             "{mode} over {} labels: v{version} {mine:.4}, v{champion} {theirs:.4} on {} labels",
-            trial.challenger_seen, trial.champion_seen
+            trial.tally.challenger_seen, trial.tally.champion_seen
         );
-        let (status, reason) = if mine >= theirs {
+        let (status, reason) = if serves {
             let previous = self.champion.load_full();
             let drift_to_serving_ms =
                 self.install(state, trial.served.clone(), previous, trial.alarm);
