@@ -184,13 +184,17 @@ fn drift_leads_to_a_retrain_a_gate_and_a_promotion_with_lineage() {
     assert_eq!(previous, Some(1));
     // later retrains on the growing window since the drift point may replace it
     assert!(service.champion_version() >= version);
-    // the champion serves and does well on the new pattern
+    // the champion serves and does well on the new pattern (after the
+    // retrains on the growing window since the drift point, which wait for
+    // the process's one training slot: slower on a loaded machine)
     drive(&service, &mut stream, 3000, 50);
+    drive_until(&service, &mut stream, "live accuracy over 0.85", |s| {
+        s.live_accuracy().is_some_and(|a| a > 0.85)
+    });
     let after = service.live_accuracy().expect("accuracy");
     assert!(
-        after > 0.85,
-        "live accuracy {after} (before the change {before}): {:#?}",
-        service.history()
+        after > before - 0.15,
+        "live accuracy {after} (before the change {before})"
     );
     // lineage in the registry, read by another handle
     let states = runtime.block_on(registry.versions()).expect("versions");
