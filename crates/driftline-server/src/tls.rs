@@ -47,8 +47,6 @@ pub struct Tls {
     pub config: Arc<ServerConfig>,
     /// The leaf certificate, DER.
     pub certificate: CertificateDer<'static>,
-    /// The leaf certificate, PEM (a client's `--ca` for a self-signed one).
-    pub certificate_pem: String,
 }
 
 impl Tls {
@@ -98,27 +96,26 @@ impl Tls {
             },
             other => pem_error("a private key", key_origin, other),
         })?;
-        let certificate_pem = pem_of(&leaf);
-        Tls::build(chain, key, leaf, certificate_pem)
+        Tls::build(chain, key, leaf)
     }
 
     /// A certificate made now for `names` (DNS names or IP addresses), with a
-    /// key that lives only in this process.
-    pub fn self_signed(names: Vec<String>) -> Result<Tls, TlsError> {
+    /// key that lives only in this process; and the certificate's PEM, for
+    /// clients to trust (`--ca`).
+    pub fn self_signed(names: Vec<String>) -> Result<(Tls, String), TlsError> {
         let made = rcgen::generate_simple_self_signed(names)
             .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
         let leaf = made.cert.der().clone();
         let key = PrivateKeyDer::try_from(made.signing_key.serialize_der())
             .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
-        let certificate_pem = made.cert.pem();
-        Tls::build(vec![leaf.clone()], key, leaf, certificate_pem)
+        let tls = Tls::build(vec![leaf.clone()], key, leaf)?;
+        Ok((tls, made.cert.pem()))
     }
 
     fn build(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
         certificate: CertificateDer<'static>,
-        certificate_pem: String,
     ) -> Result<Tls, TlsError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
@@ -131,7 +128,6 @@ impl Tls {
         Ok(Tls {
             config: Arc::new(config),
             certificate,
-            certificate_pem,
         })
     }
 
@@ -147,18 +143,6 @@ pub fn fingerprint(der: &[u8]) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-fn pem_of(der: &[u8]) -> String {
-    use base64::Engine;
-    let text = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in text.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
 }
 
 /// Accepts TCP connections and hands over those whose TLS handshake finished.
@@ -246,8 +230,9 @@ mod tests {
 
     #[test]
     fn a_self_signed_certificate_reads_back_from_its_pem() {
-        let tls = Tls::self_signed(vec!["localhost".into(), "127.0.0.1".into()]).expect("valid");
-        let again = CertificateDer::from_pem_slice(tls.certificate_pem.as_bytes()).expect("valid");
+        let (tls, pem) =
+            Tls::self_signed(vec!["localhost".into(), "127.0.0.1".into()]).expect("valid");
+        let again = CertificateDer::from_pem_slice(pem.as_bytes()).expect("valid");
         assert_eq!(again, tls.certificate);
         let fp = tls.fingerprint();
         assert_eq!(fp.len(), 32 * 3 - 1);
@@ -285,9 +270,9 @@ mod tests {
             .to_string();
         assert!(error.contains("missing.pem"), "{error}");
 
-        let tls = Tls::self_signed(vec!["localhost".into()]).expect("valid");
+        let (_, pem) = Tls::self_signed(vec!["localhost".into()]).expect("valid");
         let cert = dir.path().join("cert.pem");
-        std::fs::write(&cert, &tls.certificate_pem).expect("valid");
+        std::fs::write(&cert, &pem).expect("valid");
         let error = Tls::from_pem_files(&cert, &cert)
             .err()
             .expect("refused")

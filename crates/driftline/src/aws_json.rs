@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use serde_json::Value;
 
 /// An error answer, in the service's words.
@@ -142,40 +141,25 @@ impl AwsJson {
             .map_err(|e| error(0, "Credentials", e))?;
         let body = input.to_string().into_bytes();
         let url = format!("{}/", self.endpoint);
-        let host = url
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_default()
-            .to_string();
         let target = format!("{}.{operation}", self.target);
         let headers = [
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
-            ("host", host.as_str()),
         ];
-        let identity = credentials.into();
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(self.service)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| error(0, "Signing", e.to_string()))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
+        let signature = crate::sigv4_sign::post_headers(
+            credentials,
+            &self.region,
+            self.service,
             &url,
-            headers.into_iter(),
-            SignableBody::Bytes(&body),
+            &headers,
+            &body,
         )
-        .map_err(|e| error(0, "Signing", e.to_string()))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| error(0, "Signing", e.to_string()))?
-            .into_parts();
+        .map_err(|e| error(0, "Signing", e))?;
         let mut request = self.http.post(&url).body(body);
-        for (name, value) in headers.into_iter().chain(instructions.headers()) {
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        for (name, value) in signature {
             request = request.header(name, value);
         }
         let response = request

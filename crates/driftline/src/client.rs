@@ -6,11 +6,9 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use serde_json::Value;
 
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4567";
@@ -208,8 +206,7 @@ impl Client {
     }
 }
 
-/// The SigV4 headers of a POST to `url` (region us-east-1) covering
-/// `headers`, the host and the body.
+/// The SigV4 headers of a POST to `url` (region us-east-1).
 fn sign_request(
     key: &Key,
     service: &str,
@@ -217,32 +214,7 @@ fn sign_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let host = url
-        .split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let mut signed: Vec<(&str, &str)> = headers.to_vec();
-    signed.push(("host", host.as_str()));
-    let identity = Credentials::new(&key.id, &key.secret, None, None, "driftline-cli").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name(service)
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .context("cannot sign the request")?
-        .into();
-    let signable = SignableRequest::new("POST", url, signed.into_iter(), SignableBody::Bytes(body))
-        .context("cannot sign the request")?;
-    let (instructions, _) = sign(signable, &params)
-        .context("cannot sign the request")?
-        .into_parts();
-    Ok(instructions
-        .headers()
-        .map(|(name, value)| (name.to_string(), value.to_string()))
-        .collect())
+    let credentials = Credentials::new(&key.id, &key.secret, None, None, "driftline-cli");
+    crate::sigv4_sign::post_headers(credentials, "us-east-1", service, url, headers, body)
+        .map_err(|e| anyhow::anyhow!("cannot sign the request: {e}"))
 }

@@ -46,6 +46,7 @@ mod sagemaker_trainer;
 mod security;
 #[cfg(feature = "aws")]
 mod sharded_source;
+mod sigv4_sign;
 #[cfg(all(test, feature = "aws"))]
 mod test_moto;
 #[cfg(test)]

@@ -101,11 +101,11 @@ impl SecurityArgs {
             if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
                 names.push(listen.ip().to_string());
             }
-            let tls = Tls::self_signed(names)?;
+            let (tls, pem) = Tls::self_signed(names)?;
             std::fs::create_dir_all(pem_dir)
                 .with_context(|| format!("cannot create {}", pem_dir.display()))?;
             let pem_path = pem_dir.join("self-signed-cert.pem");
-            std::fs::write(&pem_path, &tls.certificate_pem)
+            std::fs::write(&pem_path, pem)
                 .with_context(|| format!("cannot write {}", pem_path.display()))?;
             println!(
                 "TLS: self-signed certificate SHA-256 {} (its PEM, for clients' --ca: {})",

@@ -734,7 +734,6 @@ fn new_keys_are_private_and_unsafe_starts_are_refused_with_the_reason() {
     let (ok, err) = cli(&ids[0], &secrets[0], &["stream", "create", "events"]);
     assert!(!ok && err.contains("AccessDeniedException"), "{err}");
     assert!(!err.contains(&secrets[0]), "{err}");
-    let (_, _) = (ids.clone(), secrets.clone());
     drop(server);
 
     let serve = |args: &[&str]| {
