@@ -1,6 +1,10 @@
 //! The promotion gate, the verdict of a shadow or canary trial, and the
 //! rollback watch's verdict: plain code on scores the caller measured.
 
+use std::collections::BTreeMap;
+
+use crate::learn::Classifier;
+
 /// What a challenger must do on the held-out examples to be promoted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gate {
@@ -21,6 +25,56 @@ pub struct Holdout {
     pub examples: usize,
     pub latency_us: f64,
     pub size_bytes: usize,
+}
+
+impl Holdout {
+    /// Scores a challenger and the champion on the held-out examples,
+    /// timing the challenger's predictions.
+    pub fn measure(
+        challenger: &dyn Classifier,
+        champion: &dyn Classifier,
+        xs: &[Vec<f64>],
+        ys: &[usize],
+    ) -> Holdout {
+        let started = std::time::Instant::now();
+        let challenger_accuracy = accuracy(challenger, xs, ys);
+        let latency_us = started.elapsed().as_secs_f64() * 1e6 / xs.len().max(1) as f64;
+        Holdout {
+            challenger_accuracy,
+            champion_accuracy: accuracy(champion, xs, ys),
+            examples: xs.len(),
+            latency_us,
+            size_bytes: challenger.size_bytes(),
+        }
+    }
+
+    /// How many of `examples` a retrain holds out: `fraction` of them, at least one.
+    pub fn size(examples: usize, fraction: f64) -> usize {
+        ((examples as f64 * fraction) as usize).max(1)
+    }
+
+    /// As the registry records them beside the version.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        BTreeMap::from([
+            ("holdout_accuracy".to_string(), self.challenger_accuracy),
+            (
+                "champion_holdout_accuracy".to_string(),
+                self.champion_accuracy,
+            ),
+            ("predict_latency_us".to_string(), self.latency_us),
+            ("size_bytes".to_string(), self.size_bytes as f64),
+        ])
+    }
+}
+
+/// Share of `xs` that `model` gets right.
+pub fn accuracy(model: &dyn Classifier, xs: &[Vec<f64>], ys: &[usize]) -> f64 {
+    let correct = xs
+        .iter()
+        .zip(ys)
+        .filter(|(x, y)| model.predict_one(x) == **y)
+        .count();
+    correct as f64 / xs.len().max(1) as f64
 }
 
 impl Gate {

@@ -2,20 +2,7 @@
 
 use super::*;
 
-/// How a challenger that passed the gate reaches the traffic.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Promotion {
-    /// It serves at once.
-    Direct,
-    /// It scores every request beside the champion (logged, not answered)
-    /// until `trial_labels` of them are labelled, then serves if it did at
-    /// least as well on those same requests.
-    Shadow,
-    /// It answers this share of the requests until `trial_labels` of its own
-    /// are labelled, then serves if its accuracy is at least the champion's
-    /// on the rest.
-    Canary(f64),
-}
+pub use driftline_ml::lifecycle::Promotion;
 
 #[derive(Clone, Debug)]
 pub struct LifecycleConfig {
@@ -76,19 +63,40 @@ pub struct LifecycleConfig {
 }
 
 impl LifecycleConfig {
-    /// The promotion gate it declares.
-    pub(super) fn gate(&self) -> Gate {
-        Gate {
-            min_gain: self.min_gain,
-            max_latency_us: self.max_latency_us,
-            max_size_bytes: self.max_size_bytes,
-        }
-    }
-
-    pub(super) fn promotion_share(&self) -> Option<f64> {
-        match self.promotion {
-            Promotion::Canary(share) => Some(share),
-            _ => None,
+    /// What the lifecycle's decisions depend on: the same for serving and
+    /// for a replay of this model.
+    pub fn spec(&self) -> LifecycleSpec {
+        LifecycleSpec {
+            policy: PolicyConfig {
+                on_concept: self.retrain_on_drift,
+                on_data: self.retrain_on_data,
+                every_labels: self.retrain_every_labels,
+                accuracy_floor: self.accuracy_floor,
+                cooldown_ms: i64::try_from(self.cooldown.as_millis()).unwrap_or(i64::MAX),
+                min_train: self.min_train,
+                window: self.window,
+            },
+            gate: Gate {
+                min_gain: self.min_gain,
+                max_latency_us: self.max_latency_us,
+                max_size_bytes: self.max_size_bytes,
+            },
+            concept: self.concept.clone(),
+            data: DataSpec {
+                test: self.data_test,
+                threshold: self.data_threshold,
+                window: self.data_window,
+                every: self.data_check_every,
+                // at most once a second: under heavy traffic the statistics
+                // must not compete with serving
+                rest_ms: 1000,
+            },
+            metric_window: self.metric_window,
+            rollback_after: self.rollback_after,
+            rollback_margin: self.rollback_margin,
+            promotion: self.promotion,
+            trial_labels: self.trial_labels,
+            holdout_fraction: self.holdout_fraction,
         }
     }
 }

@@ -1,61 +1,9 @@
-//! What the lifecycle reports: events, predictions, errors and counters.
+//! What the lifecycle reports: predictions, errors, counters (and the
+//! events, defined with the decisions in `driftline_ml::lifecycle`).
 
 use super::*;
 
-/// What happened in the lifecycle, as the demo and the logs show it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum LifecycleEvent {
-    DriftAlarm {
-        label: u64,
-        detector: String,
-        /// The live error rate when it fired.
-        statistic: f64,
-        /// The detector's sensitivity (its first parameter: ADWIN's delta, ...).
-        threshold: f64,
-        /// Examples since the estimated drift point.
-        window: u64,
-    },
-    /// A feature's (or the prediction's) distribution in recent traffic
-    /// moved away from the champion's training reference.
-    DataDrift {
-        version: u64,
-        feature: String,
-        /// The test (`psi`, `ks`, `chi_square`, `jensen_shannon`) and what it
-        /// gave: the statistic, or the p-value for KS and chi-square.
-        test: String,
-        statistic: f64,
-        threshold: f64,
-        window: usize,
-    },
-    Retrain {
-        version: u64,
-        examples: usize,
-        trigger: String,
-    },
-    /// A challenger that passed the gate is on trial beside the champion.
-    TrialStarted {
-        version: u64,
-        mode: String,
-    },
-    Promoted {
-        version: u64,
-        previous: Option<u64>,
-        accuracy: f64,
-        previous_accuracy: f64,
-        /// From the drift alarm that started it to the new model serving.
-        drift_to_serving_ms: Option<u64>,
-    },
-    Rejected {
-        version: u64,
-        reason: String,
-    },
-    RolledBack {
-        from: u64,
-        to: u64,
-        reason: String,
-    },
-}
+pub use driftline_ml::lifecycle::LifecycleEvent;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Prediction {

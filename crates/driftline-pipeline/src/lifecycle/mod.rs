@@ -1,33 +1,28 @@
-//! A model's lifecycle: serving with an atomic swap, late labels joined to
-//! logged predictions, monitors, retraining, the promotion gate and rollback
-//! (what SageMaker endpoints, Model Monitor and a retraining pipeline do in
-//! the reference architecture).
+//! A model's lifecycle, served: predictions with an atomic swap, late labels
+//! joined to logged predictions, retrains in the background, and the
+//! registry (what SageMaker endpoints, Model Monitor and a retraining
+//! pipeline do in the reference architecture).
+//!
+//! Every decision (alarms, when to retrain, the gate, shadow and canary
+//! trials, the rollback watch) is taken by `driftline_ml::lifecycle::Lifecycle`,
+//! plain code that `driftline backtest --pipeline` replays over recorded
+//! data; this service feeds it and carries its decisions out:
 //!
 //! - `predict` reads the champion through an `ArcSwap`: a promotion replaces
 //!   it in one atomic store, so no request fails or waits during a swap. Each
-//!   prediction gets a request id, waits (bounded by count and age) for its
-//!   label, and is logged to the prediction stream by a writer thread behind a
-//!   bounded queue (a full queue drops and counts, never stalls a request).
-//! - `label` joins a label to its prediction; the joined example feeds the
-//!   live accuracy (a sliding window), the declared concept-drift detector on
-//!   the error stream, the rollback watch (`rollback`) and the training window.
-//!   Unmatched labels and predictions that expired unlabelled are counted.
-//! - The retrain policy (`driftline_ml::lifecycle::RetrainPolicy`) decides
-//!   when to retrain, on a drift or data-drift alarm, every N labels, a
-//!   schedule, or the live accuracy under a floor; a retrain (`retrain`) runs
-//!   on a bounded pool (one at a time, never on the request path) with the
-//!   examples since the drift point, read back from the lake when it is the
-//!   training source (see `training`), else from the in-memory window.
-//!   The newest quarter is held out; challenger and champion are scored on it
-//!   and the challenger is promoted only through the gate (minimum gain,
-//!   prediction latency, size), else rejected. Every decision goes to the
-//!   registry with its reason.
-//! - After a promotion the predecessor keeps being scored on the next labels;
-//!   if it beats the new champion by the rollback margin, it comes back.
-//!   Shadow and canary trials are in `trials`.
+//!   prediction waits in the outcome join (`join`) for its label and is logged
+//!   to the prediction stream by a writer thread behind a bounded queue (a
+//!   full queue drops and counts, never stalls a request).
+//! - `label` joins a label to its prediction and reports the outcome; the
+//!   data-drift checks run off the request path.
+//! - A retrain (`retrain`) runs on the training pool (never on the request
+//!   path) with the examples since the drift point, read back from the lake
+//!   when it is the training source (see `training`), else from the
+//!   in-memory window; its challenger goes to the gate.
+//! - Decisions reach the registry in order, through one writer (`decisions`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,11 +30,11 @@ use arc_swap::ArcSwap;
 use driftline_lake::{Registry, Status, TrainingData, VersionRecord};
 use driftline_log::{NewRecord, StreamWriter};
 use driftline_ml::drift::monitor::{ConceptSpec, DataTest};
-use driftline_ml::drift::{Adwin, DriftDetector, DriftState};
 use driftline_ml::features::Encoder;
 use driftline_ml::learn::{artifact, classifier_by_name, Classifier};
 use driftline_ml::lifecycle::{
-    Gate, Holdout, PolicyConfig, RetrainPolicy, TrialTally, Want, WatchTally,
+    accuracy, canary_answers, check_data, score, DataSpec, Decision, Gate, Holdout, Lifecycle,
+    LifecycleSpec, Outcome, PolicyConfig, Trained,
 };
 use serde::Serialize;
 
@@ -47,63 +42,34 @@ use crate::trainer::{FitJob, InProcess, Trainer};
 use crate::training::{TrainingSet, TrainingSource};
 
 mod config;
+mod decisions;
 mod events;
+mod join;
+mod pool;
 mod prediction_log;
 mod retrain;
 mod rollback;
 mod served;
-mod trials;
 
 pub use config::{LifecycleConfig, Promotion};
 pub use events::{Counters, LifecycleError, LifecycleEvent, Prediction};
+pub use pool::TrainingPool;
 pub use served::{Reference, Served};
 
+use decisions::{Registrar, Work};
+use join::{OutcomeJoin, Pending};
 use prediction_log::log_writer;
-use retrain::accuracy;
-use served::score;
-
-struct Pending {
-    x: Vec<f64>,
-    class: usize,
-    version: u64,
-    /// A shadow challenger's class for the same request.
-    shadow: Option<(u64, usize)>,
-}
-
-/// A challenger on trial (shadow or canary) and how the two have done.
-struct Trial {
-    served: Arc<Served>,
-    canary_share: Option<f64>,
-    alarm: Option<Instant>,
-    reason: String,
-    tally: TrialTally,
-}
-
-struct Watch {
-    previous: Arc<Served>,
-    tally: WatchTally,
-}
+use served::{load_reference, save_reference};
 
 struct State {
-    pending: HashMap<String, Pending>,
-    order: VecDeque<(String, i64)>,
+    /// Every decision: plain code, the same a replay runs.
+    lifecycle: Lifecycle,
+    join: OutcomeJoin,
+    /// The newest joined examples, the training set without a lake source.
     window: VecDeque<(Vec<f64>, usize)>,
-    live: VecDeque<bool>,
-    live_correct: usize,
-    detector: Box<dyn DriftDetector>,
-    /// The last concept-drift alarm, for the time from it to a new model serving.
-    alarm: Option<Instant>,
-    /// When to retrain, and on what (plain code, shared with backtest).
-    policy: RetrainPolicy,
-    watch: Option<Watch>,
-    trial: Option<Trial>,
     counters: Counters,
-    /// Recent inputs and scores, for the data-drift monitor.
-    recent: VecDeque<(Vec<f64>, f64)>,
-    since_check: usize,
-    last_check: Option<Instant>,
-    /// Features (and "prediction") currently past the PSI threshold.
-    drifting: std::collections::BTreeSet<String>,
+    /// The predecessor the rollback watch scores beside the champion.
+    previous: Option<Arc<Served>>,
 }
 
 pub struct ModelService {
@@ -115,9 +81,13 @@ pub struct ModelService {
     /// The challenger on trial, read by predictions without a lock.
     trial_model: arc_swap::ArcSwapOption<Served>,
     state: Mutex<State>,
-    training: tokio::sync::Semaphore,
     events: tokio::sync::broadcast::Sender<LifecycleEvent>,
     history: Mutex<Vec<LifecycleEvent>>,
+    /// Decisions to the registry, in the order they were taken.
+    registrar: Registrar,
+    /// Background work under way (retrains, checks, registry writes).
+    work: Work,
+    pool: std::sync::OnceLock<TrainingPool>,
     log: Option<std::sync::mpsc::SyncSender<NewRecord>>,
     /// Where joined examples go (a stream the lake delivery reads), if anywhere.
     joined_log: std::sync::OnceLock<std::sync::mpsc::SyncSender<NewRecord>>,
@@ -130,8 +100,10 @@ pub struct ModelService {
     /// Predictions not logged because the log's queue was full.
     log_dropped: AtomicU64,
     runtime: tokio::runtime::Handle,
-    /// The policy's clock: milliseconds since the service started.
+    /// The lifecycle's clock: milliseconds since the service started, or a
+    /// simulated clock an in-process driver sets.
     clock: Instant,
+    simulated: std::sync::OnceLock<Arc<AtomicI64>>,
 }
 
 impl ModelService {
@@ -147,39 +119,35 @@ impl ModelService {
     ) -> Arc<ModelService> {
         let log = prediction_log.map(log_writer);
         let (events, _) = tokio::sync::broadcast::channel(1024);
+        let lifecycle = Lifecycle::new(config.spec(), champion.version).unwrap_or_else(|error| {
+            // Checked when the pipeline is read; a config built in code may not be.
+            tracing::warn!(model = name, %error, "concept detector refused: ADWIN instead");
+            let spec = LifecycleSpec {
+                concept: ConceptSpec::default(),
+                ..config.spec()
+            };
+            Lifecycle::new(spec, champion.version).expect("ADWIN's defaults are valid")
+        });
+        let work = Work::default();
         let service = Arc::new(ModelService {
             name: name.to_string(),
             n_classes,
+            registrar: Registrar::start(registry.clone(), work.clone()),
             registry,
             champion: ArcSwap::from_pointee(champion),
             trial_model: arc_swap::ArcSwapOption::empty(),
             state: Mutex::new(State {
-                // Sized up front, up to a point: growing a map of many
-                // thousands of entries under the lock stalls every request.
-                pending: HashMap::with_capacity(config.label_horizon.min(1 << 16)),
-                order: VecDeque::new(),
+                lifecycle,
+                join: OutcomeJoin::new(config.label_horizon, config.label_horizon_ms),
                 window: VecDeque::new(),
-                live: VecDeque::new(),
-                live_correct: 0,
-                detector: config.concept.build().unwrap_or_else(|error| {
-                    // Checked when the pipeline is read; a config built in code may not be.
-                    tracing::warn!(model = name, %error, "concept detector refused: ADWIN instead");
-                    Box::new(Adwin::default())
-                }),
-                alarm: None,
-                policy: RetrainPolicy::new(policy_config(&config)),
-                watch: None,
-                trial: None,
                 counters: Counters::default(),
-                recent: VecDeque::new(),
-                since_check: 0,
-                last_check: None,
-                drifting: std::collections::BTreeSet::new(),
+                previous: None,
             }),
             config,
-            training: tokio::sync::Semaphore::new(1),
             events,
             history: Mutex::new(Vec::new()),
+            work,
+            pool: std::sync::OnceLock::new(),
             log,
             joined_log: std::sync::OnceLock::new(),
             training_source: std::sync::OnceLock::new(),
@@ -189,6 +157,7 @@ impl ModelService {
             log_dropped: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
             clock: Instant::now(),
+            simulated: std::sync::OnceLock::new(),
         });
         if let Some(every) = service.config.online_publish_every {
             let learner = crate::online::OnlineLearner::start(Arc::downgrade(&service), every);
@@ -272,7 +241,7 @@ impl ModelService {
         let record = registry
             .register(record, artifact::save(model.as_ref(), Some(&encoder)))
             .await?;
-        reference.save(registry, record.version).await?;
+        save_reference(registry, record.version, &reference).await?;
         registry
             .decide(
                 record.version,
@@ -300,7 +269,7 @@ impl ModelService {
             artifact::load(&bytes).map_err(|e| LifecycleError::Artifact(e.to_string()))?;
         let encoder = encoder
             .ok_or_else(|| LifecycleError::Artifact("the artifact has no encoder".into()))?;
-        let reference = Reference::load(registry, champion.record.version).await?;
+        let reference = load_reference(registry, champion.record.version).await?;
         Ok(Some(Served {
             version: champion.record.version,
             learner: champion.record.learner,
@@ -330,6 +299,24 @@ impl ModelService {
     /// joined examples are delivered to, and record exactly which.
     pub fn train_from(&self, source: TrainingSource) {
         let _ = self.training_source.set(source);
+    }
+
+    /// In-process fits wait for a slot of `pool` (shared by the models of one
+    /// process) instead of the process-wide default.
+    pub fn train_in(&self, pool: TrainingPool) {
+        let _ = self.pool.set(pool);
+    }
+
+    /// The lifecycle's clock reads `clock` (milliseconds, set by an
+    /// in-process driver replaying recorded traffic) instead of the wall.
+    pub fn simulate_clock(&self, clock: Arc<AtomicI64>) {
+        let _ = self.simulated.set(clock);
+    }
+
+    /// Waits until no background work (retrain, data-drift check, registry
+    /// write) is under way: an in-process driver's step.
+    pub async fn settled(&self) {
+        self.work.settled().await;
     }
 
     /// The model serving now.
@@ -379,8 +366,7 @@ impl ModelService {
 
     /// Accuracy over the last `metric_window` joined labels.
     pub fn live_accuracy(&self) -> Option<f64> {
-        let state = self.lock();
-        (!state.live.is_empty()).then(|| state.live_correct as f64 / state.live.len() as f64)
+        self.lock().lifecycle.live_accuracy()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -397,6 +383,24 @@ impl ModelService {
         let _ = self.events.send(event);
     }
 
+    /// Milliseconds on the lifecycle's clock.
+    fn now_ms(&self) -> i64 {
+        match self.simulated.get() {
+            Some(clock) => clock.load(Ordering::Acquire),
+            None => i64::try_from(self.clock.elapsed().as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Joined examples at hand to retrain on: the lake holds more than the
+    /// in-memory window after a restart.
+    fn available(&self, state: &State) -> usize {
+        if self.training_source.get().is_some() {
+            self.config.window
+        } else {
+            state.window.len()
+        }
+    }
+
     /// Predicts one event with the champion and remembers it for its label.
     pub fn predict(
         self: &Arc<Self>,
@@ -407,76 +411,58 @@ impl ModelService {
         let request_id = format!("{}-{}", self.name, number);
         // A canary answers its share of the requests; a shadow scores them all.
         let trial = self.trial_model.load_full();
-        let canary = self.config.promotion_share().filter(|share| {
-            // a fixed, well-mixed share of the request numbers
-            let draw =
-                (number.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
-            trial.is_some() && draw < *share
-        });
-        let served = match (&trial, canary) {
-            (Some(challenger), Some(_)) => challenger.clone(),
+        let served = match (&trial, self.config.promotion) {
+            (Some(challenger), Promotion::Canary(share)) if canary_answers(number, share) => {
+                challenger.clone()
+            }
             _ => champion,
         };
         let x = served.encoder.encode_json_frozen(features)?;
         let probabilities = served.probabilities(&x);
         let class = driftline_ml::learn::argmax(&probabilities);
         let shadow = match (&trial, self.config.promotion) {
-            (Some(challenger), Promotion::Shadow) => Some((
-                challenger.version,
-                driftline_ml::learn::argmax(&challenger.probabilities(&x)),
-            )),
+            (Some(challenger), Promotion::Shadow) => {
+                Some((challenger.version, challenger.class(&x)))
+            }
             _ => None,
         };
-        let now = driftline_log::now_ms();
+        let wall_ms = driftline_log::now_ms();
         {
             let mut state = self.lock();
             state.counters.predictions += 1;
-            state.recent.push_back((x.clone(), score(&probabilities)));
-            if state.recent.len() > self.config.data_window {
-                state.recent.pop_front();
-            }
-            state.since_check += 1;
-            // Every `data_check_every` predictions, and at most once a second:
-            // under heavy traffic the statistics must not compete with serving.
-            let rested = state
-                .last_check
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-            // ... and on enough traffic since the champion took over.
-            let enough = state.recent.len() >= self.config.data_window.div_ceil(2);
-            if state.since_check >= self.config.data_check_every && rested && enough {
-                state.since_check = 0;
-                state.last_check = Some(Instant::now());
+            let now = self.now_ms();
+            if state
+                .lifecycle
+                .predicted(x.clone(), score(&probabilities), now)
+            {
                 if let Some(reference) = served.reference.clone() {
-                    let recent: Vec<(Vec<f64>, f64)> = state.recent.iter().cloned().collect();
+                    let recent = state.lifecycle.recent();
                     let service = Arc::clone(self);
                     let version = served.version;
                     let names = served.encoder.feature_names();
+                    let spec = state.lifecycle.spec().data.clone();
+                    let work = self.work.start();
                     // Off the request path: the statistics cost a few sorts.
                     self.runtime.spawn_blocking(move || {
-                        service.check_data_drift(version, &names, &reference, &recent)
+                        let findings = check_data(&spec, &names, &reference, &recent);
+                        let mut state = service.lock();
+                        let available = service.available(&state);
+                        let decisions = state
+                            .lifecycle
+                            .data_checked(version, findings, available, now);
+                        service.carry_out(&mut state, decisions, None, true);
+                        drop(work);
                     });
                 }
             }
-            state.pending.insert(
-                request_id.clone(),
-                Pending {
-                    x,
-                    class,
-                    version: served.version,
-                    shadow,
-                },
-            );
-            state.order.push_back((request_id.clone(), now));
-            while let Some((id, at)) = state.order.front().cloned() {
-                let full = state.order.len() > self.config.label_horizon;
-                if !full && at >= now - self.config.label_horizon_ms {
-                    break;
-                }
-                state.order.pop_front();
-                if state.pending.remove(&id).is_some() {
-                    state.counters.expired_predictions += 1;
-                }
-            }
+            let pending = Pending {
+                x,
+                class,
+                version: served.version,
+                shadow,
+            };
+            state.counters.expired_predictions +=
+                state.join.wait(request_id.clone(), pending, wall_ms);
         }
         let prediction = Prediction {
             request_id,
@@ -485,116 +471,13 @@ impl ModelService {
             probabilities,
         };
         if let Some(log) = &self.log {
-            // Written straight from borrowed fields: no JSON tree per request.
-            #[derive(Serialize)]
-            struct Logged<'a> {
-                request_id: &'a str,
-                model: &'a str,
-                version: u64,
-                class: usize,
-                probabilities: &'a [f64],
-                features: &'a serde_json::Value,
-                at_ms: i64,
-            }
-            let record = Logged {
-                request_id: &prediction.request_id,
-                model: &self.name,
-                version: prediction.version,
-                class: prediction.class,
-                probabilities: &prediction.probabilities,
-                features,
-                at_ms: now,
-            };
-            if let Ok(data) = serde_json::to_vec(&record) {
-                // Never waits: a request runs on the serving runtime, and a
-                // throttled log stream must not stall every request with it.
-                let logged = log.try_send(NewRecord {
-                    partition_key: prediction.request_id.clone(),
-                    explicit_hash_key: None,
-                    data,
-                });
-                if let Err(std::sync::mpsc::TrySendError::Full(_)) = logged {
-                    let dropped = self.log_dropped.fetch_add(1, Ordering::Relaxed);
-                    if dropped.is_multiple_of(10_000) {
-                        tracing::warn!(model = %self.name, dropped = dropped + 1, "the prediction log is behind: predictions go unlogged");
-                    }
-                }
-            }
+            self.log_prediction(log, &prediction, features, wall_ms);
         }
         Ok(prediction)
     }
 
-    /// Compares recent traffic with the champion's training reference, feature
-    /// by feature and for the prediction, by PSI; alarms when one crosses the
-    /// threshold (once, until it comes back under it).
-    fn check_data_drift(
-        self: &Arc<Self>,
-        version: u64,
-        names: &[String],
-        reference: &Reference,
-        recent: &[(Vec<f64>, f64)],
-    ) {
-        let mut checks: Vec<(String, &[f64], Vec<f64>)> = reference
-            .columns
-            .iter()
-            .zip(names)
-            .enumerate()
-            .map(|(c, (column, name))| {
-                let current = recent
-                    .iter()
-                    .filter_map(|(x, _)| x.get(c).copied())
-                    .collect();
-                (name.clone(), column.as_slice(), current)
-            })
-            .collect();
-        checks.push((
-            "prediction".into(),
-            reference.scores.as_slice(),
-            recent.iter().map(|(_, s)| *s).collect(),
-        ));
-        let threshold = self.config.data_threshold;
-        for (name, reference, current) in checks {
-            let Ok((statistic, drifted)) =
-                self.config.data_test.judge(reference, &current, threshold)
-            else {
-                continue;
-            };
-            let alarm = {
-                let mut state = self.lock();
-                if self.champion_version() != version {
-                    return; // a newer champion has its own reference
-                }
-                if drifted {
-                    let new = state.drifting.insert(name.clone());
-                    if new {
-                        state.counters.data_drift_alarms += 1;
-                    }
-                    new
-                } else {
-                    state.drifting.remove(&name);
-                    false
-                }
-            };
-            if alarm {
-                self.emit(LifecycleEvent::DataDrift {
-                    version,
-                    feature: name.clone(),
-                    test: self.config.data_test.name().to_string(),
-                    statistic,
-                    threshold,
-                    window: current.len(),
-                });
-                let state = self.lock();
-                let what = format!("{name} ({} {statistic:.4})", self.config.data_test.name());
-                if let Some(want) = state.policy.data_alarm(&what, self.now_ms()) {
-                    self.start_retrain(state, want);
-                }
-            }
-        }
-    }
-
-    /// Joins a label to its prediction and feeds the monitors; may start a
-    /// retrain or a rollback in the background.
+    /// Joins a label to its prediction and reports the outcome to the
+    /// lifecycle; true when that started a retrain or ended a trial or watch.
     pub fn label(self: &Arc<Self>, request_id: &str, label: usize) -> Result<bool, LifecycleError> {
         if label >= self.n_classes {
             return Err(LifecycleError::BadLabel {
@@ -605,7 +488,7 @@ impl ModelService {
         let pending = {
             let mut state = self.lock();
             state.counters.labels += 1;
-            let Some(pending) = state.pending.remove(request_id) else {
+            let Some(pending) = state.join.take(request_id) else {
                 state.counters.unmatched_labels += 1;
                 return Err(LifecycleError::Unmatched(request_id.to_string()));
             };
@@ -615,41 +498,26 @@ impl ModelService {
         // Logged outside the lock: the send waits when the writer is behind,
         // and predictions must not wait with it.
         if let Some(log) = self.joined_log.get() {
-            let champion = self.champion.load();
-            let features: serde_json::Map<String, serde_json::Value> = champion
-                .encoder
-                .feature_names()
-                .into_iter()
-                .zip(&pending.x)
-                .map(|(name, value)| (name, serde_json::json!(value)))
-                .collect();
-            let record = serde_json::json!({
-                "request_id": request_id,
-                "model": self.name,
-                "version": pending.version,
-                "class": pending.class,
-                "label": label,
-                "joined_ms": driftline_log::now_ms(),
-                "features": features,
-            });
-            // Blocks when the writer is behind: the queue is bounded.
-            let _ = log.send(NewRecord {
-                partition_key: request_id.to_string(),
-                explicit_hash_key: None,
-                data: record.to_string().into_bytes(),
-            });
+            self.log_joined(log, request_id, &pending, label);
         }
         let mut state = self.lock();
-        let correct = pending.class == label;
-        state.live.push_back(correct);
-        state.live_correct += usize::from(correct);
-        if state.live.len() > self.config.metric_window {
-            let dropped = state.live.pop_front().unwrap_or(false);
-            state.live_correct -= usize::from(dropped);
-        }
-        let champion = self.champion.load();
-        let rolled_back = self.watch(&mut state, &pending, label, champion.version);
-        let judged = self.judge_trial(&mut state, &pending, label, champion.version);
+        let champion = state.lifecycle.champion();
+        let previous_correct = match (&state.previous, state.lifecycle.watching()) {
+            (Some(previous), Some(watched))
+                if previous.version == watched && pending.version == champion =>
+            {
+                Some(previous.class(&pending.x) == label)
+            }
+            _ => None,
+        };
+        let outcome = Outcome {
+            version: pending.version,
+            correct: pending.class == label,
+            shadow: pending
+                .shadow
+                .map(|(version, class)| (version, class == label)),
+            previous_correct,
+        };
         if let Some(online) = self.online.get() {
             if !online.offer(pending.x.clone(), label) {
                 state.counters.online_skipped += 1;
@@ -662,112 +530,21 @@ impl ModelService {
                 state.window.pop_front();
             }
         }
-        if rolled_back || judged {
-            return Ok(true);
-        }
-        // Concept drift on the champion's error stream.
-        let drifted = pending.version == champion.version
-            && state.detector.update(f64::from(u8::from(!correct))) == DriftState::Drift;
-        let joined = state.counters.joined;
-        let now_ms = self.now_ms();
-        let mut want = None;
-        if drifted {
-            state.counters.drift_alarms += 1;
-            // Where the detector puts the change, else the fewest a retrain needs.
-            let window = state
-                .detector
-                .drift_point_ago()
-                .unwrap_or(self.config.min_train as u64);
-            let errors = state.live.len() - state.live_correct;
-            self.emit(LifecycleEvent::DriftAlarm {
-                label: joined,
-                detector: state.detector.name().into(),
-                statistic: errors as f64 / state.live.len().max(1) as f64,
-                threshold: self.config.concept.sensitivity(),
-                window,
-            });
-            state.alarm = Some(Instant::now());
-            want = state.policy.concept_alarm(joined, window, now_ms);
-        }
-        if want.is_none() {
-            let full = state.live.len() >= self.config.metric_window;
-            let live = full.then(|| state.live_correct as f64 / state.live.len() as f64);
-            want = state.policy.after_label(joined, live, now_ms);
-        }
-        let Some(want) = want else {
-            return Ok(false);
-        };
-        Ok(self.start_retrain(state, want))
+        let available = self.available(&state);
+        let now = self.now_ms();
+        let decisions = state.lifecycle.outcome(&outcome, available, now);
+        let acted = decisions.iter().any(|d| !matches!(d, Decision::Alarm(_)));
+        self.carry_out(&mut state, decisions, None, true);
+        Ok(acted)
     }
 
     /// Retrains on the schedule: the newest window of joined examples.
     fn scheduled_retrain(self: &Arc<Self>, every: Duration) {
-        let state = self.lock();
+        let mut state = self.lock();
         let every = format!("{} s", every.as_secs_f64());
-        if let Some(want) = state.policy.scheduled(state.counters.joined, &every) {
-            self.start_retrain(state, want);
-        }
-    }
-
-    /// Milliseconds on the policy's clock.
-    fn now_ms(&self) -> i64 {
-        i64::try_from(self.clock.elapsed().as_millis()).unwrap_or(i64::MAX)
-    }
-
-    /// Starts the retrain the policy asked for unless one is under way or too
-    /// few examples are at hand; true if it did.
-    fn start_retrain(
-        self: &Arc<Self>,
-        mut state: std::sync::MutexGuard<'_, State>,
-        want: Want,
-    ) -> bool {
-        let joined = state.counters.joined;
-        // The lake holds more than the in-memory window after a restart.
-        let available = if self.training_source.get().is_some() {
-            self.config.window
-        } else {
-            state.window.len()
-        };
-        // One challenger at a time: none while one trains or is on trial.
-        let busy = self.training.available_permits() == 0 || state.trial.is_some();
-        let Some(take) = state.policy.take(&want, available).filter(|_| !busy) else {
-            return false;
-        };
-        // From the lake when it is the training source, else from the window.
-        let examples: Option<Vec<(Vec<f64>, usize)>> =
-            self.training_source.get().is_none().then(|| {
-                state
-                    .window
-                    .iter()
-                    .skip(state.window.len() - take)
-                    .cloned()
-                    .collect()
-            });
-        state.policy.started(&want, take, joined, self.now_ms());
-        let why = want.why;
-        // Drift-to-serving time runs from an alarm to the first promotion after it.
-        let alarm = state.alarm;
-        drop(state);
-        let service = Arc::clone(self);
-        self.runtime.spawn(async move {
-            let name = service.name.clone();
-            if let Err(error) = service.retrain(why, take, examples, alarm).await {
-                tracing::warn!(model = %name, %error, "retrain failed");
-            }
-        });
-        true
-    }
-}
-
-/// The retrain policy a lifecycle configuration declares.
-fn policy_config(config: &LifecycleConfig) -> PolicyConfig {
-    PolicyConfig {
-        on_concept: config.retrain_on_drift,
-        on_data: config.retrain_on_data,
-        every_labels: config.retrain_every_labels,
-        accuracy_floor: config.accuracy_floor,
-        cooldown_ms: i64::try_from(config.cooldown.as_millis()).unwrap_or(i64::MAX),
-        min_train: config.min_train,
-        window: config.window,
+        let available = self.available(&state);
+        let now = self.now_ms();
+        let decisions = state.lifecycle.scheduled(&every, available, now);
+        self.carry_out(&mut state, decisions, None, true);
     }
 }

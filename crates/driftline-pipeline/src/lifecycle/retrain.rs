@@ -1,34 +1,33 @@
-//! A retrain: the training set, the challenger, the gate, the registry.
+//! A retrain: the training set, the challenger, its scores on the holdout,
+//! the registry; then the lifecycle's gate decides.
 
 use super::*;
 
 impl ModelService {
-    /// Trains a challenger, scores it against the champion on the newest
-    /// examples neither trained on, and promotes or rejects it.
+    /// Trains a challenger on the newest `take` joined examples (`examples`,
+    /// or read from the training source), scores it and the champion on the
+    /// newest of them neither trained on, registers it and reports it to the
+    /// lifecycle. False when it found too few examples.
     pub(super) async fn retrain(
         self: Arc<Self>,
         trigger: String,
         take: usize,
         examples: Option<Vec<(Vec<f64>, usize)>>,
-        alarm: Option<Instant>,
-    ) -> Result<(), LifecycleError> {
-        let Ok(_permit) = self.training.try_acquire() else {
-            return Ok(()); // one retrain at a time
-        };
-        // ... and across models, no more in this process than the pool allows.
+    ) -> Result<bool, LifecycleError> {
         let trainer = self
             .trainer
             .get()
             .cloned()
             .unwrap_or_else(|| Arc::new(InProcess));
+        // Across models, no more fits in this process than the pool allows.
+        let pool = self
+            .pool
+            .get()
+            .cloned()
+            .unwrap_or_else(TrainingPool::process);
         let _slot = match trainer.remote() {
             true => None,
-            false => Some(
-                training_pool()
-                    .acquire()
-                    .await
-                    .map_err(|e| LifecycleError::Artifact(e.to_string()))?,
-            ),
+            false => Some(pool.slot().await),
         };
         let champion = self.champion.load_full();
         let (examples, training) = match (examples, self.training_source.get()) {
@@ -51,14 +50,14 @@ impl ModelService {
                     .await?;
                 (set.examples, set.data)
             }
-            (None, None) => return Ok(()),
+            (None, None) => return Ok(false),
         };
         if examples.len() < self.config.min_train.max(2) {
             tracing::warn!(model = %self.name, found = examples.len(), "too few joined examples to retrain on");
-            return Ok(());
+            return Ok(false);
         }
         let mut examples = examples;
-        let holdout = ((examples.len() as f64 * self.config.holdout_fraction) as usize).max(1);
+        let holdout = Holdout::size(examples.len(), self.config.holdout_fraction);
         let test = examples.split_off(examples.len() - holdout);
         let (xs, ys): (Vec<Vec<f64>>, Vec<usize>) = examples.into_iter().unzip();
         let xs = Arc::new(xs);
@@ -76,38 +75,18 @@ impl ModelService {
         })?;
         let (test_x, test_y): (Vec<Vec<f64>>, Vec<usize>) = test.into_iter().unzip();
         let scored_champion = champion.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let challenger_accuracy = accuracy(model.as_ref(), &test_x, &test_y);
-            let latency_us = started.elapsed().as_secs_f64() * 1e6 / test_x.len().max(1) as f64;
-            let champion_accuracy = accuracy(scored_champion.model.as_ref(), &test_x, &test_y);
+        let (model, scores, reference, trained_on) = tokio::task::spawn_blocking(move || {
+            let scores = Holdout::measure(
+                model.as_ref(),
+                scored_champion.model.as_ref(),
+                &test_x,
+                &test_y,
+            );
             let reference = Reference::of(model.as_ref(), &xs);
-            Ok::<_, LifecycleError>((
-                (model, reference),
-                challenger_accuracy,
-                champion_accuracy,
-                latency_us,
-                xs.len(),
-                holdout,
-            ))
+            (model, scores, reference, xs.len())
         })
         .await
-        .map_err(|e| LifecycleError::Artifact(e.to_string()))??;
-        let (
-            (model, reference),
-            challenger_accuracy,
-            champion_accuracy,
-            latency_us,
-            trained_on,
-            holdout,
-        ) = outcome;
-        let size = model.size_bytes();
-        let metrics = BTreeMap::from([
-            ("holdout_accuracy".to_string(), challenger_accuracy),
-            ("champion_holdout_accuracy".to_string(), champion_accuracy),
-            ("predict_latency_us".to_string(), latency_us),
-            ("size_bytes".to_string(), size as f64),
-        ]);
+        .map_err(|e| LifecycleError::Artifact(e.to_string()))?;
         let record = VersionRecord {
             version: 0,
             parent: Some(champion.version),
@@ -121,7 +100,7 @@ impl ModelService {
                 ),
                 ..training
             },
-            metrics: metrics.clone(),
+            metrics: scores.metrics(),
             created_ms: 0,
             artifact: String::new(),
         };
@@ -132,89 +111,30 @@ impl ModelService {
                 artifact::save(model.as_ref(), Some(&champion.encoder)),
             )
             .await?;
-        reference.save(&self.registry, record.version).await?;
-        self.lock().counters.retrains += 1;
-        self.emit(LifecycleEvent::Retrain {
-            version: record.version,
-            examples: trained_on,
-            trigger,
-        });
-        let scores = Holdout {
-            challenger_accuracy,
-            champion_accuracy,
-            examples: holdout,
-            latency_us,
-            size_bytes: size,
-        };
-        let reason = match self.config.gate().judge(&scores, champion.version) {
-            Ok(reason) => reason,
-            Err(reason) => {
-                self.registry
-                    .decide(record.version, Status::Rejected, &reason, metrics)
-                    .await?;
-                self.lock().counters.rejections += 1;
-                self.emit(LifecycleEvent::Rejected {
-                    version: record.version,
-                    reason,
-                });
-                return Ok(());
-            }
-        };
-        let served = Arc::new(Served {
+        save_reference(&self.registry, record.version, &reference).await?;
+        let challenger = Arc::new(Served {
             version: record.version,
             learner: record.learner.clone(),
             model,
             encoder: champion.encoder.clone(),
             reference: Some(reference),
         });
-        let canary_share = match self.config.promotion {
-            Promotion::Direct => None,
-            Promotion::Shadow => {
-                self.start_trial(served, None, alarm, reason, metrics)
-                    .await?;
-                return Ok(());
-            }
-            Promotion::Canary(share) => Some(share),
-        };
-        if let Some(share) = canary_share {
-            self.start_trial(served, Some(share), alarm, reason, metrics)
-                .await?;
-            return Ok(());
-        }
-        self.registry
-            .decide(record.version, Status::Champion, &reason, metrics)
-            .await?;
-        let drift_to_serving_ms = {
-            let mut state = self.lock();
-            self.install(&mut state, served, champion.clone(), alarm)
-        };
-        self.emit(LifecycleEvent::Promoted {
+        let trained = Trained {
             version: record.version,
-            previous: Some(champion.version),
-            accuracy: challenger_accuracy,
-            previous_accuracy: champion_accuracy,
-            drift_to_serving_ms,
-        });
-        Ok(())
+            examples: trained_on,
+            trigger,
+            against: champion.version,
+            holdout: scores,
+        };
+        let decisions = {
+            let mut state = self.lock();
+            let now = self.now_ms();
+            state.lifecycle.trained(trained, now)
+        };
+        // Recorded before they are carried out: what serves is in the registry.
+        self.registrar.record(&decisions).await;
+        let mut state = self.lock();
+        self.carry_out(&mut state, decisions, Some(&challenger), false);
+        Ok(true)
     }
-}
-
-/// The bound on trainings running at once in this process, whatever the
-/// number of models: half the cores (at least one), so that serving and the
-/// pipeline keep the rest.
-fn training_pool() -> &'static tokio::sync::Semaphore {
-    static POOL: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        tokio::sync::Semaphore::new((cores / 2).max(1))
-    })
-}
-
-pub(super) fn accuracy(model: &dyn Classifier, xs: &[Vec<f64>], ys: &[usize]) -> f64 {
-    let correct = xs
-        .iter()
-        .zip(ys)
-        .filter(|(x, y)| model.predict_one(x) == **y)
-        .count();
-    correct as f64 / xs.len().max(1) as f64
 }

@@ -1,69 +1,8 @@
-//! The rollback watch after a promotion, and promote and rollback by hand.
+//! Promote and roll back by hand (`driftline models promote|rollback`).
 
 use super::*;
 
 impl ModelService {
-    /// The rollback watch: scores the predecessor beside the new champion and
-    /// brings it back if it does better. True when it rolled back.
-    pub(super) fn watch(
-        &self,
-        state: &mut State,
-        pending: &Pending,
-        label: usize,
-        champion: u64,
-    ) -> bool {
-        let Some(watch) = state.watch.as_mut() else {
-            return false;
-        };
-        if pending.version != champion {
-            return false;
-        }
-        let previous = driftline_ml::learn::argmax(&watch.previous.probabilities(&pending.x));
-        let Some((mine, theirs)) = watch
-            .tally
-            .record(pending.class == label, previous == label)
-        else {
-            return false;
-        };
-        let Some(watch) = state.watch.take() else {
-            return false;
-        };
-        if !WatchTally::rolls_back(mine, theirs, self.config.rollback_margin) {
-            return false;
-        }
-        let from = champion;
-        let to = watch.previous.version;
-        self.champion.store(watch.previous);
-        state.detector.reset();
-        state.drifting.clear();
-        state.recent.clear();
-        state.counters.rollbacks += 1;
-        let reason = format!(
-            "live accuracy over {} labels: v{from} {mine:.3}, v{to} {theirs:.3} (margin {})",
-            watch.tally.seen, self.config.rollback_margin
-        );
-        self.emit(LifecycleEvent::RolledBack {
-            from,
-            to,
-            reason: reason.clone(),
-        });
-        let registry = self.registry.clone();
-        let metrics = BTreeMap::from([
-            ("live_accuracy_rolled_back".to_string(), mine),
-            ("live_accuracy".to_string(), theirs),
-        ]);
-        self.runtime.spawn(async move {
-            let rollback = format!("rollback from v{from}: {reason}");
-            if let Err(error) = registry
-                .decide(to, Status::Champion, &rollback, metrics)
-                .await
-            {
-                tracing::warn!(%error, "cannot record the rollback");
-            }
-        });
-        true
-    }
-
     /// Makes a registered version the champion by hand (`driftline models
     /// promote`); the rollback watch guards it like any promotion. `by` is the
     /// access key that asked, recorded in the registry's decision.
@@ -87,7 +26,7 @@ impl ModelService {
             artifact::load(&bytes).map_err(|e| LifecycleError::Artifact(e.to_string()))?;
         let encoder = encoder
             .ok_or_else(|| LifecycleError::Artifact("the artifact has no encoder".into()))?;
-        let reference = Reference::load(&self.registry, version).await?;
+        let reference = load_reference(&self.registry, version).await?;
         self.registry
             .decide_by(version, Status::Champion, reason, BTreeMap::new(), by)
             .await?;
@@ -102,7 +41,9 @@ impl ModelService {
                 encoder,
                 reference,
             });
-            self.install(&mut state, served, previous, None);
+            state.lifecycle.promoted_by_hand(version);
+            state.previous = Some(self.champion.swap(served));
+            state.counters.promotions += 1;
         }
         let holdout = |key: &str| target.record.metrics.get(key).copied().unwrap_or(f64::NAN);
         self.emit(LifecycleEvent::Promoted {
