@@ -5,41 +5,83 @@ use driftline_ml::evaluate::{run, Policy, RunConfig, RunResult};
 use driftline_ml::learn::{classifier_by_name, CLASSIFIERS};
 use serde_json::json;
 
+/// Two forms: learners and policies compared on a file (`--target`,
+/// `--model LEARNER`, `--policy`), or a declared model's whole lifecycle
+/// replayed (`--pipeline PIPELINE.toml --model NAME`).
 #[derive(clap::Args)]
 pub struct BacktestArgs {
-    /// The recorded stream: CSV (optionally gzipped) with a header row, or Parquet.
-    file: PathBuf,
-    /// The column holding the label.
+    /// The recorded stream: CSV (optionally gzipped) with a header row, or
+    /// Parquet; with --pipeline, also a table of the pipeline's lake (the
+    /// model's bootstrap table, NAME_joined, ...).
+    pub file: PathBuf,
+    /// The column holding the label (with --pipeline: default "label", or the
+    /// bootstrap table's label when DATA is that table).
     #[arg(long)]
-    target: String,
-    /// Models to run (lr, lr_adam, lr_ftrl, ht, hat, arf, gbt); default: all.
+    pub target: Option<String>,
+    /// Learners to compare (lr, lr_adam, lr_ftrl, ht, hat, arf, gbt; default:
+    /// all); with --pipeline, the one declared model to replay.
     #[arg(long = "model")]
-    models: Vec<String>,
+    pub models: Vec<String>,
     /// Retraining policies (never[:W], online, periodic:N[:W], drift:DETECTOR, joined with +);
     /// default: online and online+drift:adwin.
     #[arg(long = "policy")]
-    policies: Vec<String>,
+    pub policies: Vec<String>,
+    /// Replay a model declared in this pipeline (`[[model]]`): its monitors,
+    /// retrain policy, gate, trials and rollback watch, as serving runs them.
+    #[arg(long)]
+    pub pipeline: Option<PathBuf>,
+    /// With --pipeline: the lake holding DATA when it is a table (default:
+    /// the pipeline's [lake]).
+    #[arg(long)]
+    pub lake: Option<String>,
+    /// With --pipeline: the column giving each row's time (seconds or
+    /// milliseconds since the epoch, or RFC 3339) for the simulated clock.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// With --pipeline and no --time: rows per second of simulated time.
+    #[arg(long, default_value_t = 2000.0)]
+    pub rate: f64,
+    /// With --pipeline: rows whose labels are known that train the first
+    /// version (default: a fifth of the rows, at most 2,000).
+    #[arg(long)]
+    pub bootstrap: Option<usize>,
     /// Events between a prediction and its label.
     #[arg(long, default_value_t = 0)]
-    delay: usize,
+    pub delay: usize,
     /// Events per point of the windowed metrics (default: 1/100 of the stream).
     #[arg(long)]
-    window: Option<usize>,
+    pub window: Option<usize>,
     /// Seed for the randomised learners.
     #[arg(long, default_value_t = 42)]
-    seed: u64,
+    pub seed: u64,
     /// Write the summary as JSON here.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
     /// Write a self-contained HTML report here.
     #[arg(long)]
-    html: Option<PathBuf>,
+    pub html: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
-    quiet: bool,
+    pub quiet: bool,
 }
 
 pub fn run_backtest(args: BacktestArgs) -> anyhow::Result<()> {
+    if let Some(pipeline) = &args.pipeline {
+        return crate::cmd_backtest_model::run(&args, pipeline);
+    }
+    for (given, flag) in [
+        (args.lake.is_some(), "--lake"),
+        (args.time.is_some(), "--time"),
+        (args.bootstrap.is_some(), "--bootstrap"),
+    ] {
+        anyhow::ensure!(
+            !given,
+            "{flag} goes with --pipeline (a declared model's replay)"
+        );
+    }
+    let target = args.target.clone().context(
+        "--target COLUMN names the label column (or replay a declared model with --pipeline PIPELINE.toml --model NAME)",
+    )?;
     let models: Vec<String> = if args.models.is_empty() {
         CLASSIFIERS.iter().map(|m| m.to_string()).collect()
     } else {
@@ -54,7 +96,7 @@ pub fn run_backtest(args: BacktestArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| Policy::parse(p))
         .collect::<Result<_, _>>()?;
-    let data = crate::dataset::load(&args.file, &args.target)?;
+    let data = crate::dataset::load(&args.file, &target)?;
     let n_features = data.encoder.width();
     let n_classes = data.classes.len().max(2);
     for model in &models {
@@ -124,7 +166,7 @@ pub fn run_backtest(args: BacktestArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let summary = json!({
             "file": file,
-            "target": args.target,
+            "target": target,
             "samples": samples,
             "classes": data.classes,
             "features": data.encoder.feature_names(),
@@ -136,11 +178,8 @@ pub fn run_backtest(args: BacktestArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &args.html {
-        std::fs::write(
-            path,
-            crate::report::html(&file, &args.target, samples, &results),
-        )
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, crate::report::html(&file, &target, samples, &results))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

@@ -17,74 +17,15 @@ use driftline_log::{LogConfig, StreamSpec};
 use driftline_ml::features::Encoder;
 use driftline_ml::learn::artifact;
 use driftline_ml::synth::{Concept, FraudStream, Transaction, FRAUD_FEATURES};
-use driftline_pipeline::lifecycle::{LifecycleConfig, LifecycleEvent, ModelService, Promotion};
+use driftline_pipeline::lifecycle::{LifecycleEvent, ModelService, Promotion};
 use driftline_pipeline::training::TrainingSource;
 use driftline_pipeline::PipelineConfig;
 use serde_json::{json, Value};
 
-/// The demo's pipeline: transactions into the lake, partitioned by event time.
-const PIPELINE: &str = r#"
-[[stream]]
-name = "transactions"
-shards = 4
-
-[[stream]]
-name = "predictions"
-shards = 2
-
-[[schema]]
-name = "transaction"
-event_time = "ts"
-fields = [
-  { name = "id", type = "string" },
-  { name = "amount", type = "float" },
-  { name = "hour", type = "float" },
-  { name = "distance_km", type = "float" },
-  { name = "merchant_risk", type = "float" },
-  { name = "card_present", type = "bool" },
-  { name = "velocity_1h", type = "float" },
-  { name = "foreign", type = "bool" },
-  { name = "ts", type = "timestamp" },
-]
-
-[[processor]]
-name = "transactions"
-stream = "transactions"
-schema = "transaction"
-maximum_batching_window_ms = 100
-
-# labelled examples, joined to their predictions by the model's lifecycle
-[[stream]]
-name = "fraud-joined"
-shards = 2
-
-[[schema]]
-name = "joined"
-fields = [
-  { name = "request_id", type = "string" },
-  { name = "version", type = "int" },
-  { name = "class", type = "int" },
-  { name = "label", type = "int" },
-  { name = "joined_ms", type = "int" },
-  { name = "amount", type = "float" },
-  { name = "hour", type = "float" },
-  { name = "distance_km", type = "float" },
-  { name = "merchant_risk", type = "float" },
-  { name = "card_present", type = "float" },
-  { name = "velocity_1h", type = "float" },
-  { name = "foreign", type = "float" },
-]
-
-[[processor]]
-name = "fraud_joined"
-stream = "fraud-joined"
-schema = "joined"
-maximum_batching_window_ms = 100
-transform = "{request_id, version, class, label, joined_ms} + .features"
-
-[lake]
-max_buffer_seconds = 2
-"#;
+/// The demo's pipeline: transactions into the lake, partitioned by event
+/// time, and the model it serves (one definition, which the lifecycle
+/// parity test replays too).
+pub const PIPELINE: &str = include_str!("../demo/PIPELINE.toml");
 
 const BOOTSTRAP: usize = 2000;
 const BATCH: usize = 100;
@@ -109,13 +50,13 @@ pub struct DemoArgs {
     /// Labels arrive this many events after their prediction.
     #[arg(long, default_value_t = 200)]
     label_delay: usize,
-    /// The learner retrains use.
-    #[arg(long, default_value = "gbt")]
-    learner: String,
+    /// The learner retrains use (default: the demo model's, gbt).
+    #[arg(long)]
+    learner: Option<String>,
     /// How a challenger that passed the gate reaches traffic: direct, shadow,
-    /// or canary:SHARE (e.g. canary:0.1).
-    #[arg(long, default_value = "direct", value_parser = parse_promotion)]
-    promotion: Promotion,
+    /// or canary:SHARE (e.g. canary:0.1); default: the demo model's, direct.
+    #[arg(long, value_parser = parse_promotion)]
+    promotion: Option<Promotion>,
     /// Address of the demo's server (the Kinesis API, ingest and predictions).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -226,12 +167,30 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .context("the demo directory must be UTF-8")?,
     )?;
     let registry = Registry::new(lake.clone(), "fraud")?;
-    let lifecycle = LifecycleConfig {
-        learner: args.learner.clone(),
-        promotion: args.promotion,
-        seed: args.seed,
-        ..LifecycleConfig::default()
-    };
+    let model = config
+        .models
+        .first()
+        .cloned()
+        .context("the demo pipeline declares its model")?;
+    let mut lifecycle = model
+        .lifecycle()
+        .map_err(|(line, message)| anyhow::anyhow!("the demo pipeline:{line}: {message}"))?;
+    if let Some(learner) = &args.learner {
+        lifecycle.learner = learner.clone();
+    }
+    if let Some(promotion) = args.promotion {
+        lifecycle.promotion = promotion;
+    }
+    let learner = lifecycle.learner.clone();
+    // Left beside the lake, so that the run can be replayed:
+    // `driftline backtest --pipeline DIR/PIPELINE.toml --model fraud fraud_joined`.
+    let lake_dir = std::path::absolute(args.dir.join("lake"))?;
+    // A JSON string is a TOML basic string too.
+    let lake_url = serde_json::to_string(&lake_dir.display().to_string())?;
+    std::fs::write(
+        args.dir.join("PIPELINE.toml"),
+        PIPELINE.replacen("[lake]\n", &format!("[lake]\nurl = {lake_url}\n"), 1),
+    )?;
     let started = Instant::now();
     crate::listen::runtime()?.block_on(async move {
         let (listener, addr) = crate::listen::bind(args.listen).await?;
@@ -250,18 +209,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?;
         let first = ModelService::bootstrap(&registry, &lifecycle, encoder, 2, history).await?;
         let baseline = artifact::load(&registry.artifact(&registry.champion().await?.context("bootstrap made a champion")?.record).await?)?;
-        println!("  model    v{} ({}) trained on {BOOTSTRAP} labelled transactions", first.version, args.learner);
+        println!("  model    v{} ({learner}) trained on {BOOTSTRAP} labelled transactions", first.version);
         let predictions = store.stream("predictions")?;
         let service = ModelService::new("fraud", lifecycle, 2, registry.clone(), first, Some(predictions as std::sync::Arc<dyn driftline_log::StreamWriter>));
         state.models.add(service.clone());
 
-        service.log_joined_to(store.stream("fraud-joined")?);
+        let joined = crate::run_models::stream_or_create(&store, &model.joined_stream(), 2)?;
+        service.log_joined_to(joined.clone());
         // retrains read those examples back from the lake (the newest from the stream)
-        service.train_from(TrainingSource::new(lake.clone(), "fraud_joined", store.stream("fraud-joined")?));
+        service.train_from(TrainingSource::new(lake.clone(), &model.joined_table(), joined.clone()));
         // the lake delivery of the transactions and of the joined examples
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let streams = crate::pipeline_streams::PipelineStreams::embedded(store.clone());
-        let stages = crate::cmd_run::start_stages(&config, &streams, &lake, None, &stop_rx)?;
+        let mut stages = crate::cmd_run::start_stages(&config, &streams, &lake, None, &stop_rx)?;
+        let (_, mut joined_stage) = crate::run_models::joined_stage(&config, &model, joined, &lake, &stop_rx)?;
+        joined_stage.0 = model.joined_table();
+        stages.push(joined_stage);
         let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(driftline_server::serve(state, listener, None, async move {
             let _ = server_stopped.await;
@@ -497,6 +460,11 @@ fn summarize(
         "  serving v{} | registry and lake in {}",
         service.champion_version(),
         args.dir.display()
+    );
+    println!(
+        "  replay this model's lifecycle over what it saw: driftline backtest --pipeline {} --model fraud fraud_joined --delay {}",
+        args.dir.join("PIPELINE.toml").display(),
+        args.label_delay
     );
     let summary = json!({
         "events": args.events,

@@ -289,3 +289,136 @@ fn load_parquet(path: &Path) -> anyhow::Result<(Vec<String>, Columns)> {
     }
     Ok((headers, columns))
 }
+
+/// Rows of a recorded stream read as a declared model reads events: its
+/// features, in its order, as numbers (or booleans); the label as a class
+/// number; and each row's time in milliseconds, if a time column is named.
+pub struct ModelRows {
+    pub xs: Vec<Vec<f64>>,
+    pub ys: Vec<usize>,
+    pub times_ms: Option<Vec<i64>>,
+}
+
+pub fn load_for_model(
+    path: &Path,
+    features: &[String],
+    label: &str,
+    time: Option<&str>,
+) -> anyhow::Result<ModelRows> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let (headers, columns) = if name.ends_with(".parquet") {
+        load_parquet(path)?
+    } else {
+        load_csv(path, &name)?
+    };
+    let column = |wanted: &str, what: &str| -> anyhow::Result<usize> {
+        headers.iter().position(|h| h == wanted).with_context(|| {
+            format!(
+                "{}: there is no {what} column {wanted:?}; the columns are {}",
+                path.display(),
+                headers.join(", ")
+            )
+        })
+    };
+    let feature_columns: Vec<usize> = features
+        .iter()
+        .map(|f| column(f, "feature"))
+        .collect::<anyhow::Result<_>>()?;
+    let label_column = column(label, "label")?;
+    let time_column = time.map(|t| column(t, "time")).transpose()?;
+    let number = |row: usize, c: usize| -> anyhow::Result<f64> {
+        let n = columns.number(row, c);
+        if !n.is_nan() {
+            return Ok(n);
+        }
+        match columns.text(row, c) {
+            "true" | "True" | "TRUE" => Ok(1.0),
+            "false" | "False" | "FALSE" => Ok(0.0),
+            text => bail!(
+                "{}: row {}: {:?} in column {:?} is not a number or a boolean",
+                path.display(),
+                row + 2,
+                text,
+                headers[c]
+            ),
+        }
+    };
+    let mut rows = ModelRows {
+        xs: Vec::with_capacity(columns.rows),
+        ys: Vec::with_capacity(columns.rows),
+        times_ms: time_column.map(|_| Vec::with_capacity(columns.rows)),
+    };
+    for row in 0..columns.rows {
+        let x = feature_columns
+            .iter()
+            .map(|&c| number(row, c))
+            .collect::<anyhow::Result<Vec<f64>>>()?;
+        let y = number(row, label_column)?;
+        if y < 0.0 || y.fract() != 0.0 {
+            bail!(
+                "{}: row {}: label {y} is not a class number (0, 1, ...)",
+                path.display(),
+                row + 2
+            );
+        }
+        rows.xs.push(x);
+        rows.ys.push(y as usize);
+        if let (Some(c), Some(times)) = (time_column, rows.times_ms.as_mut()) {
+            times.push(time_ms(columns.text(row, c)).with_context(|| {
+                format!(
+                    "{}: row {}: {:?} in the time column is not a time (milliseconds or seconds since the epoch, or RFC 3339)",
+                    path.display(),
+                    row + 2,
+                    columns.text(row, c)
+                )
+            })?);
+        }
+    }
+    Ok(rows)
+}
+
+/// Milliseconds since the epoch from a number of seconds or milliseconds
+/// (told apart by size), or an RFC 3339 time in UTC (`...Z`).
+fn time_ms(text: &str) -> Option<i64> {
+    if let Ok(n) = text.parse::<f64>() {
+        // Seconds until the year 5138; milliseconds from 1973 on.
+        return Some(if n.abs() < 1e11 { n * 1000.0 } else { n } as i64);
+    }
+    // YYYY-MM-DDTHH:MM:SS[.fff]Z
+    let text = text.strip_suffix('Z')?;
+    let (date, clock) = text.split_once(['T', ' '])?;
+    let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
+    let mut clock = clock.splitn(3, ':');
+    let hour: i64 = clock.next()?.parse().ok()?;
+    let minute: i64 = clock.next()?.parse().ok()?;
+    let seconds: f64 = clock.next()?.parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // days-from-civil (Howard Hinnant's algorithm)
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hour * 3600 + minute * 60) * 1000 + (seconds * 1000.0) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_seconds_milliseconds_or_rfc_3339() {
+        assert_eq!(time_ms("1795564800"), Some(1_795_564_800_000));
+        assert_eq!(time_ms("1795564800123"), Some(1_795_564_800_123));
+        assert_eq!(time_ms("2026-11-25T00:00:00Z"), Some(1_795_564_800_000));
+        assert_eq!(time_ms("2026-11-25T00:00:01.5Z"), Some(1_795_564_801_500));
+        assert_eq!(time_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(time_ms("yesterday"), None);
+        assert_eq!(time_ms("2026-13-01T00:00:00Z"), None);
+    }
+}

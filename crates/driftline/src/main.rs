@@ -13,6 +13,7 @@ mod client;
 mod cmd_auth;
 mod cmd_aws;
 mod cmd_backtest;
+mod cmd_backtest_model;
 mod cmd_bench;
 mod cmd_demo;
 mod cmd_get;

@@ -149,3 +149,176 @@ pub fn html(file: &str, target: &str, samples: usize, runs: &[RunResult]) -> Str
     out.push_str("</table>\n</body></html>\n");
     out
 }
+
+/// The report of a declared model's replay: the served accuracy over time
+/// beside the first version's, every decision marked where it was taken,
+/// and the decisions with their reasons.
+pub fn lifecycle_html(
+    model: &str,
+    data: &str,
+    report: &driftline_ml::lifecycle::replay::ReplayReport,
+) -> String {
+    use driftline_ml::lifecycle::LifecycleEvent as E;
+    let (width, height, left, top, bottom) = (960.0, 320.0, 50.0, 24.0, 30.0);
+    let plot_h = height - top - bottom;
+    let plot_w = width - left - 20.0;
+    let first = report
+        .windowed
+        .first()
+        .map_or(0, |w| w.end.saturating_sub(1));
+    let last = report.windowed.last().map_or(1, |w| w.end);
+    let span = (last - first).max(1) as f64;
+    let x_of = |i: usize| left + plot_w * (i.saturating_sub(first)) as f64 / span;
+    let y_of = |v: f64| top + plot_h * (1.0 - v);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="accuracy over time"><rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ccc"/>"##
+    );
+    for tick in 0..=4 {
+        let v = f64::from(tick) / 4.0;
+        let y = y_of(v);
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{v:.2}</text>"##,
+            left + plot_w,
+            left - 4.0,
+            y + 4.0
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">events ({first} to {last})</text>"#,
+        left + plot_w / 2.0,
+        height - 8.0
+    );
+    for (class, color, value) in [("first-version", "#999", 1), ("served", "#1f77b4", 0)] {
+        let points: Vec<String> = report
+            .windowed
+            .iter()
+            .map(|w| {
+                let v = if value == 0 {
+                    w.accuracy
+                } else {
+                    w.first_version_accuracy
+                };
+                format!("{:.1},{:.1}", x_of(w.end), y_of(v))
+            })
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline class="{class}" fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
+            points.join(" ")
+        );
+    }
+    for step in &report.decisions {
+        let x = x_of(step.index);
+        let what = escape(&crate::cmd_backtest_model::describe(&step.event));
+        let (class, mark) = match &step.event {
+            E::DriftAlarm { .. } => (
+                "drift",
+                format!(
+                    r##"<path d="M{x:.1},{top} l-4,-8 h8 z" fill="#d62728"><title>{what}</title></path>"##
+                ),
+            ),
+            E::DataDrift { .. } => (
+                "data-drift",
+                format!(
+                    r##"<path d="M{x:.1},{top} l-4,-8 h8 z" fill="#9467bd"><title>{what}</title></path>"##
+                ),
+            ),
+            E::Retrain { .. } => (
+                "retrain",
+                format!(
+                    r##"<line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{}" stroke="#333"><title>{what}</title></line>"##,
+                    top + plot_h,
+                    top + plot_h - 8.0
+                ),
+            ),
+            E::TrialStarted { .. } => (
+                "trial",
+                format!(
+                    r##"<circle cx="{x:.1}" cy="{}" r="3" fill="#17becf"><title>{what}</title></circle>"##,
+                    top + plot_h - 12.0
+                ),
+            ),
+            E::Promoted { .. } => (
+                "promotion",
+                format!(
+                    r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{}" stroke="#2ca02c" stroke-dasharray="4 3"><title>{what}</title></line>"##,
+                    top + plot_h
+                ),
+            ),
+            E::Rejected { .. } => (
+                "rejection",
+                format!(
+                    r##"<text x="{x:.1}" y="{}" font-size="11" fill="#7f7f7f" text-anchor="middle">×<title>{what}</title></text>"##,
+                    top + plot_h - 14.0
+                ),
+            ),
+            E::RolledBack { .. } => (
+                "rollback",
+                format!(
+                    r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{}" stroke="#ff7f0e" stroke-width="2"><title>{what}</title></line>"##,
+                    top + plot_h
+                ),
+            ),
+        };
+        let _ = write!(svg, r#"<g class="{class}">{mark}</g>"#);
+    }
+    svg.push_str("</svg>");
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>driftline backtest: {} over {}</title>\n<style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f0f0f0}}td.name{{text-align:left}}</style></head><body>\n",
+        escape(model),
+        escape(data)
+    );
+    let count = |k: &str| report.counts.get(k).copied().unwrap_or(0);
+    let _ = write!(
+        out,
+        "<h1>The lifecycle of {} replayed over {}</h1>\n<p>{} events ({}), accuracy <b>{:.4}</b>, the first version alone {:.4}; v{} serving at the end. Drift alarms {}, data-drift alarms {}, retrains {}, trials {}, promotions {}, rejections {}, rollbacks {}.</p>\n",
+        escape(model),
+        escape(data),
+        report.events,
+        escape(&report.learner),
+        report.accuracy,
+        report.first_version_accuracy,
+        report.final_champion,
+        count("drift_alarms"),
+        count("data_drift_alarms"),
+        count("retrains"),
+        count("trials"),
+        count("promotions"),
+        count("rejections"),
+        count("rollbacks")
+    );
+    out.push_str("<h2>Accuracy per window</h2>\n<p>Blue: what served; grey: the first version had it never been replaced. Red triangles: drift alarms; purple: data-drift alarms; ticks: retrains; dashed green: promotions; ×: rejections; orange: rollbacks.</p>\n");
+    out.push_str(&svg);
+    if !report.alarm_to_serving.is_empty() {
+        out.push_str("\n<h2>From alarm to serving</h2>\n<table><tr><th>alarm at event</th><th>serving at event</th><th>events</th><th>simulated ms</th></tr>\n");
+        for a in &report.alarm_to_serving {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                a.alarm_index,
+                a.serving_index,
+                a.events,
+                a.ms.map_or("-".to_string(), |ms| ms.to_string())
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("\n<h2>Decisions</h2>\n<table><tr><th>event</th><th>simulated ms</th><th>decision</th></tr>\n");
+    for step in &report.decisions {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"name\">{}</td></tr>",
+            step.index,
+            step.at_ms,
+            escape(&crate::cmd_backtest_model::describe(&step.event))
+        );
+    }
+    out.push_str("</table>\n</body></html>\n");
+    out
+}

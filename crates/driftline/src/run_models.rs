@@ -144,6 +144,44 @@ async fn bootstrap(
     Ok(Some(served))
 }
 
+/// The delivery of a model's joined examples (from `joined`, its
+/// `NAME-joined` stream) to its lake table `NAME_joined`: the stage, and the
+/// delivery its label consumer shares.
+pub fn joined_stage(
+    config: &PipelineConfig,
+    model: &ModelConfig,
+    joined: Arc<Stream>,
+    lake: &Lake,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(Delivery, Stage)> {
+    let features = model.features().to_vec();
+    let lake_config = config.lake.clone().unwrap_or_default();
+    let delivery = Delivery {
+        lake: lake.clone(),
+        table: model.joined_table(),
+        schema: joined_schema(&features)?,
+        compression: lake_config.compression,
+        max_buffer: Duration::from_secs(lake_config.max_buffer_seconds),
+        max_buffer_bytes: lake_config.max_buffer_bytes,
+        bus: None,
+    };
+    let stats = Arc::new(MappingStats::default());
+    let mapping = Mapping {
+        config: ProcessorConfig::internal(&model.joined_consumer(), joined.name(), 100),
+        stream: joined,
+        dead_letters: None,
+        processor: Arc::new(joined_processor(&features)?),
+        delivery: delivery.clone(),
+        stats: stats.clone(),
+    };
+    let stage = (
+        model.joined_consumer(),
+        stats,
+        tokio::spawn(run_mapping(mapping, stop.clone())),
+    );
+    Ok((delivery, stage))
+}
+
 async fn start_model(
     config: &PipelineConfig,
     model: &ModelConfig,
@@ -186,18 +224,7 @@ async fn start_model(
     };
 
     // Makes the service around its first champion and starts its label consumer.
-    let lake_config = config.lake.clone().unwrap_or_default();
-    let schema = joined_schema(&features)?;
-    // The joined examples' table (labels, which make no rows, share it).
-    let delivery = Delivery {
-        lake: lake.clone(),
-        table: model.joined_table(),
-        schema,
-        compression: lake_config.compression,
-        max_buffer: Duration::from_secs(lake_config.max_buffer_seconds),
-        max_buffer_bytes: lake_config.max_buffer_bytes,
-        bus: None,
-    };
+    let (delivery, joined_stage) = joined_stage(config, model, joined.clone(), lake, stop)?;
     let mapping = {
         let delivery = delivery.clone();
         move |consumer: String, stream: Arc<Stream>, processor: Arc<dyn Processor>, stats| Mapping {
@@ -209,19 +236,7 @@ async fn start_model(
             stats,
         }
     };
-    let mut stages = Vec::new();
-    let joined_stats = Arc::new(MappingStats::default());
-    let joined_mapping = mapping(
-        model.joined_consumer(),
-        joined.clone(),
-        Arc::new(joined_processor(&features)?),
-        joined_stats.clone(),
-    );
-    stages.push((
-        model.joined_consumer(),
-        joined_stats,
-        tokio::spawn(run_mapping(joined_mapping, stop.clone())),
-    ));
+    let mut stages = vec![joined_stage];
 
     let trainer = trainer(model, lake).await?;
     if let Some(sagemaker) = &model.sagemaker {

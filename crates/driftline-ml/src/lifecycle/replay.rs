@@ -303,10 +303,12 @@ impl Run<'_> {
     }
 
     fn apply(&mut self, decisions: Vec<Decision>, index: usize, now: i64, ys: &[usize]) {
+        // Serving reports a batch's other decisions before its retrain ends
+        // (the retrain runs in the background): so does the replay.
+        let mut retrains = Vec::new();
         for decision in decisions {
             if let Decision::Retrain { why, take } = decision {
-                let more = self.retrain(why, take, now, ys);
-                self.apply(more, index, now, ys);
+                retrains.push((why, take));
                 continue;
             }
             let Some(event) = decision.event() else {
@@ -343,6 +345,10 @@ impl Run<'_> {
                 at_ms: now,
                 event,
             });
+        }
+        for (why, take) in retrains {
+            let more = self.retrain(why, take, now, ys);
+            self.apply(more, index, now, ys);
         }
     }
 
@@ -402,5 +408,112 @@ impl Run<'_> {
             },
             now,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::monitor::{ConceptSpec, DataTest};
+    use crate::lifecycle::{DataSpec, Gate, PolicyConfig, Promotion};
+
+    fn config() -> ReplayConfig {
+        ReplayConfig {
+            spec: LifecycleSpec {
+                policy: PolicyConfig {
+                    on_concept: true,
+                    on_data: false,
+                    every_labels: 0,
+                    accuracy_floor: 0.0,
+                    cooldown_ms: 0,
+                    min_train: 200,
+                    window: 5000,
+                },
+                gate: Gate {
+                    min_gain: 0.005,
+                    max_latency_us: 1e6,
+                    max_size_bytes: 1 << 30,
+                },
+                concept: ConceptSpec::default(),
+                data: DataSpec {
+                    test: DataTest::Psi,
+                    threshold: 0.2,
+                    window: 1000,
+                    every: 500,
+                    rest_ms: 0,
+                },
+                metric_window: 500,
+                rollback_after: 300,
+                rollback_margin: 0.02,
+                promotion: Promotion::Direct,
+                trial_labels: 300,
+                holdout_fraction: 0.25,
+            },
+            learner: "lr".into(),
+            seed: 1,
+            n_classes: 2,
+            features: vec!["a".into(), "b".into()],
+            delay: 10,
+            bootstrap: 1000,
+            window: 500,
+            schedule_ms: None,
+        }
+    }
+
+    /// The label is `a > 0.5` until row 4000, then its opposite.
+    fn flipping(rows: usize) -> (Vec<Vec<f64>>, Vec<usize>, Vec<i64>) {
+        let mut state = 3u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let xs: Vec<Vec<f64>> = (0..rows).map(|_| vec![next(), next()]).collect();
+        let ys = xs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| usize::from((x[0] > 0.5) != (i >= 4000)))
+            .collect();
+        (xs, ys, (0..rows as i64).collect())
+    }
+
+    #[test]
+    fn a_flipped_concept_is_caught_retrained_on_and_served() {
+        let (xs, ys, times) = flipping(10_000);
+        let report = replay(&config(), &xs, &ys, &times, &mut |_| {}).expect("replay");
+        assert_eq!(report.events, 9000);
+        let alarm = report
+            .decisions
+            .iter()
+            .find(|s| matches!(s.event, LifecycleEvent::DriftAlarm { .. }))
+            .expect("an alarm");
+        assert!((4000..4600).contains(&alarm.index), "{alarm:?}");
+        assert!(report.counts.get("promotions").copied().unwrap_or(0) >= 1);
+        assert!(!report.alarm_to_serving.is_empty());
+        // after the flip the first version is wrong, the lifecycle is not
+        let last = report.windowed.last().expect("windows");
+        assert!(last.first_version_accuracy < 0.2, "{last:?}");
+        assert!(last.accuracy > 0.8, "{last:?}");
+        assert_eq!(report.windowed.len(), 18);
+    }
+
+    #[test]
+    fn too_few_rows_and_labels_out_of_range_are_refused() {
+        let (xs, ys, times) = flipping(1000);
+        assert!(matches!(
+            replay(&config(), &xs, &ys, &times, &mut |_| {}),
+            Err(ReplayError::TooShort {
+                rows: 1000,
+                bootstrap: 1000
+            })
+        ));
+        let (xs, mut ys, times) = flipping(2000);
+        ys[1500] = 2;
+        let error = replay(&config(), &xs, &ys, &times, &mut |_| {}).expect_err("bad label");
+        assert_eq!(
+            error.to_string(),
+            "row 1500: label 2 is not a class of the model (0..2)"
+        );
     }
 }

@@ -108,24 +108,7 @@ fn a_backtest_writes_a_summary_per_model_and_policy_and_a_report_that_renders() 
     assert!(last_window.as_f64() > Some(0.9), "{drift_run}");
 
     // the report opens in a real browser: the charts exist and hold one line per run
-    let profile = tempfile::tempdir().expect("profile");
-    let dom = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", html_path.display()))
-        .output()
-        .expect("chromium must be installed (.ci/run installs Debian's chromium)");
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = crate::util::browser_dom(&html_path);
     assert_eq!(dom.matches("<svg class=\"chart\"").count(), 2, "{dom}");
     let lines: Vec<&str> = dom.split("<polyline class=\"run\"").skip(1).collect();
     assert_eq!(lines.len(), 8, "two charts x four runs");

@@ -14,6 +14,7 @@ mod lambda;
 mod models;
 mod pipeline;
 mod python;
+mod replay;
 #[cfg(feature = "aws")]
 mod s3;
 mod sagemaker;

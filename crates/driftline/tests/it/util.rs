@@ -280,3 +280,25 @@ pub fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
+
+/// The DOM of an HTML file as headless Chromium renders it.
+pub fn browser_dom(html: &Path) -> String {
+    let profile = tempfile::tempdir().expect("profile");
+    let dom = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium must be installed (.ci/run installs Debian's chromium)");
+    String::from_utf8_lossy(&dom.stdout).to_string()
+}
