@@ -167,17 +167,7 @@ fn print_report(name: &str, data: &str, report: &ReplayReport, config: &ReplayCo
         "  accuracy {:.4} (the first version alone: {:.4}); serving v{} at the end",
         report.accuracy, report.first_version_accuracy, report.final_champion
     );
-    let count = |k: &str| report.counts.get(k).copied().unwrap_or(0);
-    println!(
-        "  drift alarms {} | data-drift alarms {} | retrains {} | trials {} | promotions {} | rejections {} | rollbacks {}",
-        count("drift_alarms"),
-        count("data_drift_alarms"),
-        count("retrains"),
-        count("trials"),
-        count("promotions"),
-        count("rejections"),
-        count("rollbacks")
-    );
+    println!("  {}", report.counts_line());
     for a in &report.alarm_to_serving {
         println!(
             "  alarm at event {} -> serving at event {}: {} events{}",

@@ -105,7 +105,7 @@ fn transaction_json(i: u64, t: &Transaction) -> Value {
     let mut event = t.features.clone();
     // one event a second of simulated time, from 2026-11-25T00:00:00Z
     let ts = 1_795_564_800 + i as i64;
-    let time = chrono_like_rfc3339(ts);
+    let time = rfc3339(ts);
     if let Value::Object(map) = &mut event {
         map.insert("id".into(), json!(format!("tx-{i}")));
         map.insert("ts".into(), json!(time));
@@ -113,26 +113,11 @@ fn transaction_json(i: u64, t: &Transaction) -> Value {
     event
 }
 
-/// RFC 3339 for seconds since the epoch (UTC), without a date library here.
-fn chrono_like_rfc3339(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    // civil-from-days (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
+/// RFC 3339 for seconds since the epoch (UTC).
+fn rfc3339(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {

@@ -378,33 +378,17 @@ pub fn load_for_model(
 }
 
 /// Milliseconds since the epoch from a number of seconds or milliseconds
-/// (told apart by size), or an RFC 3339 time in UTC (`...Z`).
+/// (told apart by size), or an RFC 3339 time.
 fn time_ms(text: &str) -> Option<i64> {
     if let Ok(n) = text.parse::<f64>() {
         // Seconds until the year 5138; milliseconds from 1973 on.
-        return Some(if n.abs() < 1e11 { n * 1000.0 } else { n } as i64);
+        return n
+            .is_finite()
+            .then_some(if n.abs() < 1e11 { n * 1000.0 } else { n } as i64);
     }
-    // YYYY-MM-DDTHH:MM:SS[.fff]Z
-    let text = text.strip_suffix('Z')?;
-    let (date, clock) = text.split_once(['T', ' '])?;
-    let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
-    let mut clock = clock.splitn(3, ':');
-    let hour: i64 = clock.next()?.parse().ok()?;
-    let minute: i64 = clock.next()?.parse().ok()?;
-    let seconds: f64 = clock.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    // days-from-civil (Howard Hinnant's algorithm)
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + hour * 3600 + minute * 60) * 1000 + (seconds * 1000.0) as i64)
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -418,6 +402,10 @@ mod tests {
         assert_eq!(time_ms("2026-11-25T00:00:00Z"), Some(1_795_564_800_000));
         assert_eq!(time_ms("2026-11-25T00:00:01.5Z"), Some(1_795_564_801_500));
         assert_eq!(time_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            time_ms("2026-11-25T01:00:00+01:00"),
+            Some(1_795_564_800_000)
+        );
         assert_eq!(time_ms("yesterday"), None);
         assert_eq!(time_ms("2026-13-01T00:00:00Z"), None);
     }

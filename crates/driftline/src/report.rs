@@ -18,6 +18,53 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A chart's plot area and where it sits.
+struct Frame {
+    width: f64,
+    height: f64,
+    left: f64,
+    top: f64,
+    plot_w: f64,
+    plot_h: f64,
+}
+
+/// An open `<svg class="chart">` with its plot area, five ticks from `lo` to
+/// `hi` on the y axis and the x axis named; the caller draws and closes it.
+fn frame(f: &Frame, attributes: &str, (lo, hi): (f64, f64), x_label: &str) -> String {
+    let Frame {
+        width,
+        height,
+        left,
+        top,
+        plot_w,
+        plot_h,
+    } = *f;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg class="chart" {attributes} xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img"><rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ccc"/>"##
+    );
+    for tick in 0..=4 {
+        let v = lo + (hi - lo) * f64::from(tick) / 4.0;
+        let y = top + plot_h * (1.0 - (v - lo) / (hi - lo));
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{v:.2}</text>"##,
+            left + plot_w,
+            left - 4.0,
+            y + 4.0
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
+        left + plot_w / 2.0,
+        height - 8.0,
+        escape(x_label)
+    );
+    svg
+}
+
 fn chart(title: &str, metric: &str, runs: &[RunResult], samples: usize) -> String {
     let (width, height, left, top, bottom) = (960.0, 320.0, 50.0, 20.0, 30.0);
     let plot_h = height - top - bottom;
@@ -38,31 +85,18 @@ fn chart(title: &str, metric: &str, runs: &[RunResult], samples: usize) -> Strin
     };
     let x_of = |i: usize| left + plot_w * i as f64 / samples.max(1) as f64;
     let y_of = |v: f64| top + plot_h * (1.0 - (v - lo) / (hi - lo));
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="chart" data-metric="{metric}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{title}">"#
-    );
-    let _ = write!(
-        svg,
-        r##"<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ccc"/>"##
-    );
-    for tick in 0..=4 {
-        let v = lo + (hi - lo) * f64::from(tick) / 4.0;
-        let y = y_of(v);
-        let _ = write!(
-            svg,
-            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{v:.2}</text>"##,
-            left + plot_w,
-            left - 4.0,
-            y + 4.0
-        );
-    }
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">events (0 to {samples})</text>"#,
-        left + plot_w / 2.0,
-        height - 8.0
+    let mut svg = frame(
+        &Frame {
+            width,
+            height,
+            left,
+            top,
+            plot_w,
+            plot_h,
+        },
+        &format!(r#"data-metric="{metric}" aria-label="{title}""#),
+        (lo, hi),
+        &format!("events (0 to {samples})"),
     );
     for (n, run) in runs.iter().enumerate() {
         let color = COLORS[n % COLORS.len()];
@@ -170,27 +204,18 @@ pub fn lifecycle_html(
     let span = (last - first).max(1) as f64;
     let x_of = |i: usize| left + plot_w * (i.saturating_sub(first)) as f64 / span;
     let y_of = |v: f64| top + plot_h * (1.0 - v);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="accuracy over time"><rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ccc"/>"##
-    );
-    for tick in 0..=4 {
-        let v = f64::from(tick) / 4.0;
-        let y = y_of(v);
-        let _ = write!(
-            svg,
-            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{v:.2}</text>"##,
-            left + plot_w,
-            left - 4.0,
-            y + 4.0
-        );
-    }
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">events ({first} to {last})</text>"#,
-        left + plot_w / 2.0,
-        height - 8.0
+    let mut svg = frame(
+        &Frame {
+            width,
+            height,
+            left,
+            top,
+            plot_w,
+            plot_h,
+        },
+        r#"aria-label="accuracy over time""#,
+        (0.0, 1.0),
+        &format!("rows ({first} to {last})"),
     );
     for (class, color, value) in [("first-version", "#999", 1), ("served", "#1f77b4", 0)] {
         let points: Vec<String> = report
@@ -274,10 +299,9 @@ pub fn lifecycle_html(
         escape(model),
         escape(data)
     );
-    let count = |k: &str| report.counts.get(k).copied().unwrap_or(0);
     let _ = write!(
         out,
-        "<h1>The lifecycle of {} replayed over {}</h1>\n<p>{} events ({}), accuracy <b>{:.4}</b>, the first version alone {:.4}; v{} serving at the end. Drift alarms {}, data-drift alarms {}, retrains {}, trials {}, promotions {}, rejections {}, rollbacks {}.</p>\n",
+        "<h1>The lifecycle of {} replayed over {}</h1>\n<p>{} events ({}), accuracy <b>{:.4}</b>, the first version alone {:.4}; v{} serving at the end.</p>\n<p>{}</p>\n",
         escape(model),
         escape(data),
         report.events,
@@ -285,13 +309,7 @@ pub fn lifecycle_html(
         report.accuracy,
         report.first_version_accuracy,
         report.final_champion,
-        count("drift_alarms"),
-        count("data_drift_alarms"),
-        count("retrains"),
-        count("trials"),
-        count("promotions"),
-        count("rejections"),
-        count("rollbacks")
+        escape(&report.counts_line())
     );
     out.push_str("<h2>Accuracy per window</h2>\n<p>Blue: what served; grey: the first version had it never been replaced. Red triangles: drift alarms; purple: data-drift alarms; ticks: retrains; dashed green: promotions; ×: rejections; orange: rollbacks.</p>\n");
     out.push_str(&svg);

@@ -81,6 +81,23 @@ pub struct ReplayReport {
     pub seconds: f64,
 }
 
+impl ReplayReport {
+    /// How many of each decision, in a line.
+    pub fn counts_line(&self) -> String {
+        let count = |k: &str| self.counts.get(k).copied().unwrap_or(0);
+        format!(
+            "drift alarms {} | data-drift alarms {} | retrains {} | trials {} | promotions {} | rejections {} | rollbacks {}",
+            count("drift_alarms"),
+            count("data_drift_alarms"),
+            count("retrains"),
+            count("trials"),
+            count("promotions"),
+            count("rejections"),
+            count("rollbacks")
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error(transparent)]
