@@ -18,7 +18,7 @@ pub struct BacktestArgs {
     /// bootstrap table's label when DATA is that table).
     #[arg(long)]
     pub target: Option<String>,
-    /// Learners to compare (lr, lr_adam, lr_ftrl, ht, hat, arf, gbt; default:
+    /// Learners to compare (lr, lr_adam, lr_ftrl, ht, hat, arf, gbt, knn, best; default:
     /// all); with --pipeline, the one declared model to replay.
     #[arg(long = "model")]
     pub models: Vec<String>,

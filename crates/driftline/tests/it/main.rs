@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod demo;
 mod disk_full;
+mod docs;
 #[cfg(feature = "aws")]
 mod lambda;
 mod models;
