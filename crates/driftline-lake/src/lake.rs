@@ -12,8 +12,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use crate::error::{LakeError, Result};
 use crate::object_name::{partition_path, ObjectName};
 use crate::parquet_io::{encode_parquet, Compression};
-use crate::position::Position;
 use crate::table::{Row, TableSchema};
+use crate::Position;
 
 /// An object delivery wrote: its path in the lake and the rows it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,14 +13,14 @@ mod error;
 mod lake;
 mod object_name;
 mod parquet_io;
-mod position;
 pub mod registry;
 mod table;
 
+/// Positions are the log's (one definition, ordered as numbers of any width).
+pub use driftline_log::Position;
 pub use error::{LakeError, Result};
 pub use lake::{Lake, StoredObject, WrittenObject};
 pub use object_name::{partition_path, ObjectName};
 pub use parquet_io::{encode_parquet, Compression};
-pub use position::Position;
 pub use registry::{Decision, Registry, Status, TrainingData, VersionRecord, VersionState};
 pub use table::{Field, FieldType, Row, TableSchema, Value};

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::position::Position;
+use crate::Position;
 
 /// `dt=YYYY-MM-DD/hour=HH` of a time in microseconds since the epoch (UTC).
 pub fn partition_path(time_us: i64) -> String {

@@ -103,7 +103,7 @@ pub enum Value {
 pub struct Row {
     pub values: Vec<Value>,
     pub shard: String,
-    pub sequence_number: crate::position::Position,
+    pub sequence_number: crate::Position,
     /// Partitions the row: the event time, or the arrival time.
     pub partition_time_us: i64,
 }

@@ -41,6 +41,7 @@ pub mod frame;
 mod fsutil;
 pub mod hash;
 pub mod journal;
+pub mod position;
 pub mod segment;
 pub mod sequence;
 pub mod shard;
@@ -52,9 +53,10 @@ pub use durability::Durability;
 pub use error::{LogError, Result};
 pub use frame::{NewRecord, StoredRecord};
 pub use hash::{partition_key_hash, HashKeyRange};
+pub use position::Position;
 pub use sequence::SequenceNumber;
 pub use shard::{AppendOutcome, ReadOutcome, RecoveryReport, ShardLog, ShardOptions};
-pub use store::{validate_stream_name, LogConfig, LogStore, StreamSpec};
+pub use store::{is_stream_name, validate_stream_name, LogConfig, LogStore, StreamSpec};
 pub use stream::{
     parse_shard_id, shard_id, RecordPosition, ShardMeta, Stream, StreamMeta, StreamMode,
 };

@@ -256,14 +256,19 @@ impl LogStore {
     }
 }
 
-/// Stream names as Kinesis allows them: 1 to 128 of `[a-zA-Z0-9_.-]`.
-pub fn validate_stream_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
+/// Whether `name` is a stream name as Kinesis allows them: 1 to 128 of
+/// `[a-zA-Z0-9_.-]`. The one rule, for the log, the API and pipeline files.
+pub fn is_stream_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 128
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if valid {
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// [`is_stream_name`] as an error that says the rule.
+pub fn validate_stream_name(name: &str) -> Result<()> {
+    if is_stream_name(name) {
         Ok(())
     } else {
         Err(LogError::InvalidArgument(format!(

@@ -49,29 +49,3 @@ impl StreamWriter for Stream {
             .collect()
     }
 }
-
-/// Orders two decimal sequence numbers (no leading zeros) as numbers: a
-/// shorter one is smaller, and `"10"` comes after `"9"`.
-pub fn sequence_order(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sequence_numbers_order_as_numbers() {
-        use std::cmp::Ordering::*;
-        assert_eq!(sequence_order("9", "10"), Less);
-        assert_eq!(sequence_order("10", "9"), Greater);
-        assert_eq!(sequence_order("123", "123"), Equal);
-        assert_eq!(
-            sequence_order(
-                "49590338271490256608559692538361571095921575989136588802",
-                "49590338271490256608559692538361571095921575989136588898"
-            ),
-            Less
-        );
-    }
-}

@@ -288,12 +288,7 @@ impl KinesisSourceConfig {
 
 /// A Kinesis stream name: 1-128 of [a-zA-Z0-9_.-].
 pub(crate) fn check_kinesis_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
+    if driftline_log::is_stream_name(name) {
         Ok(())
     } else {
         Err(format!(

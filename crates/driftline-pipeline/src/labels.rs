@@ -27,14 +27,23 @@ fn parse(data: &[u8]) -> Result<(String, usize), String> {
         .and_then(serde_json::Value::as_str)
         .ok_or("no string \"request_id\"")?;
     let label = match value.get("label") {
-        Some(serde_json::Value::Bool(b)) => usize::from(*b),
-        Some(number) => number
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or("\"label\" must be a class number (0, 1, ...) or a boolean")?,
+        Some(label) => label_of(label).ok_or(LABEL_RULE)?,
         None => return Err("no \"label\"".into()),
     };
     Ok((request_id.to_string(), label))
+}
+
+/// What a label may be, for errors.
+pub const LABEL_RULE: &str = "\"label\" must be a class number (0, 1, ...) or a boolean";
+
+/// A label as outcomes give it, over HTTP or on a label stream: a class
+/// number, or a boolean for two classes.
+pub fn label_of(value: &serde_json::Value) -> Option<usize> {
+    match value {
+        serde_json::Value::Bool(b) => Some(usize::from(*b)),
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+        _ => None,
+    }
 }
 
 impl Processor for LabelProcessor {

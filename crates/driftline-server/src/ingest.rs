@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use driftline_log::writer::sequence_order;
+use driftline_log::Position;
 use driftline_log::{LogError, NewRecord, StreamWriter};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
@@ -173,10 +173,10 @@ fn write_chunk(stream: &dyn StreamWriter, chunk: Vec<NewRecord>, summary: &mut I
                     .ranges
                     .entry(position.shard)
                     .or_insert_with(|| (sequence.clone(), sequence.clone()));
-                if sequence_order(&sequence, &range.0).is_lt() {
+                if Position::order_text(&sequence, &range.0).is_lt() {
                     range.0 = sequence.clone();
                 }
-                if sequence_order(&sequence, &range.1).is_gt() {
+                if Position::order_text(&sequence, &range.1).is_gt() {
                     range.1 = sequence;
                 }
             }

@@ -194,8 +194,10 @@ pub async fn labels(
     };
     let (mut joined, mut unmatched) = (0, Vec::new());
     for (i, item) in items.iter().enumerate() {
-        let (Some(id), Some(label)) = (item["request_id"].as_str(), label_of(&item["label"]))
-        else {
+        let (Some(id), Some(label)) = (
+            item["request_id"].as_str(),
+            driftline_pipeline::labels::label_of(&item["label"]),
+        ) else {
             return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("label {i}: needs \"request_id\" (a string) and \"label\" (a class number or a boolean), got {item}"),
@@ -208,14 +210,6 @@ pub async fn labels(
         }
     }
     Ok(Json(json!({"model": name, "joined": joined, "unmatched": unmatched})).into_response())
-}
-
-fn label_of(value: &Value) -> Option<usize> {
-    match value {
-        Value::Bool(b) => Some(usize::from(*b)),
-        Value::Number(n) => n.as_u64().map(|n| n as usize),
-        _ => None,
-    }
 }
 
 /// The models served, those the caller may use only.

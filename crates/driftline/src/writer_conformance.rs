@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use driftline_log::writer::sequence_order;
+use driftline_log::Position;
 use driftline_log::{NewRecord, StreamWriter};
 
 /// A record as read back: shard, sequence number, partition key, data.
@@ -49,7 +49,7 @@ pub fn suite(writer: &dyn StreamWriter, read_all: impl Fn() -> Vec<ReadBack>) {
         );
         if let Some(before) = last_in_shard.insert(shard, sequence) {
             assert!(
-                sequence_order(before, sequence).is_lt(),
+                Position::parse(before) < Position::parse(sequence),
                 "{before} then {sequence}"
             );
         }

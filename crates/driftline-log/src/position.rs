@@ -42,10 +42,20 @@ impl From<u128> for Position {
     }
 }
 
+impl Position {
+    /// Orders two canonical decimal texts (no leading zeros) as the numbers
+    /// they are, without parsing them: more digits is a larger number. The
+    /// order of positions, for callers holding the text (the ingest path).
+    pub fn order_text(a: &str, b: &str) -> Ordering {
+        a.len()
+            .cmp(&b.len())
+            .then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    }
+}
+
 impl Ord for Position {
     fn cmp(&self, other: &Position) -> Ordering {
-        // Canonical text: more digits is a larger number.
-        (self.0.len(), self.0.as_bytes()).cmp(&(other.0.len(), other.0.as_bytes()))
+        Position::order_text(&self.0, &other.0)
     }
 }
 
@@ -67,6 +77,11 @@ mod tests {
 
     #[test]
     fn positions_compare_as_numbers_of_any_width() {
+        assert!(Position::from(9) < Position::from(10));
+        assert!(
+            Position::parse("49590338271490256608559692538361571095921575989136588802")
+                < Position::parse("49590338271490256608559692538361571095921575989136588898")
+        );
         let kinesis = "49590338271490256608559692538361571095921575989136588898";
         let big = Position::parse(kinesis).expect("56 digits");
         assert_eq!(big.to_u128(), None);
