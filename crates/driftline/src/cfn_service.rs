@@ -80,7 +80,7 @@ pub fn add(
     };
     // In the stack every declared stream is a Kinesis stream (the service is
     // told so with --stream-url). It reads the streams of the processors it
-    // runs, the [[kinesis]] sources and the models' labels; it puts on every
+    // runs, the Kinesis sources and the models' labels; it puts on every
     // stream (the NDJSON ingest, dead letters) and the prediction logs.
     let mut reads: Vec<Value> = config
         .processors

@@ -79,7 +79,12 @@ fn load_pipeline(path: &std::path::Path) -> anyhow::Result<(PipelineConfig, Stri
         None => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?,
     };
-    Ok((PipelineConfig::parse(&text, path)?, text))
+    let config = PipelineConfig::parse(&text, path)?;
+    // The old forms still read; say what to write instead.
+    for notice in &config.notices {
+        eprintln!("note: {notice}");
+    }
+    Ok((config, text))
 }
 
 pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
@@ -90,7 +95,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
         config.streams.len(),
         config.schemas.len(),
         config.processors.len(),
-        config.sources.len(),
+        config.sources.len() + config.kinesis.len() + config.dynamodb.len(),
         config.models.len()
     );
     Ok(())
@@ -463,7 +468,7 @@ fn aws_stream_stages(
         Ok(Vec::new())
     } else {
         anyhow::bail!(
-            "[[dynamodb]] and [[kinesis]] sources need driftline built with the aws feature"
+            "sources of type \"kinesis\" and \"dynamodb\" need driftline built with the aws feature"
         )
     }
 }

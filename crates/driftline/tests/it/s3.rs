@@ -206,6 +206,7 @@ event_time = "ts"
 fields = [{{ name = "id", type = "string" }}, {{ name = "amount", type = "float" }}, {{ name = "ts", type = "timestamp" }}]
 [[source]]
 name = "uploads"
+type = "landing"
 prefix = "landing/uploads"
 schema = "event"
 on_failure = "uploads-dlq"
@@ -267,8 +268,9 @@ fn dynamodb_change_records_land_once_across_a_restart() {
 [[schema]]
 name = "change"
 fields = [{{ name = "event", type = "string" }}, {{ name = "id", type = "int" }}, {{ name = "message", type = "string", required = false }}]
-[[dynamodb]]
+[[source]]
 name = "orders"
+type = "dynamodb"
 stream_arn = "{arn}"
 schema = "change"
 transform = "{{event: .event_name, id: .keys.Id, message: (.new_image // .old_image).Message}}"
@@ -304,12 +306,12 @@ poll_ms = 200
 }
 
 /// A pipeline reading Kinesis stream `clicks` into table `clicks`, with
-/// `extra` lines in its `[[kinesis]]` section.
+/// `extra` lines in its `[[source]]` of type "kinesis".
 fn clicks_pipeline(dir: &Path, extra: &str) -> std::path::PathBuf {
     let pipeline = dir.join("clicks.toml");
     let text = format!(
         "[[schema]]\nname = \"click\"\nfields = [{{ name = \"id\", type = \"string\" }}, {{ name = \"amount\", type = \"float\" }}]\n\
-         [[kinesis]]\nname = \"clicks\"\nstream = \"clicks\"\nschema = \"click\"\npoll_ms = 200\n{extra}\n[lake]\n"
+         [[source]]\nname = \"clicks\"\ntype = \"kinesis\"\nstream = \"clicks\"\nschema = \"click\"\npoll_ms = 200\n{extra}\n[lake]\n"
     );
     std::fs::write(&pipeline, text).expect("pipeline");
     pipeline
