@@ -8,6 +8,7 @@ pub mod emf;
 pub mod function;
 pub mod labels;
 pub mod landing;
+pub mod leases;
 pub mod lifecycle;
 pub mod mapping;
 pub mod model_config;

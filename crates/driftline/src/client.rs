@@ -215,6 +215,6 @@ fn sign_request(
     body: &[u8],
 ) -> anyhow::Result<Vec<(String, String)>> {
     let credentials = Credentials::new(&key.id, &key.secret, None, None, "driftline-cli");
-    crate::sigv4_sign::post_headers(credentials, "us-east-1", service, url, headers, body)
+    driftline_aws::sigv4::post_headers(credentials, "us-east-1", service, url, headers, body)
         .map_err(|e| anyhow::anyhow!("cannot sign the request: {e}"))
 }

@@ -346,7 +346,7 @@ fn aws_stream_stages(
     outputs: &Outputs<'_>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<Stage>> {
-    use crate::sharded_source::{run, run_kinesis, SourceParts};
+    use driftline_aws::sharded_source::{run_dynamodb, run_kinesis, SourceParts};
     use driftline_pipeline::config::StartingPosition;
 
     /// Where a source reads: a DynamoDB stream (by ARN) or a Kinesis stream (by name).
@@ -438,17 +438,7 @@ fn aws_stream_stages(
         let (service, stop, batch_size) = (source.service, stop.clone(), source.batch_size);
         let task = tokio::spawn(async move {
             match service {
-                Service::Dynamodb(arn) => {
-                    let client = aws_sdk_dynamodbstreams::Client::new(&crate::aws::config().await);
-                    let stream = crate::dynamodb_source::DynamodbStream {
-                        client,
-                        arn,
-                        batch_size,
-                    };
-                    run(reader, stream, stop)
-                        .await
-                        .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
-                }
+                Service::Dynamodb(arn) => run_dynamodb(reader, arn, batch_size, stop).await,
                 Service::Kinesis(name) => run_kinesis(reader, name, batch_size, stop).await,
             }
         });
@@ -489,7 +479,7 @@ fn notifications(
     };
     let lake_prefix = rest.split_once('/').map_or("", |(_, p)| p).to_string();
     let wake = Arc::new(tokio::sync::Notify::new());
-    let task = crate::s3_notifications::run(
+    let task = driftline_aws::s3_notifications::run(
         queue.to_string(),
         lake_prefix,
         prefix.to_string(),

@@ -3,10 +3,6 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[cfg(feature = "aws")]
-mod aws;
-#[cfg(feature = "aws")]
-mod aws_json;
 mod cfn;
 mod cfn_service;
 mod client;
@@ -24,32 +20,15 @@ mod cmd_sagemaker;
 mod cmd_serve;
 mod cmd_stream;
 mod dataset;
-#[cfg(feature = "aws")]
-mod dynamodb_source;
 mod emf_report;
-#[cfg(feature = "aws")]
-mod kinesis_source;
-#[cfg(feature = "aws")]
-mod kinesis_writer;
 mod lambda_zip;
-#[cfg(feature = "aws")]
-mod leases;
 mod listen;
 mod pipeline_streams;
 mod report;
 mod run_models;
-#[cfg(feature = "aws")]
-mod s3_notifications;
-#[cfg(feature = "aws")]
-mod sagemaker_mirror;
-#[cfg(feature = "aws")]
-mod sagemaker_trainer;
-mod security;
-#[cfg(feature = "aws")]
-mod sharded_source;
-mod sigv4_sign;
 #[cfg(all(test, feature = "aws"))]
-mod test_moto;
+mod sagemaker_conformance;
+mod security;
 #[cfg(test)]
 mod writer_conformance;
 

@@ -12,12 +12,9 @@ pub struct PipelineStreams {
     store: Arc<LogStore>,
     /// Pipeline name -> Kinesis name, for the streams on Kinesis.
     kinesis: BTreeMap<String, String>,
-    /// The producers' client, used on their runtime only.
+    /// The producers of the streams on Kinesis.
     #[cfg(feature = "aws")]
-    client: Option<(
-        aws_sdk_kinesis::Client,
-        Arc<crate::kinesis_writer::WriterRuntime>,
-    )>,
+    producers: Option<driftline_aws::kinesis_writer::KinesisProducers>,
 }
 
 impl PipelineStreams {
@@ -27,7 +24,7 @@ impl PipelineStreams {
             store,
             kinesis: BTreeMap::new(),
             #[cfg(feature = "aws")]
-            client: None,
+            producers: None,
         }
     }
 
@@ -72,22 +69,9 @@ impl PipelineStreams {
 
     #[cfg(feature = "aws")]
     async fn connect(&mut self, on_kinesis: &[(String, String)]) -> anyhow::Result<()> {
-        // Their own configuration (and so HTTP client): producers run on their runtime.
-        let aws = aws_config::load_from_env().await;
-        let client = crate::kinesis_writer::producer_client(&aws);
-        let runtime = crate::kinesis_writer::WriterRuntime::new()?;
-        let region = aws.region().map_or("unset".to_string(), |r| r.to_string());
-        for (what, kinesis) in on_kinesis {
-            // Refused at the start rather than record by record.
-            let request = client.describe_stream_summary().stream_name(kinesis).send();
-            if let Err(error) = runtime.run(request).await? {
-                anyhow::bail!(
-                    "{what} is kinesis://{kinesis}, and Kinesis (region {region}) cannot describe it: {} (`driftline aws template` makes the streams a pipeline declares)",
-                    aws_sdk_kinesis::error::DisplayErrorContext(&error)
-                );
-            }
-        }
-        self.client = Some((client, runtime));
+        let producers =
+            driftline_aws::kinesis_writer::KinesisProducers::connect(on_kinesis).await?;
+        self.producers = Some(producers);
         Ok(())
     }
 
@@ -131,12 +115,10 @@ impl PipelineStreams {
         name: &str,
         kinesis: &str,
     ) -> anyhow::Result<Arc<dyn StreamWriter>> {
-        let (client, runtime) = self.client.clone().ok_or_else(|| {
+        let producers = self.producers.as_ref().ok_or_else(|| {
             anyhow::anyhow!("no Kinesis client: the pipeline declares no Kinesis stream")
         })?;
-        Ok(Arc::new(crate::kinesis_writer::KinesisWriter::new(
-            client, name, kinesis, runtime,
-        )))
+        Ok(producers.writer(name, kinesis))
     }
 
     #[cfg(not(feature = "aws"))]

@@ -56,7 +56,7 @@ async fn kinesis_labels(
     stats: Arc<MappingStats>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), driftline_pipeline::MappingError> {
-    let source = crate::sharded_source::SourceParts {
+    let source = driftline_aws::sharded_source::SourceParts {
         kind: "kinesis",
         name: consumer,
         starting_position: driftline_pipeline::config::StartingPosition::TrimHorizon,
@@ -66,7 +66,7 @@ async fn kinesis_labels(
         dead_letters: None,
         stats,
     };
-    crate::sharded_source::run_kinesis(source, kinesis, 1000, stop).await
+    driftline_aws::sharded_source::run_kinesis(source, kinesis, 1000, stop).await
 }
 
 #[cfg(not(feature = "aws"))]
@@ -323,8 +323,8 @@ async fn start_model(
 async fn trainer(model: &ModelConfig, lake: &Lake) -> anyhow::Result<Option<Arc<dyn Trainer>>> {
     match &model.sagemaker {
         Some(sagemaker) if sagemaker.train => {
-            let api = crate::aws_json::AwsJson::sagemaker().await?;
-            let trainer = crate::sagemaker_trainer::SagemakerTrainer::new(
+            let api = driftline_aws::json::AwsJson::sagemaker().await?;
+            let trainer = driftline_aws::sagemaker_trainer::SagemakerTrainer::new(
                 api,
                 lake.clone(),
                 model.name(),
@@ -356,8 +356,9 @@ async fn sagemaker_mirror(
     lake: Lake,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Stage> {
-    let api = crate::aws_json::AwsJson::sagemaker().await?;
-    let mirror = crate::sagemaker_mirror::Mirror::new(api, registry, lake, model.name(), config)?;
+    let api = driftline_aws::json::AwsJson::sagemaker().await?;
+    let mirror =
+        driftline_aws::sagemaker_mirror::Mirror::new(api, registry, lake, model.name(), config)?;
     let task = tokio::spawn(async move {
         mirror.run(stop).await;
         Ok(())

@@ -102,13 +102,13 @@ mod tests {
     #[cfg(feature = "aws")]
     #[test]
     fn a_kinesis_stream_conforms() {
-        use crate::kinesis_source::KinesisStream;
-        use crate::sharded_source::ShardedStream;
+        use driftline_aws::kinesis_source::KinesisStream;
+        use driftline_aws::sharded_source::ShardedStream;
         use driftline_pipeline::config::StartingPosition;
 
-        let moto = crate::test_moto::Moto::start();
+        let moto = driftline_aws::testing::Moto::start();
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let config = runtime.block_on(crate::test_moto::sdk_config(&moto));
+        let config = runtime.block_on(driftline_aws::testing::sdk_config(&moto));
         let client = aws_sdk_kinesis::Client::new(&config);
         runtime
             .block_on(
@@ -119,11 +119,11 @@ mod tests {
                     .send(),
             )
             .expect("create stream");
-        let writer = crate::kinesis_writer::KinesisWriter::new(
-            crate::kinesis_writer::producer_client(&config),
+        let writer = driftline_aws::kinesis_writer::KinesisWriter::new(
+            driftline_aws::kinesis_writer::producer_client(&config),
             "events",
             "events-prod",
-            crate::kinesis_writer::WriterRuntime::new().expect("producer runtime"),
+            driftline_aws::kinesis_writer::WriterRuntime::new().expect("producer runtime"),
         );
         assert_eq!(writer.stream_name(), "events");
         let stream = KinesisStream {

@@ -181,14 +181,14 @@ impl WriterRuntime {
     }
 
     /// Runs `future` there and waits for it from async code.
-    pub async fn run<F>(&self, future: F) -> anyhow::Result<F::Output>
+    pub async fn run<F>(&self, future: F) -> crate::Result<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         match &self.0 {
             Some(runtime) => Ok(runtime.spawn(future).await?),
-            None => anyhow::bail!("the producer runtime is gone"),
+            None => Err(crate::Error::invalid("the producer runtime is gone")),
         }
     }
 }
@@ -346,6 +346,47 @@ fn check_record(record: &NewRecord) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The producers of a pipeline's streams on Kinesis: one client on its own
+/// runtime, shared by every writer.
+#[derive(Clone)]
+pub struct KinesisProducers {
+    client: aws_sdk_kinesis::Client,
+    runtime: std::sync::Arc<WriterRuntime>,
+}
+
+impl KinesisProducers {
+    /// Connects with this process's AWS chain and checks that each stream of
+    /// `on_kinesis` (what uses it, its Kinesis name) exists: refused at the
+    /// start rather than record by record.
+    pub async fn connect(on_kinesis: &[(String, String)]) -> crate::Result<KinesisProducers> {
+        // Their own configuration (and so HTTP client): producers run on their runtime.
+        let aws = aws_config::load_from_env().await;
+        let client = producer_client(&aws);
+        let runtime = WriterRuntime::new()?;
+        let region = aws.region().map_or("unset".to_string(), |r| r.to_string());
+        for (what, kinesis) in on_kinesis {
+            let request = client.describe_stream_summary().stream_name(kinesis).send();
+            if let Err(error) = runtime.run(request).await? {
+                return Err(crate::Error::invalid(format!(
+                    "{what} is kinesis://{kinesis}, and Kinesis (region {region}) cannot describe it: {} (`driftline aws template` makes the streams a pipeline declares)",
+                    aws_sdk_kinesis::error::DisplayErrorContext(&error)
+                )));
+            }
+        }
+        Ok(KinesisProducers { client, runtime })
+    }
+
+    /// A writer of Kinesis stream `kinesis`, known in the pipeline as `name`.
+    pub fn writer(&self, name: &str, kinesis: &str) -> std::sync::Arc<dyn StreamWriter> {
+        std::sync::Arc::new(KinesisWriter::new(
+            self.client.clone(),
+            name,
+            kinesis,
+            self.runtime.clone(),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -20,13 +20,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::Context;
+use crate::Context;
 use driftline_lake::{Lake, Registry, Status, VersionState};
 use driftline_pipeline::model_config::SagemakerConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::aws_json::{AwsError, AwsJson};
+use crate::json::{AwsError, AwsJson};
 
 /// What was mirrored of one version.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -83,7 +83,7 @@ fn approval(status: Status) -> Option<&'static str> {
 }
 
 /// SageMaker's `model.tar.gz`: the artifact as `model.bin` and its description.
-pub fn model_tarball(artifact: &[u8], description: &Value) -> anyhow::Result<Vec<u8>> {
+pub fn model_tarball(artifact: &[u8], description: &Value) -> crate::Result<Vec<u8>> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     let json = serde_json::to_vec_pretty(description)?;
@@ -98,7 +98,7 @@ pub fn model_tarball(artifact: &[u8], description: &Value) -> anyhow::Result<Vec
 }
 
 /// The `model.bin` of a `model.tar.gz`.
-pub fn artifact_of_tarball(tarball: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub fn artifact_of_tarball(tarball: &[u8]) -> crate::Result<Vec<u8>> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tarball));
     for entry in archive.entries().context("not a model.tar.gz")? {
         let mut entry = entry.context("not a model.tar.gz")?;
@@ -109,7 +109,7 @@ pub fn artifact_of_tarball(tarball: &[u8]) -> anyhow::Result<Vec<u8>> {
             return Ok(bytes);
         }
     }
-    anyhow::bail!("the model.tar.gz holds no model.bin")
+    Err(crate::Error::invalid("the model.tar.gz holds no model.bin"))
 }
 
 /// Whether an error says the thing described does not exist (SageMaker
@@ -126,7 +126,7 @@ fn is_absent(error: &AwsError) -> bool {
 }
 
 /// `Ok(true)` when what was described does not exist, `Ok(false)` when it does.
-fn absent(described: Result<Value, AwsError>) -> anyhow::Result<bool> {
+fn absent(described: Result<Value, AwsError>) -> crate::Result<bool> {
     match described {
         Ok(_) => Ok(false),
         Err(error) if is_absent(&error) => Ok(true),
@@ -152,12 +152,13 @@ pub fn lake_path(lake: &Lake, uri: &str) -> Option<String> {
 }
 
 /// The `s3://` URI of a lake path, which SageMaker reads.
-pub fn s3_uri(lake: &Lake, path: &str) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        lake.location().starts_with("s3://"),
-        "SageMaker reads models and data from S3: the lake {} is not an s3:// lake",
-        lake.location()
-    );
+pub fn s3_uri(lake: &Lake, path: &str) -> crate::Result<String> {
+    if !lake.location().starts_with("s3://") {
+        return Err(crate::Error::invalid(format!(
+            "SageMaker reads models and data from S3: the lake {} is not an s3:// lake",
+            lake.location()
+        )));
+    }
     Ok(format!("{}/{path}", lake.location().trim_end_matches('/')))
 }
 
@@ -168,14 +169,14 @@ impl Mirror {
         lake: Lake,
         model: &str,
         config: SagemakerConfig,
-    ) -> anyhow::Result<Mirror> {
+    ) -> crate::Result<Mirror> {
         s3_uri(&lake, "")?;
         Ok(Mirror {
             api,
             lake,
             registry,
             model: model.to_string(),
-            role: config.role(model).map_err(anyhow::Error::msg)?,
+            role: config.role(model).map_err(crate::Error::invalid)?,
             config,
             group_ready: false,
             mirrored: BTreeMap::new(),
@@ -191,7 +192,7 @@ impl Mirror {
         key: Value,
         create: &str,
         input: Value,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         if absent(self.api.call(describe, &key).await)? {
             self.api.call(create, &input).await?;
         }
@@ -205,7 +206,7 @@ impl Mirror {
     async fn read_state<T: for<'de> Deserialize<'de>>(
         &self,
         name: &str,
-    ) -> anyhow::Result<Option<T>> {
+    ) -> crate::Result<Option<T>> {
         match self.lake.read(&self.state_path(name)).await? {
             Some(bytes) => {
                 Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
@@ -216,7 +217,7 @@ impl Mirror {
         }
     }
 
-    async fn write_state(&self, name: &str, value: &impl Serialize) -> anyhow::Result<()> {
+    async fn write_state(&self, name: &str, value: &impl Serialize) -> crate::Result<()> {
         self.lake
             .write(&self.state_path(name), serde_json::to_vec_pretty(value)?)
             .await?;
@@ -242,7 +243,7 @@ impl Mirror {
 
     /// One look at the registry: new versions become packages, changed
     /// statuses change approvals, a new champion goes to the endpoint.
-    pub async fn turn(&mut self) -> anyhow::Result<()> {
+    pub async fn turn(&mut self) -> crate::Result<()> {
         let versions = self.registry.versions().await?;
         if versions.is_empty() {
             return Ok(());
@@ -259,7 +260,7 @@ impl Mirror {
         Ok(())
     }
 
-    async fn ensure_group(&mut self) -> anyhow::Result<()> {
+    async fn ensure_group(&mut self) -> crate::Result<()> {
         if self.group_ready {
             return Ok(());
         }
@@ -278,7 +279,7 @@ impl Mirror {
         Ok(())
     }
 
-    async fn mirror_version(&mut self, version: &VersionState) -> anyhow::Result<()> {
+    async fn mirror_version(&mut self, version: &VersionState) -> crate::Result<()> {
         let number = version.record.version;
         let name = format!("v{number:010}.json");
         let mirrored = match self.mirrored.get(&number) {
@@ -356,7 +357,7 @@ impl Mirror {
     }
 
     /// Points the endpoint at `champion` unless it serves it already.
-    async fn deploy(&mut self, champion: &VersionState) -> anyhow::Result<()> {
+    async fn deploy(&mut self, champion: &VersionState) -> crate::Result<()> {
         let Some(endpoint) = self.config.endpoint.as_ref().map(|e| e.get_ref().clone()) else {
             return Ok(());
         };
@@ -377,7 +378,7 @@ impl Mirror {
     }
 
     /// One step of moving `endpoint` to `deployed.version`, recorded in the lake.
-    async fn move_endpoint(&self, endpoint: &str, deployed: &mut Deployed) -> anyhow::Result<()> {
+    async fn move_endpoint(&self, endpoint: &str, deployed: &mut Deployed) -> crate::Result<()> {
         if deployed.in_service || deployed.attempts >= MAX_ENDPOINT_ATTEMPTS {
             return Ok(());
         }

@@ -13,7 +13,7 @@ use driftline_pipeline::model_config::SagemakerConfig;
 use driftline_pipeline::trainer::{FitError, FitFuture, FitJob, Trainer};
 use serde_json::json;
 
-use crate::aws_json::AwsJson;
+use crate::json::AwsJson;
 use crate::sagemaker_mirror::{artifact_of_tarball, lake_path, s3_uri};
 
 pub struct SagemakerTrainer {
@@ -57,12 +57,12 @@ impl SagemakerTrainer {
         lake: Lake,
         model: &str,
         config: SagemakerConfig,
-    ) -> anyhow::Result<Self> {
+    ) -> crate::Result<Self> {
         s3_uri(&lake, "")?;
         Ok(SagemakerTrainer {
             api,
             lake,
-            role: config.role(model).map_err(anyhow::Error::msg)?,
+            role: config.role(model).map_err(crate::Error::invalid)?,
             config,
             poll: Duration::from_secs(10),
             artifact_wait: Duration::from_secs(60),
@@ -79,7 +79,7 @@ impl SagemakerTrainer {
         }
     }
 
-    async fn run_job(&self, job: FitJob) -> anyhow::Result<Box<dyn Classifier>> {
+    async fn run_job(&self, job: FitJob) -> crate::Result<Box<dyn Classifier>> {
         let name = job_name(&job.model, driftline_log::now_ms());
         let prefix = format!("_sagemaker/{}/jobs/{name}", job.model);
         self.lake
@@ -152,16 +152,20 @@ impl SagemakerTrainer {
             };
             match described["TrainingJobStatus"].as_str() {
                 Some("Completed") => break described,
-                Some(status @ ("Failed" | "Stopped")) => anyhow::bail!(
-                    "SageMaker training job {name} {status}: {}",
-                    described["FailureReason"]
-                        .as_str()
-                        .unwrap_or("no reason given")
-                ),
+                Some(status @ ("Failed" | "Stopped")) => {
+                    return Err(crate::Error::invalid(format!(
+                        "SageMaker training job {name} {status}: {}",
+                        described["FailureReason"]
+                            .as_str()
+                            .unwrap_or("no reason given")
+                    )))
+                }
                 _ if Instant::now() > deadline => {
                     // Not left running (and billing) after we gave up on it.
                     self.stop(&name).await;
-                    anyhow::bail!("SageMaker training job {name} did not finish in time")
+                    return Err(crate::Error::invalid(format!(
+                        "SageMaker training job {name} did not finish in time"
+                    )));
                 }
                 _ => tokio::time::sleep(self.poll).await,
             }
@@ -169,10 +173,13 @@ impl SagemakerTrainer {
         let uri = described["ModelArtifacts"]["S3ModelArtifacts"]
             .as_str()
             .ok_or_else(|| {
-                anyhow::anyhow!("training job {name} completed without ModelArtifacts")
+                crate::Error::invalid(format!(
+                    "training job {name} completed without ModelArtifacts"
+                ))
             })?;
-        let path = lake_path(&self.lake, uri)
-            .ok_or_else(|| anyhow::anyhow!("the artifact {uri} is outside the lake"))?;
+        let path = lake_path(&self.lake, uri).ok_or_else(|| {
+            crate::Error::invalid(format!("the artifact {uri} is outside the lake"))
+        })?;
         // SageMaker uploads before it says Completed; a stand-in may be later.
         let waited = Instant::now();
         let tarball = loop {
@@ -180,17 +187,20 @@ impl SagemakerTrainer {
                 break bytes;
             }
             if waited.elapsed() > self.artifact_wait {
-                anyhow::bail!("training job {name} completed, but {uri} is not there");
+                return Err(crate::Error::invalid(format!(
+                    "training job {name} completed, but {uri} is not there"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
         let (model, _) = artifact::load(&artifact_of_tarball(&tarball)?)?;
         let answers = model.predict_proba_one(&vec![0.0; job.width]).len();
-        anyhow::ensure!(
-            answers == job.n_classes,
-            "the model of job {name} answers {answers} classes, not {}",
-            job.n_classes
-        );
+        if answers != job.n_classes {
+            return Err(crate::Error::invalid(format!(
+                "the model of job {name} answers {answers} classes, not {}",
+                job.n_classes
+            )));
+        }
         tracing::info!(model = %job.model, job = %name, "the SageMaker training job's model is the challenger");
         Ok(model)
     }
@@ -230,130 +240,6 @@ mod tests {
             ys: vec![1, 0],
         };
         assert_eq!(channel_csv(&job), "x0,x1,label\n0.5,1,1\n-2,0,0\n");
-    }
-
-    /// What SageMaker's compute does with a job, which moto does not do
-    /// (its jobs are Completed at once, with nothing run): the job's channel
-    /// and hyperparameters into an `/opt/ml`-shaped directory, the image's
-    /// `driftline sagemaker train` on it, the model directory as
-    /// `model.tar.gz` where the job's ModelArtifacts say.
-    async fn run_jobs_like_sagemaker(
-        api: AwsJson,
-        lake: Lake,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let mut done = std::collections::BTreeSet::new();
-        while !*stop.borrow() {
-            let listed = api
-                .call("ListTrainingJobs", &json!({}))
-                .await
-                .expect("list");
-            for summary in listed["TrainingJobSummaries"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-            {
-                let name = summary["TrainingJobName"]
-                    .as_str()
-                    .expect("name")
-                    .to_string();
-                if !done.insert(name.clone()) {
-                    continue;
-                }
-                let job = api
-                    .call("DescribeTrainingJob", &json!({"TrainingJobName": name}))
-                    .await
-                    .expect("describe");
-                let in_lake = |uri: &str| lake_path(&lake, uri).expect("in the lake");
-                let root = tempfile::tempdir().expect("root");
-                let config = root.path().join("input/config");
-                let channel = root.path().join("input/data/train");
-                std::fs::create_dir_all(&config).expect("config");
-                std::fs::create_dir_all(&channel).expect("channel");
-                std::fs::write(
-                    config.join("hyperparameters.json"),
-                    job["HyperParameters"].to_string(),
-                )
-                .expect("hyperparameters");
-                let data = in_lake(
-                    job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
-                        .as_str()
-                        .expect("uri"),
-                );
-                for path in lake.list(&data).await.expect("channel") {
-                    let bytes = lake.read(&path).await.expect("read").expect("object");
-                    let file = path.rsplit('/').next().expect("file name");
-                    std::fs::write(channel.join(file), bytes).expect("write");
-                }
-                let dir = root.path().to_path_buf();
-                let trained = tokio::task::spawn_blocking(move || {
-                    crate::cmd_sagemaker::run(crate::cmd_sagemaker::SagemakerCommand::Train {
-                        root: dir,
-                    })
-                })
-                .await
-                .expect("train");
-                if trained.is_err() {
-                    continue; // a failed job leaves no artifact
-                }
-                let model = root.path().join("model");
-                let tarball = crate::sagemaker_mirror::model_tarball(
-                    &std::fs::read(model.join("model.bin")).expect("model.bin"),
-                    &serde_json::from_slice(
-                        &std::fs::read(model.join("model.json")).expect("json"),
-                    )
-                    .expect("json"),
-                )
-                .expect("tar");
-                let artifact = in_lake(
-                    job["ModelArtifacts"]["S3ModelArtifacts"]
-                        .as_str()
-                        .expect("artifacts"),
-                );
-                lake.write(&artifact, tarball).await.expect("upload");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn training_on_sagemaker_conforms() {
-        let moto = crate::test_moto::Moto::start();
-        let lake = crate::test_moto::lake(&moto, "lake");
-        let api = AwsJson::sagemaker_with(&crate::test_moto::sdk_config(&moto).await).expect("api");
-        let pipeline = driftline_pipeline::PipelineConfig::parse(
-            "[[model]]\nname = \"conformance\"\nfeatures = [\"a\"]\n\
-             sagemaker = { image = \"123456789012.dkr.ecr.us-east-1.amazonaws.com/driftline:1\", role_arn = \"arn:aws:iam::123456789012:role/sm\", train = true }\n[lake]\n",
-            std::path::Path::new("t.toml"),
-        )
-        .expect("pipeline");
-        let config = pipeline.models[0].sagemaker.clone().expect("sagemaker");
-        let mut trainer = SagemakerTrainer::new(api.clone(), lake.clone(), "conformance", config)
-            .expect("trainer");
-        trainer.poll = Duration::from_millis(100);
-        trainer.artifact_wait = Duration::from_secs(5);
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let compute = tokio::spawn(run_jobs_like_sagemaker(api.clone(), lake.clone(), stopped));
-        driftline_pipeline::trainer::conformance(&trainer).await;
-        let _ = stop.send(true);
-        compute.await.expect("compute");
-        // the jobs as SageMaker has them: the channel in the lake, the learner asked for
-        let jobs = api
-            .call("ListTrainingJobs", &json!({}))
-            .await
-            .expect("list");
-        assert_eq!(
-            jobs["TrainingJobSummaries"].as_array().map(Vec::len),
-            Some(2)
-        );
-        let channels = lake
-            .list("_sagemaker/conformance/jobs/")
-            .await
-            .expect("list");
-        assert!(
-            channels.iter().any(|p| p.ends_with("/train/train.csv")),
-            "{channels:?}"
-        );
     }
 
     #[test]

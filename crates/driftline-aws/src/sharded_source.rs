@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use crate::Context;
 use driftline_lake::{Lake, Position};
 use driftline_log::StreamWriter;
 use driftline_pipeline::config::StartingPosition;
@@ -23,7 +23,7 @@ use driftline_pipeline::function::{handle_batch, DeadLetters};
 use driftline_pipeline::mapping::Delivery;
 use driftline_pipeline::{Event, MappingStats, Processor};
 
-use crate::leases::{Leases, LEASE_TIME};
+use driftline_pipeline::leases::{Leases, LEASE_TIME};
 
 /// Calls for records per shard before the next shard gets its turn.
 const READS_PER_TURN: usize = 10;
@@ -37,21 +37,23 @@ pub struct ShardInfo {
 }
 
 /// What the loop needs of a stream service.
+// Called generically by this loop, on concrete types whose futures are Send.
+#[allow(async_fn_in_trait)]
 pub trait ShardedStream {
-    async fn shards(&self) -> anyhow::Result<Vec<ShardInfo>>;
+    async fn shards(&self) -> crate::Result<Vec<ShardInfo>>;
     /// An iterator after `after`, or at the starting position; `None` past a closed shard's end.
     async fn iterator(
         &self,
         shard: &str,
         after: Option<&str>,
         start: StartingPosition,
-    ) -> anyhow::Result<Option<String>>;
+    ) -> crate::Result<Option<String>>;
     /// Records as events, and the next iterator (`None` at a closed shard's end).
     async fn records(
         &self,
         shard: &str,
         iterator: String,
-    ) -> anyhow::Result<(Vec<Event>, Option<String>)>;
+    ) -> crate::Result<(Vec<Event>, Option<String>)>;
 }
 
 #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -79,7 +81,7 @@ impl SourceParts {
         format!("_checkpoints/{}/{}/{shard}.json", self.kind, self.name)
     }
 
-    async fn checkpoint(&self, lake: &Lake, shard: &str) -> anyhow::Result<Checkpoint> {
+    async fn checkpoint(&self, lake: &Lake, shard: &str) -> crate::Result<Checkpoint> {
         Ok(match lake.read(&self.checkpoint_path(shard)).await? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .with_context(|| format!("the checkpoint of shard {shard} is not readable"))?,
@@ -87,7 +89,7 @@ impl SourceParts {
         })
     }
 
-    async fn save(&self, lake: &Lake, shard: &str, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+    async fn save(&self, lake: &Lake, shard: &str, checkpoint: &Checkpoint) -> crate::Result<()> {
         lake.write(
             &self.checkpoint_path(shard),
             serde_json::to_vec(checkpoint)?,
@@ -106,8 +108,26 @@ pub async fn run_kinesis(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), driftline_pipeline::MappingError> {
     let stream = crate::kinesis_source::KinesisStream {
-        client: aws_sdk_kinesis::Client::new(&crate::aws::config().await),
+        client: aws_sdk_kinesis::Client::new(&crate::config::load().await),
         name: kinesis,
+        batch_size,
+    };
+    run(source, stream, stop)
+        .await
+        .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+}
+
+/// Reads DynamoDB stream `arn` (GetRecords of at most `batch_size`) into the
+/// lake until `stop`, with this process's AWS configuration.
+pub async fn run_dynamodb(
+    source: SourceParts,
+    arn: String,
+    batch_size: u32,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), driftline_pipeline::MappingError> {
+    let stream = crate::dynamodb_source::DynamodbStream {
+        client: aws_sdk_dynamodbstreams::Client::new(&crate::config::load().await),
+        arn,
         batch_size,
     };
     run(source, stream, stop)
@@ -120,7 +140,7 @@ pub async fn run(
     source: SourceParts,
     stream: impl ShardedStream,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let lake = source.delivery.lake.clone();
     // Where each shard's reading goes on: an iterator is kept from turn to
     // turn (a new one from the checkpoint only at first or after an error),
@@ -233,7 +253,7 @@ async fn read_shard(
     mut checkpoint: Checkpoint,
     iterators: &mut HashMap<String, String>,
     leases: &Leases,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     let lake = &source.delivery.lake;
     // Taken out: an error leaves no iterator behind, so the next turn starts
     // again from the checkpoint.

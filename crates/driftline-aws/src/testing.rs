@@ -1,4 +1,4 @@
-//! The binary's unit tests of its AWS adapters on `moto_server`
+//! For tests of the AWS adapters on `moto_server` (here and in `driftline`)
 //! (`driftline_testkit::Moto`): an AWS configuration and a lake for it.
 
 pub use driftline_testkit::Moto;

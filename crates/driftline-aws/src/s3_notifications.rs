@@ -61,8 +61,8 @@ pub async fn run(
     prefix: String,
     wake: Arc<tokio::sync::Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let config = crate::aws::config().await;
+) -> crate::Result<()> {
+    let config = crate::config::load().await;
     let client = aws_sdk_sqs::Client::new(&config);
     let watched = [lake_prefix.trim_matches('/'), prefix.trim_matches('/')]
         .iter()

@@ -3,7 +3,7 @@
 //! in `driftline-lambda` (`{"event_name", "keys", "new_image", "old_image"}` in
 //! plain JSON).
 
-use anyhow::Context;
+use crate::Context;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use driftline_lake::Position;
 use driftline_pipeline::config::StartingPosition;
@@ -46,8 +46,8 @@ fn item(map: &std::collections::HashMap<String, AttributeValue>) -> Value {
     )
 }
 
-fn error(e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
-    anyhow::anyhow!("{}", aws_sdk_dynamodbstreams::error::DisplayErrorContext(e))
+fn error(e: impl std::error::Error + Send + Sync + 'static) -> crate::Error {
+    crate::Error::Aws(aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string())
 }
 
 /// A DynamoDB stream, by its ARN.
@@ -59,7 +59,7 @@ pub struct DynamodbStream {
 }
 
 impl ShardedStream for DynamodbStream {
-    async fn shards(&self) -> anyhow::Result<Vec<ShardInfo>> {
+    async fn shards(&self) -> crate::Result<Vec<ShardInfo>> {
         let mut all = Vec::new();
         let mut start = None;
         loop {
@@ -94,7 +94,7 @@ impl ShardedStream for DynamodbStream {
         shard: &str,
         after: Option<&str>,
         start: StartingPosition,
-    ) -> anyhow::Result<Option<String>> {
+    ) -> crate::Result<Option<String>> {
         let request = self
             .client
             .get_shard_iterator()
@@ -116,7 +116,7 @@ impl ShardedStream for DynamodbStream {
         &self,
         shard: &str,
         iterator: String,
-    ) -> anyhow::Result<(Vec<Event>, Option<String>)> {
+    ) -> crate::Result<(Vec<Event>, Option<String>)> {
         let answer = self
             .client
             .get_records()

@@ -29,6 +29,16 @@ use driftline_lake::Lake;
 /// How long a lease lasts without renewal.
 pub const LEASE_TIME: Duration = Duration::from_secs(10);
 
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("the lease table: {0}")]
+    Lake(#[from] driftline_lake::LakeError),
+    #[error("the lease table: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+type Result<T, E = LeaseError> = std::result::Result<T, E>;
+
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct LeaseBody {
     /// Empty once released.
@@ -86,7 +96,7 @@ impl Leases {
     /// One turn over `shards` (those not finished): announces this worker,
     /// renews its leases, releases any beyond its fair share and takes free
     /// ones up to it. Returns the shards it may read now.
-    pub async fn turn(&mut self, shards: &[String]) -> anyhow::Result<BTreeSet<String>> {
+    pub async fn turn(&mut self, shards: &[String]) -> Result<BTreeSet<String>> {
         self.beat += 1;
         self.lake
             .write(
@@ -172,7 +182,7 @@ impl Leases {
     }
 
     /// Renews `shard`'s lease now if a third of the lease time has passed.
-    pub async fn renew(&mut self, shard: &str) -> anyhow::Result<()> {
+    pub async fn renew(&mut self, shard: &str) -> Result<()> {
         if let Some(held) = self.held.get(shard).copied() {
             if held.expires.saturating_duration_since(Instant::now()) < self.lease_time * 2 / 3 {
                 self.claim(shard, held.epoch + 1).await?;
@@ -190,7 +200,7 @@ impl Leases {
     }
 
     /// Lets every lease go (on a clean stop), so others need not wait for expiry.
-    pub async fn release_all(&mut self) -> anyhow::Result<()> {
+    pub async fn release_all(&mut self) -> Result<()> {
         let shards: Vec<String> = self.held.keys().cloned().collect();
         for shard in shards {
             self.release(&shard).await?;
@@ -201,7 +211,7 @@ impl Leases {
         Ok(())
     }
 
-    async fn release(&mut self, shard: &str) -> anyhow::Result<()> {
+    async fn release(&mut self, shard: &str) -> Result<()> {
         if let Some(held) = self.held.remove(shard) {
             let body = LeaseBody {
                 owner: String::new(),
@@ -218,7 +228,7 @@ impl Leases {
     }
 
     /// Creates epoch `epoch` of `shard`'s lease for this worker; held if it won.
-    async fn claim(&mut self, shard: &str, epoch: u64) -> anyhow::Result<()> {
+    async fn claim(&mut self, shard: &str, epoch: u64) -> Result<()> {
         // Counted from before the request: observers see the epoch only after.
         let asked = Instant::now();
         let body = LeaseBody {
@@ -250,7 +260,7 @@ impl Leases {
     }
 
     /// The newest epoch of `shard`'s lease and its body (`None`: never leased).
-    async fn newest(&self, shard: &str) -> anyhow::Result<(u64, Option<LeaseBody>)> {
+    async fn newest(&self, shard: &str) -> Result<(u64, Option<LeaseBody>)> {
         let epochs = self.lake.list(&format!("{}/{shard}/", self.prefix)).await?;
         let Some(epoch) = epochs
             .iter()
@@ -268,7 +278,7 @@ impl Leases {
 
     /// Workers whose heartbeat changed within the lease time (this one
     /// included); heartbeats unchanged for ten lease times are deleted.
-    async fn live_workers(&mut self) -> anyhow::Result<usize> {
+    async fn live_workers(&mut self) -> Result<usize> {
         let mut live = 0;
         for path in self
             .lake

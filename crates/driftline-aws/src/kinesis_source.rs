@@ -9,8 +9,8 @@ use driftline_pipeline::Event;
 
 use crate::sharded_source::{ShardInfo, ShardedStream};
 
-fn error(e: impl std::error::Error + Send + Sync + 'static) -> anyhow::Error {
-    anyhow::anyhow!("{}", aws_sdk_kinesis::error::DisplayErrorContext(e))
+fn error(e: impl std::error::Error + Send + Sync + 'static) -> crate::Error {
+    crate::Error::Aws(aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())
 }
 
 /// A Kinesis stream, by its name.
@@ -22,7 +22,7 @@ pub struct KinesisStream {
 }
 
 impl ShardedStream for KinesisStream {
-    async fn shards(&self) -> anyhow::Result<Vec<ShardInfo>> {
+    async fn shards(&self) -> crate::Result<Vec<ShardInfo>> {
         let mut all = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -54,7 +54,7 @@ impl ShardedStream for KinesisStream {
         shard: &str,
         after: Option<&str>,
         start: StartingPosition,
-    ) -> anyhow::Result<Option<String>> {
+    ) -> crate::Result<Option<String>> {
         let request = self
             .client
             .get_shard_iterator()
@@ -76,7 +76,7 @@ impl ShardedStream for KinesisStream {
         &self,
         shard: &str,
         iterator: String,
-    ) -> anyhow::Result<(Vec<Event>, Option<String>)> {
+    ) -> crate::Result<(Vec<Event>, Option<String>)> {
         let answer = self
             .client
             .get_records()
@@ -88,8 +88,9 @@ impl ShardedStream for KinesisStream {
         let mut events = Vec::with_capacity(answer.records.len());
         for record in answer.records {
             let sequence = record.sequence_number();
-            let sequence_number = Position::parse(sequence)
-                .ok_or_else(|| anyhow::anyhow!("record with sequence number {sequence:?}"))?;
+            let sequence_number = Position::parse(sequence).ok_or_else(|| {
+                crate::Error::invalid(format!("record with sequence number {sequence:?}"))
+            })?;
             events.push(Event {
                 shard: shard.to_string(),
                 sequence_number,

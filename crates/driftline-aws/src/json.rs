@@ -55,23 +55,23 @@ impl AwsJson {
     /// SageMaker's control plane, configured like the AWS tools: region and
     /// credentials from the chain, `AWS_ENDPOINT_URL_SAGEMAKER` or
     /// `AWS_ENDPOINT_URL` to point elsewhere.
-    pub async fn sagemaker() -> anyhow::Result<AwsJson> {
-        AwsJson::sagemaker_with(&crate::aws::config().await)
+    pub async fn sagemaker() -> crate::Result<AwsJson> {
+        AwsJson::sagemaker_with(&crate::config::load().await)
     }
 
     /// SageMaker's control plane as `config` (region, credentials, endpoint) says.
-    pub fn sagemaker_with(config: &aws_config::SdkConfig) -> anyhow::Result<AwsJson> {
+    pub fn sagemaker_with(config: &aws_config::SdkConfig) -> crate::Result<AwsJson> {
         let region = config
             .region()
             .map(|r| r.as_ref().to_string())
-            .ok_or_else(|| anyhow::anyhow!("no AWS region: set AWS_REGION"))?;
+            .ok_or_else(|| crate::Error::invalid("no AWS region: set AWS_REGION"))?;
         let endpoint = std::env::var("AWS_ENDPOINT_URL_SAGEMAKER")
             .ok()
             .or_else(|| config.endpoint_url().map(str::to_string))
             .unwrap_or_else(|| format!("https://api.sagemaker.{region}.amazonaws.com"));
         let credentials = config
             .credentials_provider()
-            .ok_or_else(|| anyhow::anyhow!("no AWS credentials provider"))?;
+            .ok_or_else(|| crate::Error::invalid("no AWS credentials provider"))?;
         Ok(AwsJson {
             service: "sagemaker",
             target: "SageMaker",
@@ -146,7 +146,7 @@ impl AwsJson {
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
         ];
-        let signature = crate::sigv4_sign::post_headers(
+        let signature = crate::sigv4::post_headers(
             credentials,
             &self.region,
             self.service,
