@@ -153,3 +153,21 @@ impl ShardedStream for DynamodbStream {
         Ok((events, answer.next_shard_iterator))
     }
 }
+
+/// Reads DynamoDB stream `arn` (GetRecords of at most `batch_size`) into the
+/// lake until `stop`, with this process's AWS configuration.
+pub async fn run(
+    source: crate::sharded_source::SourceParts,
+    arn: String,
+    batch_size: u32,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), driftline_pipeline::MappingError> {
+    let stream = DynamodbStream {
+        client: aws_sdk_dynamodbstreams::Client::new(&crate::config::load().await),
+        arn,
+        batch_size,
+    };
+    crate::sharded_source::run(source, stream, stop)
+        .await
+        .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+}

@@ -104,3 +104,21 @@ impl ShardedStream for KinesisStream {
         Ok((events, answer.next_shard_iterator))
     }
 }
+
+/// Reads Kinesis stream `kinesis` (GetRecords of at most `batch_size`)
+/// into the lake until `stop`, with this process's AWS configuration.
+pub async fn run(
+    source: crate::sharded_source::SourceParts,
+    kinesis: String,
+    batch_size: u32,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), driftline_pipeline::MappingError> {
+    let stream = KinesisStream {
+        client: aws_sdk_kinesis::Client::new(&crate::config::load().await),
+        name: kinesis,
+        batch_size,
+    };
+    crate::sharded_source::run(source, stream, stop)
+        .await
+        .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+}

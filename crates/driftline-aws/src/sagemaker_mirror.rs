@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::Context;
 use driftline_lake::{Lake, Registry, Status, VersionState};
-use driftline_pipeline::model_config::SagemakerConfig;
+use driftline_pipeline::config::model::SagemakerConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use driftline_lake::Lake;
 use driftline_ml::learn::{artifact, Classifier};
-use driftline_pipeline::model_config::SagemakerConfig;
+use driftline_pipeline::config::model::SagemakerConfig;
 use driftline_pipeline::trainer::{FitError, FitFuture, FitJob, Trainer};
 use serde_json::json;
 

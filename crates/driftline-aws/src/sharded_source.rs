@@ -99,42 +99,6 @@ impl SourceParts {
     }
 }
 
-/// Reads Kinesis stream `kinesis` (GetRecords of at most `batch_size`)
-/// into the lake until `stop`, with this process's AWS configuration.
-pub async fn run_kinesis(
-    source: SourceParts,
-    kinesis: String,
-    batch_size: u32,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), driftline_pipeline::MappingError> {
-    let stream = crate::kinesis_source::KinesisStream {
-        client: aws_sdk_kinesis::Client::new(&crate::config::load().await),
-        name: kinesis,
-        batch_size,
-    };
-    run(source, stream, stop)
-        .await
-        .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
-}
-
-/// Reads DynamoDB stream `arn` (GetRecords of at most `batch_size`) into the
-/// lake until `stop`, with this process's AWS configuration.
-pub async fn run_dynamodb(
-    source: SourceParts,
-    arn: String,
-    batch_size: u32,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), driftline_pipeline::MappingError> {
-    let stream = crate::dynamodb_source::DynamodbStream {
-        client: aws_sdk_dynamodbstreams::Client::new(&crate::config::load().await),
-        arn,
-        batch_size,
-    };
-    run(source, stream, stop)
-        .await
-        .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
-}
-
 /// Reads `stream` into the lake until `stop`.
 pub async fn run(
     source: SourceParts,

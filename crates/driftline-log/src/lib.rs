@@ -56,9 +56,10 @@ pub use hash::{partition_key_hash, HashKeyRange};
 pub use position::Position;
 pub use sequence::SequenceNumber;
 pub use shard::{AppendOutcome, ReadOutcome, RecoveryReport, ShardLog, ShardOptions};
-pub use store::{is_stream_name, validate_stream_name, LogConfig, LogStore, StreamSpec};
+pub use store::{LogConfig, LogStore, StreamSpec};
 pub use stream::{
-    parse_shard_id, shard_id, RecordPosition, ShardMeta, Stream, StreamMeta, StreamMode,
+    is_stream_name, parse_shard_id, shard_id, validate_stream_name, RecordPosition, ShardMeta,
+    Stream, StreamMeta, StreamMode,
 };
 pub use writer::{PutError, PutPosition, StreamWriter};
 

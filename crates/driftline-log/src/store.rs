@@ -18,7 +18,10 @@ use crate::durability::Durability;
 use crate::error::{LogError, Result};
 use crate::hash::HashKeyRange;
 use crate::shard::ShardOptions;
-use crate::stream::{ShardMeta, Stream, StreamLimits, StreamMeta, StreamMode, MIN_RETENTION_HOURS};
+use crate::stream::{
+    validate_stream_name, ShardMeta, Stream, StreamLimits, StreamMeta, StreamMode,
+    MIN_RETENTION_HOURS,
+};
 
 /// How the store behaves; every field has a sensible embedded default.
 #[derive(Clone, Debug)]
@@ -253,26 +256,5 @@ impl LogStore {
             max_shard_bytes: config.max_shard_bytes,
             journal_bytes: config.journal_bytes,
         }
-    }
-}
-
-/// Whether `name` is a stream name as Kinesis allows them: 1 to 128 of
-/// `[a-zA-Z0-9_.-]`. The one rule, for the log, the API and pipeline files.
-pub fn is_stream_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-}
-
-/// [`is_stream_name`] as an error that says the rule.
-pub fn validate_stream_name(name: &str) -> Result<()> {
-    if is_stream_name(name) {
-        Ok(())
-    } else {
-        Err(LogError::InvalidArgument(format!(
-            "stream name {name:?} must be 1 to 128 characters of [a-zA-Z0-9_.-]"
-        )))
     }
 }

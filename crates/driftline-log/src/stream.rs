@@ -812,7 +812,7 @@ fn next_index(meta: &StreamMeta) -> u32 {
 
 pub fn validate_consumer_name(name: &str) -> Result<()> {
     // The name becomes a file name: the stream-name alphabet, without `.` and `..`.
-    let valid = crate::store::validate_stream_name(name).is_ok() && name != "." && name != "..";
+    let valid = is_stream_name(name) && name != "." && name != "..";
     if valid {
         Ok(())
     } else {
@@ -834,5 +834,25 @@ fn clone_error(error: &LogError, message: &str) -> LogError {
             path: PathBuf::new(),
             source: std::io::Error::other(message.to_string()),
         },
+    }
+}
+/// Whether `name` is a stream name as Kinesis allows them: 1 to 128 of
+/// `[a-zA-Z0-9_.-]`. The one rule, for the log, the API and pipeline files.
+pub fn is_stream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// [`is_stream_name`] as an error that says the rule.
+pub fn validate_stream_name(name: &str) -> Result<()> {
+    if is_stream_name(name) {
+        Ok(())
+    } else {
+        Err(LogError::InvalidArgument(format!(
+            "stream name {name:?} must be 1 to 128 characters of [a-zA-Z0-9_.-]"
+        )))
     }
 }

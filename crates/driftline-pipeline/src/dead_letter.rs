@@ -5,7 +5,15 @@ use std::sync::atomic::Ordering;
 
 use driftline_log::{NewRecord, StreamWriter};
 
-use crate::mapping::{MappingError, MappingStats};
+use std::sync::atomic::AtomicU64;
+
+/// A dead letter the on-failure stream refused.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to stream {stream}: {reason}")]
+pub struct DeadLetterError {
+    pub stream: String,
+    pub reason: String,
+}
 use crate::processor::Event;
 
 /// The envelope of a record that could not be processed: the reason, who
@@ -78,14 +86,12 @@ const KEPT_DATA_BYTES: usize = 64 * 1024;
 pub(crate) fn send(
     stream: Option<&dyn StreamWriter>,
     letters: Vec<(String, serde_json::Value)>,
-    stats: &MappingStats,
-) -> Result<(), MappingError> {
+    dead_lettered: &AtomicU64,
+) -> Result<(), DeadLetterError> {
     if letters.is_empty() {
         return Ok(());
     }
-    stats
-        .dead_lettered
-        .fetch_add(letters.len() as u64, Ordering::Relaxed);
+    dead_lettered.fetch_add(letters.len() as u64, Ordering::Relaxed);
     let Some(stream) = stream else {
         for (_, letter) in &letters {
             tracing::warn!(%letter, "record failed and no on_failure stream is set");
@@ -100,7 +106,7 @@ pub(crate) fn send(
 pub(crate) fn put(
     stream: &dyn StreamWriter,
     letters: Vec<(String, serde_json::Value)>,
-) -> Result<(), MappingError> {
+) -> Result<(), DeadLetterError> {
     let records: Vec<NewRecord> = letters
         .into_iter()
         .map(|(partition_key, letter)| NewRecord {
@@ -110,7 +116,7 @@ pub(crate) fn put(
         })
         .collect();
     for result in stream.put_records(records) {
-        result.map_err(|error| MappingError::Put {
+        result.map_err(|error| DeadLetterError {
             stream: stream.stream_name().to_string(),
             reason: error.0,
         })?;

@@ -144,7 +144,11 @@ impl Landing {
         }
         let dead_lettered = letters.len();
         tokio::task::block_in_place(|| {
-            crate::dead_letter::send(self.dead_letters.as_deref(), letters, &self.stats)
+            crate::dead_letter::send(
+                self.dead_letters.as_deref(),
+                letters,
+                &self.stats.dead_lettered,
+            )
         })?;
         self.stats
             .rows_out

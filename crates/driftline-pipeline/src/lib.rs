@@ -3,7 +3,7 @@
 //! delivery of their output to the Parquet lake.
 
 pub mod config;
-mod dead_letter;
+pub mod dead_letter;
 pub mod emf;
 pub mod function;
 pub mod labels;
@@ -11,8 +11,6 @@ pub mod landing;
 pub mod leases;
 pub mod lifecycle;
 pub mod mapping;
-pub mod model_config;
-mod online;
 pub mod processor;
 pub mod trainer;
 pub mod training;

@@ -69,8 +69,8 @@ pub enum MappingError {
     Join(String),
     #[error("the batch failed: {0}")]
     Batch(String),
-    #[error("cannot write to stream {stream}: {reason}")]
-    Put { stream: String, reason: String },
+    #[error(transparent)]
+    DeadLetter(#[from] crate::dead_letter::DeadLetterError),
 }
 
 /// One processor's event-source mapping: its source and dead-letter streams,
@@ -445,7 +445,7 @@ impl ShardWorker {
         crate::dead_letter::send(
             self.mapping.dead_letters.as_deref(),
             letters,
-            &self.mapping.stats,
+            &self.mapping.stats.dead_lettered,
         )?;
         Ok(())
     }

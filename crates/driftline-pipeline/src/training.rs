@@ -14,13 +14,20 @@ use std::sync::Arc;
 use driftline_lake::{Field, FieldType, Lake, ObjectName, Position, TableSchema, TrainingData};
 use driftline_log::{parse_shard_id, shard_id, SequenceNumber, Stream};
 
-use crate::lifecycle::LifecycleError;
+/// What went wrong assembling a training set (or the joined table's schema).
+#[derive(Debug, thiserror::Error)]
+pub enum TrainingError {
+    #[error(transparent)]
+    Lake(#[from] driftline_lake::LakeError),
+    #[error("{0}")]
+    Invalid(String),
+}
 use crate::processor::SchemaProcessor;
 use crate::transform::JqTransform;
 
 /// The lake table of a model's joined examples: who predicted what, the
 /// label, when it was joined, and the encoded features as columns.
-pub fn joined_schema(features: &[String]) -> Result<TableSchema, LifecycleError> {
+pub fn joined_schema(features: &[String]) -> Result<TableSchema, TrainingError> {
     let field = |name: &str, field_type| Field {
         name: name.to_string(),
         field_type,
@@ -36,12 +43,12 @@ pub fn joined_schema(features: &[String]) -> Result<TableSchema, LifecycleError>
     let columns = fields.len();
     for name in features {
         if fields[..columns].iter().any(|f| &f.name == name) {
-            return Err(LifecycleError::Training(format!(
+            return Err(TrainingError::Invalid(format!(
                 "feature {name:?} has the name of a column of the joined table (request_id, version, class, label, joined_ms)"
             )));
         }
         if fields[columns..].iter().any(|f| &f.name == name) {
-            return Err(LifecycleError::Training(format!(
+            return Err(TrainingError::Invalid(format!(
                 "feature {name:?} is listed twice"
             )));
         }
@@ -51,10 +58,10 @@ pub fn joined_schema(features: &[String]) -> Result<TableSchema, LifecycleError>
 }
 
 /// The processor that turns logged joined records into rows of [`joined_schema`].
-pub fn joined_processor(features: &[String]) -> Result<SchemaProcessor, LifecycleError> {
+pub fn joined_processor(features: &[String]) -> Result<SchemaProcessor, TrainingError> {
     let flatten =
         JqTransform::compile("{request_id, version, class, label, joined_ms} + .features")
-            .map_err(LifecycleError::Training)?;
+            .map_err(TrainingError::Invalid)?;
     Ok(SchemaProcessor::new(joined_schema(features)?).with_transform(Some(flatten)))
 }
 
@@ -126,7 +133,7 @@ impl TrainingSource {
         count: usize,
         since_ms: Option<i64>,
         features: &[String],
-    ) -> Result<TrainingSet, LifecycleError> {
+    ) -> Result<TrainingSet, TrainingError> {
         let mut objects: Vec<(driftline_lake::StoredObject, ObjectName)> = self
             .lake
             .objects(&format!("{}/", self.table))
@@ -171,7 +178,7 @@ impl TrainingSource {
             let index = paths.len();
             paths.push(object.path.clone());
             let rows = decode_object(bytes, features, &self.label, self.time.as_deref()).map_err(
-                |reason| LifecycleError::Training(format!("lake object {}: {reason}", object.path)),
+                |reason| TrainingError::Invalid(format!("lake object {}: {reason}", object.path)),
             )?;
             let before = examples.len();
             examples.extend(rows.into_iter().map(|mut e| {
@@ -205,7 +212,7 @@ impl TrainingSource {
         delivered: &BTreeMap<String, Position>,
         features: &[String],
         limit: usize,
-    ) -> Result<Vec<Example>, LifecycleError> {
+    ) -> Result<Vec<Example>, TrainingError> {
         let mut examples = Vec::new();
         let Some(stream) = &self.stream else {
             return Ok(examples);
@@ -234,7 +241,7 @@ impl TrainingSource {
                         .into();
                     let (joined_ms, x, y) =
                         decode_record(&stored.data, features).map_err(|reason| {
-                            LifecycleError::Training(format!(
+                            TrainingError::Invalid(format!(
                                 "joined record {sequence_number} of {shard} in stream {}: {reason}",
                                 stream.name()
                             ))
@@ -254,8 +261,8 @@ impl TrainingSource {
     }
 }
 
-fn stream_error(error: driftline_log::LogError) -> LifecycleError {
-    LifecycleError::Training(format!("reading the joined stream: {error}"))
+fn stream_error(error: driftline_log::LogError) -> TrainingError {
+    TrainingError::Invalid(format!("reading the joined stream: {error}"))
 }
 
 /// The training set and its lineage: the objects that contributed, and per

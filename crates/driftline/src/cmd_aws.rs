@@ -41,7 +41,7 @@ pub fn run(command: AwsCommand) -> anyhow::Result<()> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "pipeline".into());
-            let template = crate::cfn::template(&config, &name, &text)?;
+            let template = crate::deploy::template::template(&config, &name, &text)?;
             let text = serde_json::to_string_pretty(&template)? + "\n";
             match out {
                 Some(path) => std::fs::write(&path, text)
@@ -68,7 +68,7 @@ pub fn run(command: AwsCommand) -> anyhow::Result<()> {
                 )
             })?;
             let text = std::fs::read(&pipeline)?;
-            let bytes = crate::lambda_zip::zip(&[
+            let bytes = crate::deploy::lambda_zip::zip(&[
                 ("bootstrap", 0o755, &binary),
                 ("pipeline.toml", 0o644, &text),
             ])?;

@@ -66,9 +66,6 @@ pub struct BacktestArgs {
 }
 
 pub fn run_backtest(args: BacktestArgs) -> anyhow::Result<()> {
-    if let Some(pipeline) = &args.pipeline {
-        return crate::cmd_backtest_model::run(&args, pipeline);
-    }
     for (given, flag) in [
         (args.lake.is_some(), "--lake"),
         (args.time.is_some(), "--time"),

@@ -8,7 +8,6 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use driftline_lake::Lake;
 use driftline_ml::lifecycle::replay::{replay, ReplayConfig, ReplayReport};
-use driftline_ml::lifecycle::LifecycleEvent;
 use driftline_pipeline::config::PipelineConfig;
 use driftline_pipeline::training::TrainingSource;
 use serde_json::json;
@@ -178,47 +177,10 @@ fn print_report(name: &str, data: &str, report: &ReplayReport, config: &ReplayCo
         );
     }
     for step in &report.decisions {
-        println!("  [{:>8}] {}", step.index, describe(&step.event));
-    }
-}
-
-/// One line per event, in the words of the demo's log.
-pub fn describe(event: &LifecycleEvent) -> String {
-    match event {
-        LifecycleEvent::DriftAlarm {
-            label,
-            detector,
-            statistic,
-            window,
-            ..
-        } => format!("drift alarm ({detector}) at label {label}: error rate {statistic:.3}, change {window} labels ago"),
-        LifecycleEvent::DataDrift {
-            version,
-            feature,
-            test,
-            statistic,
-            threshold,
-            ..
-        } => format!("data drift on {feature} of v{version}: {test} {statistic:.4} (threshold {threshold})"),
-        LifecycleEvent::Retrain {
-            version,
-            examples,
-            trigger,
-        } => format!("retrain v{version} on {examples} examples ({trigger})"),
-        LifecycleEvent::TrialStarted { version, mode } => format!("v{version} on trial: {mode}"),
-        LifecycleEvent::Promoted {
-            version,
-            previous,
-            accuracy,
-            previous_accuracy,
-            ..
-        } => format!(
-            "v{version} promoted over v{}: {accuracy:.4} vs {previous_accuracy:.4}",
-            previous.unwrap_or(0)
-        ),
-        LifecycleEvent::Rejected { version, reason } => format!("v{version} rejected: {reason}"),
-        LifecycleEvent::RolledBack { from, to, reason } => {
-            format!("rolled back v{from} -> v{to}: {reason}")
-        }
+        println!(
+            "  [{:>8}] {}",
+            step.index,
+            crate::report::describe(&step.event)
+        );
     }
 }

@@ -199,15 +199,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let service = ModelService::new("fraud", lifecycle, 2, registry.clone(), first, Some(predictions as std::sync::Arc<dyn driftline_log::StreamWriter>));
         state.models.add(service.clone());
 
-        let joined = crate::run_models::stream_or_create(&store, &model.joined_stream(), 2)?;
+        let joined = crate::assembly::streams::stream_or_create(&store, &model.joined_stream(), 2)?;
         service.log_joined_to(joined.clone());
         // retrains read those examples back from the lake (the newest from the stream)
         service.train_from(TrainingSource::new(lake.clone(), &model.joined_table(), joined.clone()));
         // the lake delivery of the transactions and of the joined examples
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let streams = crate::pipeline_streams::PipelineStreams::embedded(store.clone());
-        let mut stages = crate::cmd_run::start_stages(&config, &streams, &lake, None, &stop_rx)?;
-        let (_, mut joined_stage) = crate::run_models::joined_stage(&config, &model, joined, &lake, &stop_rx)?;
+        let streams = crate::assembly::streams::PipelineStreams::embedded(store.clone());
+        let mut stages = crate::assembly::start_stages(&config, &streams, &lake, None, &stop_rx)?;
+        let (_, mut joined_stage) = crate::assembly::models::joined_stage(&config, &model, joined, &lake, &stop_rx)?;
         joined_stage.0 = model.joined_table();
         stages.push(joined_stage);
         let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();

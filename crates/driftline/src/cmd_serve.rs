@@ -89,7 +89,7 @@ async fn load_model(
         .predict_proba_one(&vec![0.0; served.encoder.width()])
         .len();
     let store = &state.kinesis.store;
-    let log = crate::run_models::stream_or_create(store, &format!("{name}-predictions"), 1)?;
+    let log = crate::assembly::streams::stream_or_create(store, &format!("{name}-predictions"), 1)?;
     let config = LifecycleConfig {
         learner: served.learner.clone(),
         ..LifecycleConfig::default()

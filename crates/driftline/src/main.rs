@@ -3,8 +3,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod cfn;
-mod cfn_service;
+mod assembly;
 mod client;
 mod cmd_auth;
 mod cmd_aws;
@@ -20,12 +19,10 @@ mod cmd_sagemaker;
 mod cmd_serve;
 mod cmd_stream;
 mod dataset;
+mod deploy;
 mod emf_report;
-mod lambda_zip;
 mod listen;
-mod pipeline_streams;
 mod report;
-mod run_models;
 #[cfg(all(test, feature = "aws"))]
 mod sagemaker_conformance;
 mod security;
@@ -97,7 +94,10 @@ fn main() -> std::process::ExitCode {
         Command::Models(command) => cmd_models::run(command),
         Command::Run(args) => cmd_run::run(args),
         Command::Validate(args) => cmd_run::validate(args),
-        Command::Backtest(args) => cmd_backtest::run_backtest(args),
+        Command::Backtest(args) => match args.pipeline.clone() {
+            Some(pipeline) => cmd_backtest_model::run(&args, &pipeline),
+            None => cmd_backtest::run_backtest(args),
+        },
         Command::Sagemaker(command) => cmd_sagemaker::run(command),
         Command::Aws(command) => cmd_aws::run(command),
         Command::Auth(command) => cmd_auth::run(command),

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use driftline_ml::evaluate::RunResult;
+use driftline_ml::lifecycle::LifecycleEvent;
 
 const COLORS: [&str; 12] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -192,7 +193,7 @@ pub fn lifecycle_html(
     data: &str,
     report: &driftline_ml::lifecycle::replay::ReplayReport,
 ) -> String {
-    use driftline_ml::lifecycle::LifecycleEvent as E;
+    use LifecycleEvent as E;
     let (width, height, left, top, bottom) = (960.0, 320.0, 50.0, 24.0, 30.0);
     let plot_h = height - top - bottom;
     let plot_w = width - left - 20.0;
@@ -238,7 +239,7 @@ pub fn lifecycle_html(
     }
     for step in &report.decisions {
         let x = x_of(step.index);
-        let what = escape(&crate::cmd_backtest_model::describe(&step.event));
+        let what = escape(&describe(&step.event));
         let (class, mark) = match &step.event {
             E::DriftAlarm { .. } => (
                 "drift",
@@ -334,9 +335,50 @@ pub fn lifecycle_html(
             "<tr><td>{}</td><td>{}</td><td class=\"name\">{}</td></tr>",
             step.index,
             step.at_ms,
-            escape(&crate::cmd_backtest_model::describe(&step.event))
+            escape(&describe(&step.event))
         );
     }
     out.push_str("</table>\n</body></html>\n");
     out
+}
+
+/// One line per event, in the words of the demo's log.
+pub fn describe(event: &LifecycleEvent) -> String {
+    match event {
+        LifecycleEvent::DriftAlarm {
+            label,
+            detector,
+            statistic,
+            window,
+            ..
+        } => format!("drift alarm ({detector}) at label {label}: error rate {statistic:.3}, change {window} labels ago"),
+        LifecycleEvent::DataDrift {
+            version,
+            feature,
+            test,
+            statistic,
+            threshold,
+            ..
+        } => format!("data drift on {feature} of v{version}: {test} {statistic:.4} (threshold {threshold})"),
+        LifecycleEvent::Retrain {
+            version,
+            examples,
+            trigger,
+        } => format!("retrain v{version} on {examples} examples ({trigger})"),
+        LifecycleEvent::TrialStarted { version, mode } => format!("v{version} on trial: {mode}"),
+        LifecycleEvent::Promoted {
+            version,
+            previous,
+            accuracy,
+            previous_accuracy,
+            ..
+        } => format!(
+            "v{version} promoted over v{}: {accuracy:.4} vs {previous_accuracy:.4}",
+            previous.unwrap_or(0)
+        ),
+        LifecycleEvent::Rejected { version, reason } => format!("v{version} rejected: {reason}"),
+        LifecycleEvent::RolledBack { from, to, reason } => {
+            format!("rolled back v{from} -> v{to}: {reason}")
+        }
+    }
 }

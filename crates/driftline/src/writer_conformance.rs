@@ -81,7 +81,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = driftline_log::LogStore::open(dir.path(), driftline_log::LogConfig::default())
             .expect("store");
-        let stream = crate::run_models::stream_or_create(&store, "events", 3).expect("stream");
+        let stream =
+            crate::assembly::streams::stream_or_create(&store, "events", 3).expect("stream");
         suite(stream.as_ref(), || {
             stream
                 .read_all()

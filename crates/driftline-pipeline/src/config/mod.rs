@@ -12,11 +12,12 @@ use driftline_lake::{Compression, Field, TableSchema};
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use crate::model_config::ModelConfig;
+pub use model::ModelConfig;
 pub use sources::{DynamodbSourceConfig, KinesisSourceConfig, SourceConfig};
 
 use sources::{DeclaredSource, Source};
 
+pub mod model;
 mod sources;
 mod validate;
 

@@ -28,7 +28,7 @@ pub enum LifecycleError {
     #[error("artifact: {0}")]
     Artifact(String),
     #[error("assembling a training set: {0}")]
-    Training(String),
+    Training(#[from] crate::training::TrainingError),
 }
 
 /// Counters of the lifecycle, for the status API and the demo.

@@ -45,6 +45,7 @@ mod config;
 mod decisions;
 mod events;
 mod join;
+mod online;
 mod pool;
 mod prediction_log;
 mod retrain;
@@ -95,7 +96,7 @@ pub struct ModelService {
     training_source: std::sync::OnceLock<TrainingSource>,
     /// Where challengers are fitted, if not in this process.
     trainer: std::sync::OnceLock<Arc<dyn Trainer>>,
-    online: std::sync::OnceLock<crate::online::OnlineLearner>,
+    online: std::sync::OnceLock<online::OnlineLearner>,
     next_request: AtomicU64,
     /// Predictions not logged because the log's queue was full.
     log_dropped: AtomicU64,
@@ -160,7 +161,7 @@ impl ModelService {
             simulated: std::sync::OnceLock::new(),
         });
         if let Some(every) = service.config.online_publish_every {
-            let learner = crate::online::OnlineLearner::start(Arc::downgrade(&service), every);
+            let learner = online::OnlineLearner::start(Arc::downgrade(&service), every);
             let _ = service.online.set(learner);
         }
         if let Some(every) = service.config.retrain_every {

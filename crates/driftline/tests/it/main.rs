@@ -12,6 +12,7 @@ mod disk_full;
 mod docs;
 #[cfg(feature = "aws")]
 mod lambda;
+mod layout;
 mod models;
 mod pipeline;
 mod python;

@@ -6,7 +6,7 @@
 //! its own role allowed only the calls it makes on only its resources; each
 //! model a SageMaker execution role limited to its part of the bucket; and
 //! what is left for `driftline run` (models, sources, processors of streams
-//! on Kinesis) a Fargate service (`cfn_service`).
+//! on Kinesis) a Fargate service (`service`).
 
 use std::collections::BTreeSet;
 
@@ -15,35 +15,7 @@ use driftline_pipeline::config::ProcessorConfig;
 use driftline_pipeline::PipelineConfig;
 use serde_json::{json, Map, Value};
 
-/// A CloudFormation logical id from a name: letters and digits, CamelCase.
-pub(crate) fn logical(name: &str) -> String {
-    name.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-pub(crate) fn arn_of(resource: &str) -> Value {
-    json!({"Fn::GetAtt": [resource, "Arn"]})
-}
-
-pub(crate) fn assume(service: &str) -> Value {
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
-    })
-}
-
-/// `arn:aws:s3:::BUCKET/PATH` of the lake bucket.
-pub(crate) fn bucket_objects(path: &str) -> Value {
-    json!({"Fn::Sub": format!("arn:${{AWS::Partition}}:s3:::${{LakeBucket}}/{path}")})
-}
+use super::{arn_of, assume, bucket_objects, logical};
 
 /// Lambda's batching window is in whole seconds (0..=300).
 fn window_seconds(processor: &ProcessorConfig) -> u64 {
@@ -350,7 +322,7 @@ pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Resu
             json!({"Type": "String", "Description": "key of the driftline-lambda zip"}),
         );
     }
-    if crate::cfn_service::needed(config, functions.len()) {
+    if super::service::needed(config, functions.len()) {
         for id in [
             "DriftlineTaskRole",
             "DriftlineExecutionRole",
@@ -363,16 +335,16 @@ pub fn template(config: &PipelineConfig, name: &str, text: &str) -> anyhow::Resu
             claim(id.into())?;
         }
         let lambda: Vec<String> = functions.iter().map(|p| p.name.get_ref().clone()).collect();
-        let service = crate::cfn_service::Service {
+        let service = super::service::Service {
             pipeline_name: name,
             pipeline_text: text,
             lambda_processors: &lambda,
             stream_ids: &stream_ids,
             model_roles: &model_roles,
         };
-        crate::cfn_service::add(config, &service, &mut resources, &mut parameters)?;
+        super::service::add(config, &service, &mut resources, &mut parameters)?;
     }
-    if !config.models.is_empty() || crate::cfn_service::needed(config, functions.len()) {
+    if !config.models.is_empty() || super::service::needed(config, functions.len()) {
         parameters.insert(
             "ImageRepository".into(),
             json!({"Type": "String", "Default": "driftline", "Description": "ECR repository of the driftline image (Dockerfile)"}),

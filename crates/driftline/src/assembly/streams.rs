@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use driftline_log::{LogStore, StreamWriter};
+use anyhow::Context;
+use driftline_log::{LogStore, Stream, StreamSpec, StreamWriter};
 use driftline_pipeline::PipelineConfig;
 
 pub struct PipelineStreams {
@@ -40,11 +41,7 @@ impl PipelineStreams {
                         .insert(stream.name.get_ref().clone(), kinesis.to_string());
                 }
                 None => {
-                    crate::run_models::stream_or_create(
-                        &streams.store,
-                        stream.name.get_ref(),
-                        stream.shards,
-                    )?;
+                    stream_or_create(&streams.store, stream.name.get_ref(), stream.shards)?;
                 }
             }
         }
@@ -129,4 +126,19 @@ impl PipelineStreams {
     ) -> anyhow::Result<Arc<dyn StreamWriter>> {
         anyhow::bail!("stream {name} is kinesis://{kinesis}: Kinesis streams need driftline built with the aws feature")
     }
+}
+
+/// The stream `name`, created with `shards` shards if it does not exist yet.
+pub fn stream_or_create(store: &LogStore, name: &str, shards: u32) -> anyhow::Result<Arc<Stream>> {
+    if let Ok(stream) = store.stream(name) {
+        return Ok(stream);
+    }
+    let spec = StreamSpec {
+        name: name.to_string(),
+        shard_count: shards,
+        ..StreamSpec::default()
+    };
+    store
+        .create_stream(spec, driftline_log::now_ms())
+        .with_context(|| format!("cannot create stream {name}"))
 }

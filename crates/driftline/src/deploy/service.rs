@@ -6,7 +6,7 @@
 
 use driftline_pipeline::PipelineConfig;
 
-use crate::cfn::{arn_of, assume, bucket_objects};
+use super::{arn_of, assume, bucket_objects, logical};
 use serde_json::{json, Map, Value};
 
 /// The pipeline needs a `driftline run` somewhere: models, landing or AWS
@@ -202,10 +202,8 @@ pub fn add(
                 "sagemaker:StopTrainingJob",
             ]);
         }
-        statements.push(
-            json!({"Sid": format!("SageMaker{}", crate::cfn::logical(model.name())),
-            "Effect": "Allow", "Action": actions, "Resource": resources}),
-        );
+        statements.push(json!({"Sid": format!("SageMaker{}", logical(model.name())),
+            "Effect": "Allow", "Action": actions, "Resource": resources}));
     }
     // The roles the template made, or those the pipeline names instead.
     let passed: Vec<Value> = model_roles
@@ -326,7 +324,7 @@ pub fn add(
             m.name() == model && m.sagemaker.as_ref().is_some_and(|s| s.role_arn.is_none())
         });
         if unnamed {
-            let variable = driftline_pipeline::model_config::SagemakerConfig::role_variable(model);
+            let variable = driftline_pipeline::config::model::SagemakerConfig::role_variable(model);
             if !variables.insert(variable.clone()) {
                 anyhow::bail!("two models' SageMaker roles would both be {variable}: rename one, or give it sagemaker.role_arn");
             }

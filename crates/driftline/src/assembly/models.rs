@@ -8,34 +8,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 use driftline_lake::{Lake, Registry};
-use driftline_log::{LogStore, Stream, StreamSpec, StreamWriter};
+use driftline_log::{Stream, StreamWriter};
 use driftline_ml::features::Encoder;
+use driftline_pipeline::config::model::ModelConfig;
 use driftline_pipeline::config::ProcessorConfig;
 use driftline_pipeline::labels::LabelProcessor;
 use driftline_pipeline::lifecycle::{LifecycleConfig, ModelService, Served};
 use driftline_pipeline::mapping::Delivery;
-use driftline_pipeline::model_config::ModelConfig;
 use driftline_pipeline::trainer::Trainer;
 use driftline_pipeline::training::{joined_processor, joined_schema, TrainingSource};
 use driftline_pipeline::{run_mapping, Mapping, MappingStats, PipelineConfig, Processor};
 
-use crate::cmd_run::Stage;
-use crate::pipeline_streams::PipelineStreams;
-
-/// The stream `name`, created with `shards` shards if it does not exist yet.
-pub fn stream_or_create(store: &LogStore, name: &str, shards: u32) -> anyhow::Result<Arc<Stream>> {
-    if let Ok(stream) = store.stream(name) {
-        return Ok(stream);
-    }
-    let spec = StreamSpec {
-        name: name.to_string(),
-        shard_count: shards,
-        ..StreamSpec::default()
-    };
-    store
-        .create_stream(spec, driftline_log::now_ms())
-        .with_context(|| format!("cannot create stream {name}"))
-}
+use super::stages::Stage;
+use super::streams::{stream_or_create, PipelineStreams};
 
 /// Where a model's labels arrive.
 enum Labels {
@@ -66,7 +51,7 @@ async fn kinesis_labels(
         dead_letters: None,
         stats,
     };
-    driftline_aws::sharded_source::run_kinesis(source, kinesis, 1000, stop).await
+    driftline_aws::kinesis_source::run(source, kinesis, 1000, stop).await
 }
 
 #[cfg(not(feature = "aws"))]
@@ -351,7 +336,7 @@ async fn trainer(model: &ModelConfig, _lake: &Lake) -> anyhow::Result<Option<Arc
 #[cfg(feature = "aws")]
 async fn sagemaker_mirror(
     model: &ModelConfig,
-    config: driftline_pipeline::model_config::SagemakerConfig,
+    config: driftline_pipeline::config::model::SagemakerConfig,
     registry: Registry,
     lake: Lake,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -373,7 +358,7 @@ async fn sagemaker_mirror(
 #[cfg(not(feature = "aws"))]
 async fn sagemaker_mirror(
     model: &ModelConfig,
-    _config: driftline_pipeline::model_config::SagemakerConfig,
+    _config: driftline_pipeline::config::model::SagemakerConfig,
     _registry: Registry,
     _lake: Lake,
     _stop: tokio::sync::watch::Receiver<bool>,

@@ -11,7 +11,7 @@ use std::sync::Weak;
 
 use driftline_ml::learn::{artifact, Classifier};
 
-use crate::lifecycle::ModelService;
+use super::ModelService;
 
 /// Examples waiting for the online learner, at most.
 const QUEUE: usize = 10_000;

@@ -290,7 +290,7 @@ impl ModelConfig {
     pub fn prediction_log_stream(&self) -> Option<&str> {
         self.prediction_log
             .as_ref()
-            .and_then(|url| url.get_ref().strip_prefix(crate::config::KINESIS_SCHEME))
+            .and_then(|url| url.get_ref().strip_prefix(super::KINESIS_SCHEME))
     }
 
     /// The stream labelled examples are logged to, and their lake table.
@@ -437,13 +437,8 @@ impl ModelConfig {
                 "a model needs at least one feature".into(),
             ));
         }
-        crate::training::joined_schema(features).map_err(|e| {
-            let message = match e {
-                crate::lifecycle::LifecycleError::Training(message) => message,
-                other => other.to_string(),
-            };
-            (self.features.span().start, message)
-        })?;
+        crate::training::joined_schema(features)
+            .map_err(|e| (self.features.span().start, e.to_string()))?;
         self.lifecycle().map(|_| ())
     }
 }
