@@ -58,6 +58,19 @@ pub struct DynamodbStream {
     pub batch_size: u32,
 }
 
+impl DynamodbStream {
+    /// The stream `arn` read with `config`, at most `batch_size` records a call.
+    pub fn new(config: &aws_config::SdkConfig, arn: String, batch_size: u32) -> DynamodbStream {
+        DynamodbStream {
+            client: aws_sdk_dynamodbstreams::Client::new(config),
+            arn,
+            batch_size,
+        }
+    }
+}
+
+crate::sharded_source::shard_reader!(DynamodbStream, arn);
+
 impl ShardedStream for DynamodbStream {
     async fn shards(&self) -> crate::Result<Vec<ShardInfo>> {
         let mut all = Vec::new();
@@ -116,12 +129,13 @@ impl ShardedStream for DynamodbStream {
         &self,
         shard: &str,
         iterator: String,
+        limit: u32,
     ) -> crate::Result<(Vec<Event>, Option<String>)> {
         let answer = self
             .client
             .get_records()
             .shard_iterator(iterator)
-            .limit(i32::try_from(self.batch_size).unwrap_or(1000))
+            .limit(i32::try_from(self.batch_size.min(limit)).unwrap_or(1000))
             .send()
             .await
             .map_err(error)?;

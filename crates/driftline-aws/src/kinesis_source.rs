@@ -21,6 +21,8 @@ pub struct KinesisStream {
     pub batch_size: u32,
 }
 
+crate::sharded_source::shard_reader!(KinesisStream, name);
+
 impl ShardedStream for KinesisStream {
     async fn shards(&self) -> crate::Result<Vec<ShardInfo>> {
         let mut all = Vec::new();
@@ -76,12 +78,13 @@ impl ShardedStream for KinesisStream {
         &self,
         shard: &str,
         iterator: String,
+        limit: u32,
     ) -> crate::Result<(Vec<Event>, Option<String>)> {
         let answer = self
             .client
             .get_records()
             .shard_iterator(iterator)
-            .limit(i32::try_from(self.batch_size).unwrap_or(10_000))
+            .limit(i32::try_from(self.batch_size.min(limit)).unwrap_or(10_000))
             .send()
             .await
             .map_err(error)?;
@@ -121,4 +124,59 @@ pub async fn run(
     crate::sharded_source::run(source, stream, stop)
         .await
         .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kinesis_stream_is_a_reader_like_the_embedded_log() {
+        let moto = crate::testing::Moto::start();
+        let config = crate::testing::sdk_config(&moto).await;
+        let client = aws_sdk_kinesis::Client::new(&config);
+        client
+            .create_stream()
+            .stream_name("clicks")
+            .shard_count(3)
+            .send()
+            .await
+            .expect("create stream");
+        let reader = KinesisStream {
+            client: client.clone(),
+            name: "clicks".into(),
+            batch_size: 10_000,
+        };
+        let put = move |records: Vec<(String, Vec<u8>)>| {
+            let entries: Vec<_> = records
+                .into_iter()
+                .map(|(key, data)| {
+                    aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                        .partition_key(key)
+                        .data(aws_sdk_kinesis::primitives::Blob::new(data))
+                        .build()
+                        .expect("entry")
+                })
+                .collect();
+            let request = client
+                .put_records()
+                .stream_name("clicks")
+                .set_records(Some(entries))
+                .send();
+            let answer = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current()
+                    .block_on(request)
+                    .map_err(|e| e.to_string())
+            })
+            .expect("put records");
+            assert_eq!(answer.failed_record_count(), Some(0));
+        };
+        driftline_pipeline::read::conformance(
+            &reader,
+            put,
+            |e| (e.partition_key.clone(), e.data.clone()),
+            3,
+        )
+        .await;
+    }
 }

@@ -49,12 +49,96 @@ pub trait ShardedStream {
         start: StartingPosition,
     ) -> crate::Result<Option<String>>;
     /// Records as events, and the next iterator (`None` at a closed shard's end).
+    /// At most `limit` records (and the stream's own batch size).
     async fn records(
         &self,
         shard: &str,
         iterator: String,
+        limit: u32,
     ) -> crate::Result<(Vec<Event>, Option<String>)>;
 }
+
+/// The one read side's reader (`driftline_pipeline::read::ShardReader`) for
+/// a stream service of this loop: the cursor is its shard iterator, `None`
+/// once a closed shard is read to its end.
+macro_rules! shard_reader {
+    ($stream:ty, $name:ident) => {
+        impl driftline_pipeline::read::ShardReader for $stream {
+            type Cursor = Option<String>;
+
+            fn stream_name(&self) -> &str {
+                &self.$name
+            }
+
+            async fn shards(
+                &self,
+            ) -> Result<Vec<driftline_pipeline::read::ShardInfo>, driftline_pipeline::read::ReadError>
+            {
+                let shards = $crate::sharded_source::ShardedStream::shards(self)
+                    .await
+                    .map_err(|e| driftline_pipeline::read::ReadError::Service(e.to_string()))?;
+                Ok(shards
+                    .into_iter()
+                    .map(|s| driftline_pipeline::read::ShardInfo {
+                        id: s.id,
+                        parents: s.parent.into_iter().collect(),
+                        ending: s.ending,
+                    })
+                    .collect())
+            }
+
+            async fn open(
+                &self,
+                shard: &str,
+                after: Option<&driftline_lake::Position>,
+                start: driftline_pipeline::config::StartingPosition,
+            ) -> Result<
+                driftline_pipeline::read::Opened<Option<String>>,
+                driftline_pipeline::read::ReadError,
+            > {
+                let after = after.map(|p| p.to_string());
+                let cursor = $crate::sharded_source::ShardedStream::iterator(
+                    self,
+                    shard,
+                    after.as_deref(),
+                    start,
+                )
+                .await
+                .map_err(|e| driftline_pipeline::read::ReadError::Service(e.to_string()))?;
+                Ok(driftline_pipeline::read::Opened {
+                    cursor,
+                    before: None,
+                })
+            }
+
+            async fn read(
+                &self,
+                shard: &str,
+                cursor: &mut Option<String>,
+                max: usize,
+            ) -> Result<driftline_pipeline::read::Batch, driftline_pipeline::read::ReadError> {
+                let Some(iterator) = cursor.take() else {
+                    return Ok(driftline_pipeline::read::Batch {
+                        ended: true,
+                        ..Default::default()
+                    });
+                };
+                let limit = u32::try_from(max).unwrap_or(u32::MAX);
+                let (events, next) =
+                    $crate::sharded_source::ShardedStream::records(self, shard, iterator, limit)
+                        .await
+                        .map_err(|e| driftline_pipeline::read::ReadError::Service(e.to_string()))?;
+                *cursor = next;
+                Ok(driftline_pipeline::read::Batch {
+                    ended: cursor.is_none(),
+                    events,
+                    behind: None,
+                })
+            }
+        }
+    };
+}
+pub(crate) use shard_reader;
 
 #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Checkpoint {
@@ -249,7 +333,7 @@ async fn read_shard(
             iterators.insert(shard.to_string(), current);
             return Ok(());
         }
-        let (events, next) = stream.records(shard, current).await?;
+        let (events, next) = stream.records(shard, current, u32::MAX).await?;
         iterator = next;
         let Some(last) = events.last().map(|e| e.sequence_number.to_string()) else {
             if let Some(next) = iterator {

@@ -12,6 +12,7 @@ pub mod leases;
 pub mod lifecycle;
 pub mod mapping;
 pub mod processor;
+pub mod read;
 pub mod trainer;
 pub mod training;
 pub mod transform;

@@ -24,10 +24,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use driftline_lake::{Compression, Lake, ObjectName, Position, Row, TableSchema, WrittenObject};
-use driftline_log::{SequenceNumber, Stream, StreamWriter};
+use driftline_log::{Stream, StreamWriter};
 
-use crate::config::{ProcessorConfig, StartingPosition};
+use crate::config::ProcessorConfig;
 use crate::processor::{Event, Processor};
+use crate::read::{Checkpoint, Checkpoints, LogCheckpoints, LogReader, ReadError, ShardReader};
 
 /// Counters of one mapping, for progress lines and tests.
 #[derive(Debug, Default)]
@@ -65,6 +66,8 @@ pub enum MappingError {
     Log(#[from] driftline_log::LogError),
     #[error(transparent)]
     Lake(#[from] driftline_lake::LakeError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("worker stopped: {0}")]
     Join(String),
     #[error("the batch failed: {0}")]
@@ -91,59 +94,81 @@ pub struct Mapping {
 /// a merge; shards created while the mapping runs are picked up.
 pub async fn run_mapping(
     mapping: Mapping,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), MappingError> {
+    let reader = LogReader::new(mapping.stream.clone());
+    let checkpoints = LogCheckpoints::new(mapping.stream.clone(), mapping.config.name.get_ref());
+    run_source(
+        Arc::new(Source {
+            mapping,
+            reader,
+            checkpoints,
+        }),
+        stop,
+    )
+    .await
+}
+
+/// A mapping with the read side of its stream and where its checkpoints go.
+struct Source<R, C> {
+    mapping: Mapping,
+    reader: R,
+    checkpoints: C,
+}
+
+async fn run_source<R: ShardReader, C: Checkpoints>(
+    source: Arc<Source<R, C>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), MappingError> {
-    let mapping = Arc::new(mapping);
-    let mut running: BTreeMap<u32, tokio::task::JoinHandle<Result<(), MappingError>>> =
+    let mut running: BTreeMap<String, tokio::task::JoinHandle<Result<(), MappingError>>> =
         BTreeMap::new();
-    let mut finished: BTreeSet<u32> = BTreeSet::new();
-    let mut retry_at: BTreeMap<u32, Instant> = BTreeMap::new();
+    let mut finished: BTreeSet<String> = BTreeSet::new();
+    let mut retry_at: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         let stopping = *stop.borrow();
         if !stopping {
-            let meta = mapping.stream.meta();
-            for shard in &meta.shards {
+            let shards = source.reader.shards().await?;
+            let listed: BTreeSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
+            for shard in &shards {
+                // A parent no longer listed has expired: nothing of it is left to read.
                 let parents_done = shard
                     .parents
                     .iter()
-                    .all(|p| finished.contains(p) || meta.shard(*p).is_none());
-                let waiting = retry_at
-                    .get(&shard.index)
-                    .is_some_and(|t| Instant::now() < *t);
+                    .all(|p| finished.contains(p) || !listed.contains(p.as_str()));
+                let waiting = retry_at.get(&shard.id).is_some_and(|t| Instant::now() < *t);
                 if parents_done
                     && !waiting
-                    && !running.contains_key(&shard.index)
-                    && !finished.contains(&shard.index)
+                    && !running.contains_key(&shard.id)
+                    && !finished.contains(&shard.id)
                 {
                     let worker = ShardWorker {
-                        mapping: mapping.clone(),
-                        shard_index: shard.index,
-                        shard: shard.id(),
+                        source: source.clone(),
+                        shard: shard.id.clone(),
                     };
-                    running.insert(shard.index, tokio::spawn(worker.run(stop.clone())));
+                    running.insert(shard.id.clone(), tokio::spawn(worker.run(stop.clone())));
                 }
             }
         }
-        let done: Vec<u32> = running
+        let done: Vec<String> = running
             .iter()
             .filter(|(_, task)| task.is_finished() || stopping)
-            .map(|(index, _)| *index)
+            .map(|(shard, _)| shard.clone())
             .collect();
-        for index in done {
-            let Some(task) = running.remove(&index) else {
+        for shard in done {
+            let Some(task) = running.remove(&shard) else {
                 continue;
             };
             match task.await.map_err(|e| MappingError::Join(e.to_string()))? {
                 Ok(()) => {
-                    finished.insert(index);
+                    finished.insert(shard);
                 }
                 Err(error) if stopping => return Err(error),
                 Err(error) => {
                     // The worker starts again from its checkpoint (removing what
                     // the failed delivery left), as a retried Lambda batch would.
-                    mapping.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(shard = index, %error, "shard worker failed; restarting in 1 s");
-                    retry_at.insert(index, Instant::now() + Duration::from_secs(1));
+                    source.mapping.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%shard, %error, "shard worker failed; restarting in 1 s");
+                    retry_at.insert(shard, Instant::now() + Duration::from_secs(1));
                 }
             }
         }
@@ -157,9 +182,8 @@ pub async fn run_mapping(
     }
 }
 
-struct ShardWorker {
-    mapping: Arc<Mapping>,
-    shard_index: u32,
+struct ShardWorker<R, C> {
+    source: Arc<Source<R, C>>,
     shard: String,
 }
 
@@ -176,16 +200,20 @@ struct Buffer {
     since: Option<Instant>,
 }
 
-impl ShardWorker {
+impl<R: ShardReader, C: Checkpoints> ShardWorker<R, C> {
+    fn mapping(&self) -> &Mapping {
+        &self.source.mapping
+    }
+
     fn consumer(&self) -> &str {
-        self.mapping.config.name.get_ref()
+        self.mapping().config.name.get_ref()
     }
 
     async fn run(self, stop: tokio::sync::watch::Receiver<bool>) -> Result<(), MappingError> {
         // This shard's share of the lag leaves the total however the worker ends.
         let mut lag = 0;
         let result = self.consume(stop, &mut lag).await;
-        self.mapping.stats.lag.fetch_sub(lag, Ordering::Relaxed);
+        self.mapping().stats.lag.fetch_sub(lag, Ordering::Relaxed);
         result
     }
 
@@ -194,79 +222,57 @@ impl ShardWorker {
         mut stop: tokio::sync::watch::Receiver<bool>,
         last_lag: &mut u64,
     ) -> Result<(), MappingError> {
-        let committed = self
-            .mapping
-            .stream
-            .checkpoints(self.consumer())?
-            .get(&self.shard_index)
-            .copied();
-        let removed = self
-            .mapping
+        let mapping = self.mapping();
+        let source = &self.source;
+        let committed = source.checkpoints.load(&self.shard).await?.position;
+        let removed = mapping
             .delivery
             .lake
-            .remove_uncommitted(
-                &self.mapping.delivery.table,
-                &self.shard,
-                committed.map(|c| Position::from(c.as_u128())).as_ref(),
-            )
+            .remove_uncommitted(&mapping.delivery.table, &self.shard, committed.as_ref())
             .await?;
         if !removed.is_empty() {
             tracing::info!(shard = %self.shard, objects = removed.len(), "removed objects of an interrupted delivery");
         }
-        let log = self.mapping.stream.shard(self.shard_index)?;
-        let mut offset = match committed {
-            Some(sequence) => sequence.offset() + 1,
-            None => match self.mapping.config.starting_position {
-                StartingPosition::TrimHorizon => log.trim_horizon(),
-                StartingPosition::Latest => {
-                    // LATEST is where the mapping began, once: record it, so a
-                    // restart resumes there instead of skipping to a newer end.
-                    let end = log.end_offset();
-                    if end > 0 {
-                        let last = SequenceNumber::new(self.shard_index, end - 1);
-                        tokio::task::block_in_place(|| {
-                            self.mapping
-                                .stream
-                                .checkpoint(self.consumer(), self.shard_index, last)
-                        })?;
-                    }
-                    end
-                }
-            },
-        };
+        let opened = source
+            .reader
+            .open(
+                &self.shard,
+                committed.as_ref(),
+                mapping.config.starting_position,
+            )
+            .await?;
+        let mut cursor = opened.cursor;
+        if let (None, Some(before)) = (&committed, opened.before) {
+            // LATEST is where the mapping began, once: record it, so a
+            // restart resumes there instead of skipping to a newer end.
+            let at = Checkpoint {
+                position: Some(before),
+                finished: false,
+            };
+            source.checkpoints.save(&self.shard, &at).await?;
+        }
         let mut buffer = Buffer::default();
-        let window = Duration::from_millis(self.mapping.config.maximum_batching_window_ms);
+        let window = Duration::from_millis(mapping.config.maximum_batching_window_ms);
         loop {
             let stopping = *stop.borrow();
             // Gather a batch: batch_size records, or what the window brought.
             let mut batch: Vec<Event> = Vec::new();
             let deadline = Instant::now() + window;
+            let mut behind = None;
+            let mut ended;
             loop {
-                let want = self.mapping.config.batch_size - batch.len();
-                let read = tokio::task::block_in_place(|| {
-                    self.mapping
-                        .stream
-                        .read(self.shard_index, offset, want, 6 * 1024 * 1024)
-                })?;
-                offset = read.next_offset;
-                batch.extend(read.records.into_iter().map(|r| {
-                    Event {
-                        shard: self.shard.clone(),
-                        sequence_number: SequenceNumber::new(self.shard_index, r.offset)
-                            .as_u128()
-                            .into(),
-                        arrival_ms: r.timestamp_ms,
-                        partition_key: r.partition_key,
-                        data: r.data,
-                    }
-                }));
-                if batch.len() >= self.mapping.config.batch_size
+                let want = mapping.config.batch_size - batch.len();
+                let read = source.reader.read(&self.shard, &mut cursor, want).await?;
+                ended = read.ended;
+                behind = read.behind.or(behind);
+                batch.extend(read.events);
+                if batch.len() >= mapping.config.batch_size
                     || stopping
                     || Instant::now() >= deadline
                 {
                     break;
                 }
-                if batch.is_empty() && log.is_finished_at(offset) {
+                if batch.is_empty() && ended {
                     // A closed parent read to its end: its children take over.
                     break;
                 }
@@ -280,15 +286,13 @@ impl ShardWorker {
                 }
                 tokio::time::sleep(Duration::from_millis(5).min(window)).await;
             }
-            let lag = log.end_offset().saturating_sub(offset);
-            self.mapping.stats.lag.fetch_add(lag, Ordering::Relaxed);
-            self.mapping
-                .stats
-                .lag
-                .fetch_sub(*last_lag, Ordering::Relaxed);
-            *last_lag = lag;
+            if let Some(lag) = behind {
+                mapping.stats.lag.fetch_add(lag, Ordering::Relaxed);
+                mapping.stats.lag.fetch_sub(*last_lag, Ordering::Relaxed);
+                *last_lag = lag;
+            }
             if !batch.is_empty() {
-                self.mapping
+                mapping
                     .stats
                     .records_in
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -296,13 +300,12 @@ impl ShardWorker {
             }
             let due = buffer
                 .since
-                .is_some_and(|t| t.elapsed() >= self.mapping.delivery.max_buffer)
-                || buffer.bytes >= self.mapping.delivery.max_buffer_bytes;
-            let finished = log.is_finished_at(offset);
-            if due || ((stopping || finished) && buffer.first.is_some()) {
-                self.deliver(&mut buffer).await?;
+                .is_some_and(|t| t.elapsed() >= mapping.delivery.max_buffer)
+                || buffer.bytes >= mapping.delivery.max_buffer_bytes;
+            if due || ((stopping || ended) && buffer.first.is_some()) {
+                self.deliver(&mut buffer, ended).await?;
             }
-            if stopping || finished {
+            if stopping || ended {
                 return Ok(());
             }
         }
@@ -315,7 +318,7 @@ impl ShardWorker {
         // The buffer's size is reckoned in the records' bytes, as Firehose does.
         let bytes: usize = batch.iter().map(|e| e.data.len()).sum();
         let (fresh, expired): (Vec<Event>, Vec<Event>) =
-            match self.mapping.config.maximum_record_age_s {
+            match self.mapping().config.maximum_record_age_s {
                 Some(age) => {
                     let oldest = driftline_log::now_ms() - (age as i64).saturating_mul(1000);
                     batch.into_iter().partition(|e| e.arrival_ms >= oldest)
@@ -327,7 +330,7 @@ impl ShardWorker {
             .map(|e| (e, "older than maximum_record_age_s".to_string()))
             .collect();
         let mut rows = Vec::new();
-        let factor = self.mapping.config.parallelization_factor.max(1);
+        let factor = self.mapping().config.parallelization_factor.max(1);
         if factor == 1 || fresh.len() < 2 {
             if !fresh.is_empty() {
                 self.process(fresh, &mut rows, &mut failed);
@@ -367,7 +370,7 @@ impl ShardWorker {
             }
         }
         self.dead_letter(failed)?;
-        self.mapping
+        self.mapping()
             .stats
             .rows_out
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
@@ -384,10 +387,10 @@ impl ShardWorker {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let exhausted = attempts > self.mapping.config.maximum_retry_attempts;
-            match self.mapping.processor.process(&pending) {
+            let exhausted = attempts > self.mapping().config.maximum_retry_attempts;
+            match self.mapping().processor.process(&pending) {
                 Ok(outcome) => {
-                    self.mapping
+                    self.mapping()
                         .stats
                         .filtered
                         .fetch_add(outcome.filtered as u64, Ordering::Relaxed);
@@ -413,7 +416,7 @@ impl ShardWorker {
                     pending = retry.into_iter().map(|(e, _)| e).collect();
                 }
                 Err(reason) if exhausted => {
-                    if self.mapping.config.bisect_batch_on_error && pending.len() > 1 {
+                    if self.mapping().config.bisect_batch_on_error && pending.len() > 1 {
                         let second = pending.split_off(pending.len() / 2);
                         self.process(pending, rows, failed);
                         self.process(second, rows, failed);
@@ -436,56 +439,57 @@ impl ShardWorker {
                 let letter = crate::dead_letter::envelope(
                     &reason,
                     self.consumer(),
-                    Some(self.mapping.stream.name()),
+                    Some(self.source.reader.stream_name()),
                     &event,
                 );
                 (event.partition_key, letter)
             })
             .collect();
         crate::dead_letter::send(
-            self.mapping.dead_letters.as_deref(),
+            self.mapping().dead_letters.as_deref(),
             letters,
-            &self.mapping.stats.dead_lettered,
+            &self.mapping().stats.dead_lettered,
         )?;
         Ok(())
     }
 
-    async fn deliver(&self, buffer: &mut Buffer) -> Result<(), MappingError> {
+    async fn deliver(&self, buffer: &mut Buffer, ended: bool) -> Result<(), MappingError> {
         let (Some(first), Some(last)) = (buffer.first.clone(), buffer.last.clone()) else {
             return Ok(());
         };
         let written = self
-            .mapping
+            .mapping()
             .delivery
             .lake
             .write_delivery(
-                &self.mapping.delivery.table,
-                &self.mapping.delivery.schema,
+                &self.mapping().delivery.table,
+                &self.mapping().delivery.schema,
                 &ObjectName {
                     shard: self.shard.clone(),
                     first,
                     last: last.clone(),
                 },
                 &buffer.rows,
-                self.mapping.delivery.compression,
+                self.mapping().delivery.compression,
             )
             .await?;
-        // Positions of driftline's own log always fit in 128 bits.
-        let last = SequenceNumber::from_u128(last.to_u128().unwrap_or_default());
-        tokio::task::block_in_place(|| {
-            self.mapping
-                .stream
-                .checkpoint(self.consumer(), self.shard_index, last)
-        })?;
-        self.mapping
+        let checkpoint = Checkpoint {
+            position: Some(last),
+            finished: ended,
+        };
+        self.source
+            .checkpoints
+            .save(&self.shard, &checkpoint)
+            .await?;
+        self.mapping()
             .stats
             .objects
             .fetch_add(written.len() as u64, Ordering::Relaxed);
-        self.mapping
+        self.mapping()
             .stats
             .rows_delivered
             .fetch_add(buffer.rows.len() as u64, Ordering::Relaxed);
-        if let Some(bus) = &self.mapping.delivery.bus {
+        if let Some(bus) = &self.mapping().delivery.bus {
             for object in written {
                 // No subscriber is not an error: the objects are in the lake.
                 let _ = bus.send(object);

@@ -141,8 +141,10 @@ mod tests {
                         .await
                         .expect("iterator");
                     while let Some(current) = iterator.take() {
-                        let (events, next) =
-                            stream.records(&shard.id, current).await.expect("records");
+                        let (events, next) = stream
+                            .records(&shard.id, current, u32::MAX)
+                            .await
+                            .expect("records");
                         if events.is_empty() {
                             break; // caught up (moto never ends an open shard's iterator)
                         }

@@ -722,3 +722,49 @@ fn a_model_on_kinesis_logs_predictions_joins_labels_and_mirrors_its_registry_to_
     let mut server = server;
     stop(&mut server);
 }
+
+/// The change records of a DynamoDB table's stream are read like the
+/// embedded log's records: the one read side's conformance suite.
+#[test]
+fn a_dynamodb_stream_is_a_reader_like_the_embedded_log() {
+    use driftline_aws::dynamodb_source::DynamodbStream;
+
+    let moto = Moto::start();
+    let arn = boto3(
+        &moto,
+        "ddb = boto3.client('dynamodb', **kw)\n\
+         t = ddb.create_table(TableName='Clicks', KeySchema=[{'AttributeName': 'Key', 'KeyType': 'HASH'}, {'AttributeName': 'Data', 'KeyType': 'RANGE'}], AttributeDefinitions=[{'AttributeName': 'Key', 'AttributeType': 'S'}, {'AttributeName': 'Data', 'AttributeType': 'S'}], BillingMode='PAY_PER_REQUEST', StreamSpecification={'StreamEnabled': True, 'StreamViewType': 'NEW_IMAGE'})\n\
+         print(t['TableDescription']['LatestStreamArn'])",
+    );
+    let runtime = crate::util::runtime();
+    runtime.block_on(async {
+        let config = driftline_aws::testing::sdk_config(&moto).await;
+        let reader = DynamodbStream::new(&config, arn, 1000);
+        let shards = {
+            use driftline_pipeline::read::ShardReader;
+            reader.shards().await.expect("shards").len()
+        };
+        let put = |records: Vec<(String, Vec<u8>)>| {
+            let items: Vec<String> = records
+                .iter()
+                .map(|(key, data)| {
+                    format!(
+                        "ddb.put_item(TableName='Clicks', Item={{'Key': {{'S': {key:?}}}, 'Data': {{'S': {:?}}}}})",
+                        String::from_utf8_lossy(data)
+                    )
+                })
+                .collect();
+            boto3(&moto, &format!("ddb = boto3.client('dynamodb', **kw)\n{}", items.join("\n")));
+        };
+        // A change record's new image holds what was put.
+        let identify = |event: &driftline_pipeline::Event| {
+            let change: serde_json::Value = serde_json::from_slice(&event.data).expect("JSON");
+            let image = &change["new_image"];
+            (
+                image["Key"].as_str().unwrap_or_default().to_string(),
+                image["Data"].as_str().unwrap_or_default().as_bytes().to_vec(),
+            )
+        };
+        driftline_pipeline::read::conformance(&reader, put, identify, shards).await;
+    });
+}
