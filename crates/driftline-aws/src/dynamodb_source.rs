@@ -181,7 +181,5 @@ pub async fn run(
         arn,
         batch_size,
     };
-    crate::sharded_source::run(source, stream, stop)
-        .await
-        .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+    crate::sharded_source::run(source, stream, stop).await
 }

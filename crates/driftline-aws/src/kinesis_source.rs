@@ -121,9 +121,7 @@ pub async fn run(
         name: kinesis,
         batch_size,
     };
-    crate::sharded_source::run(source, stream, stop)
-        .await
-        .map_err(|e| driftline_pipeline::MappingError::Batch(format!("{e:#}")))
+    crate::sharded_source::run(source, stream, stop).await
 }
 
 #[cfg(test)]

@@ -1,32 +1,22 @@
-//! Reading an AWS sharded stream (Kinesis Data Streams, DynamoDB Streams) as
-//! a source of `driftline run` (aws feature): the loop both share. Records
-//! go through the pipeline's processor and lake delivery
-//! (`function::handle_batch`: objects named after the shard and sequence
-//! range, refused records kept under `_dead_letters/NAME/`). Shards are read
-//! parents first (a child waits until its parent is finished); each shard's
-//! last delivered sequence number, and whether it has ended, is checkpointed
-//! in the lake under `_checkpoints/KIND/NAME/SHARD.json` after its delivery,
-//! so a restart goes on after it and a batch delivered again replaces itself.
-//! Several processes share a stream's shards through leases in the lake
-//! (`leases.rs`): each reads only the shards it holds.
+//! An AWS sharded stream (Kinesis Data Streams, DynamoDB Streams) as a
+//! source of `driftline run` (aws feature): what a service must answer
+//! (`ShardedStream`, which makes it a `driftline_pipeline::read::ShardReader`),
+//! and `run`, which reads it through the pipeline's one mapping loop for
+//! shared streams (`driftline_pipeline::mapping::run_shared`): Lambda's batch
+//! semantics, the shards shared with other processes through leases in the
+//! lake, checkpoints under `_checkpoints/KIND/NAME/SHARD.json`, and refused
+//! records under `_dead_letters/NAME/` without an on-failure stream.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Context;
-use driftline_lake::{Lake, Position};
+use driftline_lake::Position;
 use driftline_log::StreamWriter;
-use driftline_pipeline::config::StartingPosition;
-use driftline_pipeline::function::{handle_batch, DeadLetters};
-use driftline_pipeline::mapping::Delivery;
-use driftline_pipeline::{Event, MappingStats, Processor};
-
+use driftline_pipeline::config::{ProcessorConfig, StartingPosition};
 use driftline_pipeline::leases::{Leases, LEASE_TIME};
-
-/// Calls for records per shard before the next shard gets its turn.
-const READS_PER_TURN: usize = 10;
+use driftline_pipeline::mapping::{run_shared, DeadLetterSink, Delivery, Parts};
+use driftline_pipeline::read::{LakeCheckpoints, ShardReader};
+use driftline_pipeline::{Event, MappingStats, Processor};
 
 /// A shard as its stream lists it.
 pub struct ShardInfo {
@@ -140,17 +130,14 @@ macro_rules! shard_reader {
 }
 pub(crate) use shard_reader;
 
-#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
-struct Checkpoint {
-    sequence_number: Option<String>,
-    finished: bool,
-}
-
-/// The pipeline side of a source: its name, processor and delivery.
+/// The pipeline side of a source: its name, processor, knobs and delivery.
 pub struct SourceParts {
     pub kind: &'static str,
     pub name: String,
-    pub starting_position: StartingPosition,
+    /// Batch size and window, retries, bisection, record age,
+    /// parallelization, starting position: a processor's, or a source's.
+    pub config: ProcessorConfig,
+    /// The pause between two turns over the shards.
     pub poll: Duration,
     pub processor: Arc<dyn Processor>,
     pub delivery: Delivery,
@@ -160,225 +147,208 @@ pub struct SourceParts {
     pub stats: Arc<MappingStats>,
 }
 
-impl SourceParts {
-    fn checkpoint_path(&self, shard: &str) -> String {
-        format!("_checkpoints/{}/{}/{shard}.json", self.kind, self.name)
-    }
-
-    async fn checkpoint(&self, lake: &Lake, shard: &str) -> crate::Result<Checkpoint> {
-        Ok(match lake.read(&self.checkpoint_path(shard)).await? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("the checkpoint of shard {shard} is not readable"))?,
-            None => Checkpoint::default(),
-        })
-    }
-
-    async fn save(&self, lake: &Lake, shard: &str, checkpoint: &Checkpoint) -> crate::Result<()> {
-        lake.write(
-            &self.checkpoint_path(shard),
-            serde_json::to_vec(checkpoint)?,
-        )
-        .await?;
-        Ok(())
-    }
-}
-
-/// Reads `stream` into the lake until `stop`.
+/// Reads `stream` into the lake until `stop`, sharing its shards with the
+/// other processes that read it.
 pub async fn run(
     source: SourceParts,
-    stream: impl ShardedStream,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> crate::Result<()> {
+    stream: impl ShardReader,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), driftline_pipeline::MappingError> {
     let lake = source.delivery.lake.clone();
-    // Where each shard's reading goes on: an iterator is kept from turn to
-    // turn (a new one from the checkpoint only at first or after an error),
-    // so records put between two turns are not skipped.
-    let mut iterators: HashMap<String, String> = HashMap::new();
-    let mut leases = Leases::new(lake.clone(), source.kind, &source.name, LEASE_TIME);
-    tracing::info!(source = %source.name, worker = %leases.worker(), "reading the shards this worker leases");
-    while !*stop.borrow() {
-        let shards = match stream.shards().await {
-            Ok(shards) => shards,
-            Err(error) => {
-                // No turn at all: an empty list would let every lease go.
-                tracing::warn!(source = %source.name, error = %format!("{error:#}"), "cannot list the shards");
-                tokio::select! {
-                    _ = tokio::time::sleep(source.poll) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-        };
-        let mut checkpoints = BTreeMap::new();
-        let mut unreadable = Vec::new();
-        for shard in &shards {
-            let checkpoint = match source.checkpoint(&lake, &shard.id).await {
-                Ok(checkpoint) => checkpoint,
-                Err(error) => {
-                    tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "cannot read the checkpoint; the shard waits for the next turn");
-                    // Still unfinished as far as anyone knows: its lease is kept.
-                    unreadable.push(shard.id.clone());
-                    continue;
-                }
-            };
-            // A closed shard read up to its ending sequence number is finished
-            // even where the service never says so with a null iterator.
-            let done = checkpoint.finished
-                || shard.ending.as_ref().is_some_and(|end| {
-                    checkpoint
-                        .sequence_number
-                        .as_deref()
-                        .and_then(Position::parse)
-                        .is_some_and(|at| at >= *end)
-                });
-            checkpoints.insert(shard.id.clone(), (done, checkpoint));
-        }
-        let mut unfinished: Vec<String> = checkpoints
-            .iter()
-            .filter(|(_, (done, _))| !done)
-            .map(|(shard, _)| shard.clone())
-            .collect();
-        unfinished.extend(unreadable);
-        let mine = match leases.turn(&unfinished).await {
-            Ok(mine) => mine,
-            Err(error) => {
-                tracing::warn!(source = %source.name, error = %format!("{error:#}"), "cannot renew or take leases; reading nothing this turn");
-                BTreeSet::new()
-            }
-        };
-        // An iterator of a shard another worker may have read meanwhile would be stale.
-        iterators.retain(|shard, _| leases.holds(shard));
-        for shard in &shards {
-            if !mine.contains(&shard.id) {
-                continue;
-            }
-            let parent_open = shard
-                .parent
-                .as_ref()
-                .is_some_and(|p| checkpoints.get(p).is_some_and(|(done, _)| !done));
-            let Some((false, checkpoint)) = checkpoints.get(&shard.id) else {
-                continue; // finished, or its checkpoint could not be read
-            };
-            if parent_open || *stop.borrow() {
-                continue;
-            }
-            // Renewed before a long read, so the last shards of a turn do not
-            // run into their lease's end.
-            if let Err(error) = leases.renew(&shard.id).await {
-                tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "cannot renew the lease");
-            }
-            let turn = read_shard(
-                &source,
-                &stream,
-                &shard.id,
-                checkpoint.clone(),
-                &mut iterators,
-                &leases,
-            )
-            .await;
-            if let Err(error) = turn {
-                tracing::warn!(source = %source.name, shard = %shard.id, error = %format!("{error:#}"), "reading the shard failed; it is read again from its checkpoint");
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(source.poll) => {}
-            _ = stop.changed() => {}
-        }
-    }
-    // Handed over at once rather than when they expire.
-    if let Err(error) = leases.release_all().await {
-        tracing::warn!(source = %source.name, error = %format!("{error:#}"), "cannot release the leases; they expire instead");
-    }
-    Ok(())
+    let leases = Leases::new(lake.clone(), source.kind, &source.name, LEASE_TIME);
+    let checkpoints = LakeCheckpoints::new(lake, source.kind, &source.name);
+    let parts = Parts {
+        dead_letters: match source.dead_letters {
+            Some(stream) => DeadLetterSink::Stream(stream),
+            None => DeadLetterSink::Lake("_dead_letters".into()),
+        },
+        processor: source.processor,
+        config: source.config,
+        delivery: source.delivery,
+        stats: source.stats,
+    };
+    run_shared(parts, stream, checkpoints, leases, source.poll, stop).await
 }
 
-/// Reads one shard for a turn, from where the last turn left it (else from
-/// its checkpoint), delivering each batch and checkpointing after it.
-async fn read_shard(
-    source: &SourceParts,
-    stream: &impl ShardedStream,
-    shard: &str,
-    mut checkpoint: Checkpoint,
-    iterators: &mut HashMap<String, String>,
-    leases: &Leases,
-) -> crate::Result<()> {
-    let lake = &source.delivery.lake;
-    // Taken out: an error leaves no iterator behind, so the next turn starts
-    // again from the checkpoint.
-    let mut iterator = match iterators.remove(shard) {
-        // Held since before the turn's checkpoint read: that one is current.
-        Some(iterator) => Some(iterator),
-        None => {
-            // Read again now the lease is won: a worker that held the shard
-            // before may have moved it on since the turn began.
-            checkpoint = source.checkpoint(lake, shard).await?;
-            stream
-                .iterator(
-                    shard,
-                    checkpoint.sequence_number.as_deref(),
-                    source.starting_position,
-                )
-                .await?
-        }
-    };
-    for _ in 0..READS_PER_TURN {
-        let Some(current) = iterator.take() else {
-            // The shard has ended (split, merged, or its stream turned off).
-            checkpoint.finished = true;
-            source.save(lake, shard, &checkpoint).await?;
-            return Ok(());
-        };
-        if !leases.may_read(shard) {
-            // Near the lease's end: leave the shard alone, keeping its iterator.
-            iterators.insert(shard.to_string(), current);
-            return Ok(());
-        }
-        let (events, next) = stream.records(shard, current, u32::MAX).await?;
-        iterator = next;
-        let Some(last) = events.last().map(|e| e.sequence_number.to_string()) else {
-            if let Some(next) = iterator {
-                iterators.insert(shard.to_string(), next);
-                return Ok(()); // caught up: go on from here next turn
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use driftline_lake::{Field, FieldType, TableSchema};
+    use driftline_pipeline::{Outcome, SchemaProcessor};
+
+    use super::*;
+    use crate::kinesis_source::KinesisStream;
+
+    /// Fails a whole batch holding a "poison" record (bisection isolates
+    /// it) or a key out of order; fails a "flaky" record once (a partial
+    /// batch failure, retried); records each key's accepted records.
+    struct Picky {
+        inner: SchemaProcessor,
+        calls: AtomicUsize,
+        flaky_seen: Mutex<BTreeMap<Position, usize>>,
+        order: Mutex<BTreeMap<String, Vec<Position>>>,
+    }
+
+    impl Processor for Picky {
+        fn process(&self, batch: &[Event]) -> Result<Outcome, String> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let has = |e: &Event, word: &[u8]| e.data.windows(word.len()).any(|w| w == word);
+            if batch.iter().any(|e| has(e, b"poison")) {
+                return Err("poison in batch".into());
             }
-            continue;
-        };
-        source
-            .stats
-            .records_in
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
-        let dead_letters = match &source.dead_letters {
-            Some(stream) => DeadLetters::Stream(stream.as_ref()),
-            None => DeadLetters::Lake("_dead_letters"),
-        };
-        let report = handle_batch(
-            source.processor.as_ref(),
-            &source.delivery,
-            dead_letters,
-            &source.name,
-            &events,
-        )
-        .await?;
-        let stats = &source.stats;
-        stats
-            .rows_delivered
-            .fetch_add(report.rows_delivered as u64, Ordering::Relaxed);
-        stats
-            .dead_lettered
-            .fetch_add(report.dead_lettered as u64, Ordering::Relaxed);
-        stats
-            .objects
-            .fetch_add(report.objects as u64, Ordering::Relaxed);
-        if !leases.may_read(shard) {
-            // The batch is delivered, but the lease may be someone else's by
-            // now: a checkpoint written this late could move theirs back.
-            return Ok(());
+            // Within one call (one of the parallel groups), each key's
+            // records come in their order.
+            let mut last: BTreeMap<&str, &Position> = BTreeMap::new();
+            for event in batch {
+                let before = last.insert(&event.partition_key, &event.sequence_number);
+                if before.is_some_and(|b| b >= &event.sequence_number) {
+                    return Err(format!("key {} out of order", event.partition_key));
+                }
+            }
+            let mut outcome = Outcome::default();
+            let mut flaky = self.flaky_seen.lock().expect("lock");
+            let mut order = self.order.lock().expect("lock");
+            for (i, event) in batch.iter().enumerate() {
+                let attempts = flaky.entry(event.sequence_number.clone()).or_insert(0);
+                *attempts += 1;
+                if has(event, b"flaky") && *attempts == 1 {
+                    outcome.failed.push((i, "try again".into()));
+                    continue;
+                }
+                order
+                    .entry(event.partition_key.clone())
+                    .or_default()
+                    .push(event.sequence_number.clone());
+                outcome.rows.push(self.inner.row(event)?);
+            }
+            Ok(outcome)
         }
-        checkpoint.sequence_number = Some(last);
-        source.save(lake, shard, &checkpoint).await?;
     }
-    // The turn is over with the shard still open: go on from here next turn.
-    if let Some(next) = iterator {
-        iterators.insert(shard.to_string(), next);
+
+    /// The mapping semantics of the embedded log, on Kinesis (moto):
+    /// bisection, partial batch failures retried, dead letters kept in the
+    /// lake, and a parallelization factor keeping each key in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kinesis_stream_gets_the_mappings_semantics() {
+        let moto = crate::testing::Moto::start();
+        let config = crate::testing::sdk_config(&moto).await;
+        let lake = crate::testing::lake(&moto, "lake");
+        let client = aws_sdk_kinesis::Client::new(&config);
+        client
+            .create_stream()
+            .stream_name("clicks")
+            .shard_count(2)
+            .send()
+            .await
+            .expect("create stream");
+        let entries: Vec<_> = (0..120)
+            .map(|i| {
+                let id = match i {
+                    17 | 70 => format!("poison-{i}"),
+                    i if i % 10 == 3 => format!("flaky-{i}"),
+                    _ => format!("ok-{i}"),
+                };
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key(format!("key-{}", i % 6))
+                    .data(aws_sdk_kinesis::primitives::Blob::new(
+                        format!("{{\"id\": \"{id}\"}}").into_bytes(),
+                    ))
+                    .build()
+                    .expect("entry")
+            })
+            .collect();
+        client
+            .put_records()
+            .stream_name("clicks")
+            .set_records(Some(entries))
+            .send()
+            .await
+            .expect("put");
+        let schema = TableSchema::new(
+            vec![Field {
+                name: "id".into(),
+                field_type: FieldType::String,
+                required: true,
+            }],
+            None,
+        )
+        .expect("schema");
+        let processor = Arc::new(Picky {
+            inner: SchemaProcessor::new(schema.clone()),
+            calls: AtomicUsize::new(0),
+            flaky_seen: Mutex::new(BTreeMap::new()),
+            order: Mutex::new(BTreeMap::new()),
+        });
+        let stats = Arc::new(MappingStats::default());
+        let source = SourceParts {
+            kind: "kinesis",
+            name: "clicks".into(),
+            config: ProcessorConfig {
+                batch_size: 25,
+                parallelization_factor: 2,
+                ..ProcessorConfig::internal("clicks", "clicks", 50)
+            },
+            poll: Duration::from_millis(50),
+            processor: processor.clone(),
+            delivery: Delivery {
+                lake: lake.clone(),
+                table: "clicks".into(),
+                schema,
+                compression: driftline_lake::Compression::default(),
+                max_buffer: Duration::from_millis(200),
+                max_buffer_bytes: 1 << 20,
+                bus: None,
+            },
+            dead_letters: None,
+            stats: stats.clone(),
+        };
+        let reader = KinesisStream {
+            client,
+            name: "clicks".into(),
+            batch_size: 10_000,
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(run(source, reader, stopped));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while stats.rows_delivered.load(Ordering::Relaxed)
+            + stats.dead_lettered.load(Ordering::Relaxed)
+            < 120
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = stop.send(true);
+        task.await.expect("join").expect("run");
+        assert_eq!(stats.rows_delivered.load(Ordering::Relaxed), 118);
+        assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 2);
+        assert!(
+            processor.calls.load(Ordering::Relaxed) > 6,
+            "bisection took several calls"
+        );
+        // the poison records, with their reason, kept in the lake
+        let mut letters = Vec::new();
+        for path in lake.list("_dead_letters/clicks/").await.expect("list") {
+            let bytes = lake.read(&path).await.expect("read").expect("object");
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                let letter: serde_json::Value = serde_json::from_str(line).expect("JSON");
+                assert_eq!(letter["reason"], "poison in batch");
+                letters.push(letter["data"].as_str().expect("data").to_string());
+            }
+        }
+        letters.sort();
+        assert_eq!(
+            letters,
+            ["{\"id\": \"poison-17\"}", "{\"id\": \"poison-70\"}"]
+        );
+        // every flaky record landed after its retry, each key's records once
+        let order = processor.order.lock().expect("lock");
+        assert_eq!(order.values().map(Vec::len).sum::<usize>(), 118);
+        for positions in order.values() {
+            let distinct: std::collections::BTreeSet<_> = positions.iter().collect();
+            assert_eq!(distinct.len(), positions.len(), "{positions:?}");
+        }
     }
-    Ok(())
 }

@@ -199,6 +199,15 @@ impl Leases {
             .is_some_and(|held| Instant::now() + self.lease_time / 3 < held.expires)
     }
 
+    /// Until when this worker may read `shard` (a third of the lease time
+    /// before it expires), if it holds it.
+    pub fn readable_until(&self, shard: &str) -> Option<std::time::Instant> {
+        self.held
+            .get(shard)
+            .and_then(|held| held.expires.checked_sub(self.lease_time / 3))
+            .filter(|until| *until > Instant::now())
+    }
+
     /// Lets every lease go (on a clean stop), so others need not wait for expiry.
     pub async fn release_all(&mut self) -> Result<()> {
         let shards: Vec<String> = self.held.keys().cloned().collect();

@@ -218,12 +218,14 @@ fn drift_leads_to_a_retrain_a_gate_and_a_promotion_with_lineage() {
         .find(|s| s.status == Status::Champion)
         .expect("a champion");
     assert_eq!(champion.record.version, service.champion_version());
+    // 17,000 events, and more where the accuracy took longer to recover
     let counters = service.counters();
-    assert_eq!(counters.predictions, 17_000);
-    assert_eq!(counters.joined, 17_000);
+    assert!(counters.predictions >= 17_000, "{counters:?}");
+    assert_eq!(counters.joined, counters.predictions);
     // every prediction reached the stream
+    let predictions = counters.predictions as usize;
     wait_until("the prediction log", || {
-        log.read_all().map(|r| r.len()).unwrap_or(0) == 17_000
+        log.read_all().map(|r| r.len()).unwrap_or(0) == predictions
     });
 }
 

@@ -224,22 +224,6 @@ impl<'a> Checks<'a> {
                     format!("runs_on = \"lambda\" needs a stream on Kinesis: give stream {stream:?} a url = \"kinesis://NAME\""),
                 ));
             }
-            if self.on_kinesis(stream) && !processor.runs_on_lambda() {
-                // Read by the lease loop of `driftline run`, which takes one
-                // batch of a shard at a time and has no record age.
-                if processor.parallelization_factor != 1 {
-                    return Err(self.invalid(
-                        at,
-                        format!("stream {stream:?} is on Kinesis: its processors read one batch per shard at a time (parallelization_factor 1); add shards to the Kinesis stream instead"),
-                    ));
-                }
-                if processor.maximum_record_age_s.is_some() {
-                    return Err(self.invalid(
-                        at,
-                        format!("stream {stream:?} is on Kinesis: maximum_record_age_s applies to embedded streams only (Kinesis' retention bounds a record's age)"),
-                    ));
-                }
-            }
         }
         Ok(())
     }

@@ -43,8 +43,8 @@ async fn kinesis_labels(
 ) -> Result<(), driftline_pipeline::MappingError> {
     let source = driftline_aws::sharded_source::SourceParts {
         kind: "kinesis",
+        config: driftline_pipeline::config::ProcessorConfig::internal(&consumer, &kinesis, 100),
         name: consumer,
-        starting_position: driftline_pipeline::config::StartingPosition::TrimHorizon,
         poll: Duration::from_millis(100),
         processor,
         delivery,

@@ -132,7 +132,17 @@ fn aws_stream_stages(
 ) -> anyhow::Result<Vec<Stage>> {
     use driftline_aws::sharded_source::SourceParts;
     use driftline_aws::{dynamodb_source, kinesis_source};
-    use driftline_pipeline::config::StartingPosition;
+    use driftline_pipeline::config::{ProcessorConfig, StartingPosition};
+
+    /// A Kinesis or DynamoDB Streams source's knobs: its GetRecords limit is
+    /// its batch, with no window (a read is a batch).
+    fn source_config(name: &str, batch_size: u32, start: StartingPosition) -> ProcessorConfig {
+        ProcessorConfig {
+            batch_size: batch_size as usize,
+            starting_position: start,
+            ..ProcessorConfig::internal(name, "", 0)
+        }
+    }
 
     /// Where a source reads: a DynamoDB stream (by ARN) or a Kinesis stream (by name).
     enum Service {
@@ -145,7 +155,8 @@ fn aws_stream_stages(
         schema: &'a str,
         transform: Result<Option<JqTransform>, String>,
         table: &'a str,
-        starting_position: StartingPosition,
+        /// Lambda's knobs: a processor's own, a source's batch size and start.
+        config: ProcessorConfig,
         poll_ms: u64,
         batch_size: u32,
         service: Service,
@@ -158,7 +169,11 @@ fn aws_stream_stages(
         schema: s.schema.get_ref(),
         transform: s.compiled_transform(),
         table: s.table(),
-        starting_position: s.starting_position,
+        config: source_config(
+            s.name.get_ref(),
+            *s.batch_size.get_ref(),
+            s.starting_position,
+        ),
         poll_ms: s.poll_ms,
         batch_size: *s.batch_size.get_ref(),
         service: Service::Dynamodb(s.stream_arn.get_ref().clone()),
@@ -170,15 +185,18 @@ fn aws_stream_stages(
         schema: s.schema.get_ref(),
         transform: s.compiled_transform(),
         table: s.table(),
-        starting_position: s.starting_position,
+        config: source_config(
+            s.name.get_ref(),
+            *s.batch_size.get_ref(),
+            s.starting_position,
+        ),
         poll_ms: s.poll_ms,
         batch_size: *s.batch_size.get_ref(),
         service: Service::Kinesis(s.stream.get_ref().clone()),
         on_failure: None,
     });
-    // Validation refuses parallelization_factor and maximum_record_age_s
-    // here; retries and bisection do not apply: a batch whose delivery or
-    // dead letters fail is read again from its checkpoint, nothing dropped.
+    // Processors of streams on Kinesis: the same mapping semantics as on
+    // the embedded log, the shards shared with other processes.
     let processors = config.processors.iter().filter_map(|p| {
         let kinesis = streams.kinesis_name(p.stream.get_ref())?;
         if p.runs_on_lambda() {
@@ -194,7 +212,7 @@ fn aws_stream_stages(
             schema: p.schema.get_ref(),
             transform: p.compiled_transform(),
             table: p.table(),
-            starting_position: p.starting_position,
+            config: p.clone(),
             poll_ms: p.maximum_batching_window_ms,
             batch_size: u32::try_from(p.batch_size).unwrap_or(10_000),
             service: Service::Kinesis(kinesis.to_string()),
@@ -213,7 +231,7 @@ fn aws_stream_stages(
         let reader = SourceParts {
             kind: source.kind,
             name: source.name.to_string(),
-            starting_position: source.starting_position,
+            config: source.config,
             poll: Duration::from_millis(source.poll_ms.max(10)),
             processor,
             delivery,

@@ -30,6 +30,10 @@ use crate::config::ProcessorConfig;
 use crate::processor::{Event, Processor};
 use crate::read::{Checkpoint, Checkpoints, LogCheckpoints, LogReader, ReadError, ShardReader};
 
+mod shared;
+
+pub use shared::run_shared;
+
 /// Counters of one mapping, for progress lines and tests.
 #[derive(Debug, Default)]
 pub struct MappingStats {
@@ -87,6 +91,27 @@ pub struct Mapping {
     pub stats: Arc<MappingStats>,
 }
 
+/// Where the records a mapping cannot process go.
+#[derive(Clone)]
+pub enum DeadLetterSink {
+    /// The on-failure stream: one record each, with the reason.
+    Stream(Arc<dyn StreamWriter>),
+    /// Under this lake prefix, one object per batch (`PREFIX/CONSUMER/...ndjson`),
+    /// for streams read without an on-failure stream (the AWS sources).
+    Lake(String),
+    /// Logged only, as Lambda discards them without an on-failure destination.
+    Log,
+}
+
+/// A mapping apart from the stream it reads.
+pub struct Parts {
+    pub dead_letters: DeadLetterSink,
+    pub processor: Arc<dyn Processor>,
+    pub config: ProcessorConfig,
+    pub delivery: Delivery,
+    pub stats: Arc<MappingStats>,
+}
+
 /// Runs the mapping on every shard of its stream until `stop` is set, then
 /// delivers what is buffered and returns. Resharding is followed as Lambda
 /// follows it: a shard's worker starts once its parents' workers have read
@@ -98,9 +123,19 @@ pub async fn run_mapping(
 ) -> Result<(), MappingError> {
     let reader = LogReader::new(mapping.stream.clone());
     let checkpoints = LogCheckpoints::new(mapping.stream.clone(), mapping.config.name.get_ref());
+    let parts = Parts {
+        dead_letters: match mapping.dead_letters {
+            Some(stream) => DeadLetterSink::Stream(stream),
+            None => DeadLetterSink::Log,
+        },
+        processor: mapping.processor,
+        config: mapping.config,
+        delivery: mapping.delivery,
+        stats: mapping.stats,
+    };
     run_source(
         Arc::new(Source {
-            mapping,
+            mapping: parts,
             reader,
             checkpoints,
         }),
@@ -111,7 +146,7 @@ pub async fn run_mapping(
 
 /// A mapping with the read side of its stream and where its checkpoints go.
 struct Source<R, C> {
-    mapping: Mapping,
+    mapping: Parts,
     reader: R,
     checkpoints: C,
 }
@@ -201,7 +236,7 @@ struct Buffer {
 }
 
 impl<R: ShardReader, C: Checkpoints> ShardWorker<R, C> {
-    fn mapping(&self) -> &Mapping {
+    fn mapping(&self) -> &Parts {
         &self.source.mapping
     }
 
@@ -252,50 +287,12 @@ impl<R: ShardReader, C: Checkpoints> ShardWorker<R, C> {
             source.checkpoints.save(&self.shard, &at).await?;
         }
         let mut buffer = Buffer::default();
-        let window = Duration::from_millis(mapping.config.maximum_batching_window_ms);
         loop {
             let stopping = *stop.borrow();
-            // Gather a batch: batch_size records, or what the window brought.
-            let mut batch: Vec<Event> = Vec::new();
-            let deadline = Instant::now() + window;
-            let mut behind = None;
-            let mut ended;
-            loop {
-                let want = mapping.config.batch_size - batch.len();
-                let read = source.reader.read(&self.shard, &mut cursor, want).await?;
-                ended = read.ended;
-                behind = read.behind.or(behind);
-                batch.extend(read.events);
-                if batch.len() >= mapping.config.batch_size
-                    || stopping
-                    || Instant::now() >= deadline
-                {
-                    break;
-                }
-                if batch.is_empty() && ended {
-                    // A closed parent read to its end: its children take over.
-                    break;
-                }
-                if batch.is_empty() && buffer.first.is_none() {
-                    // Idle: wait for records or the stop signal without a deadline.
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                        _ = stop.changed() => break,
-                    }
-                    continue;
-                }
-                tokio::time::sleep(Duration::from_millis(5).min(window)).await;
-            }
-            if let Some(lag) = behind {
-                mapping.stats.lag.fetch_add(lag, Ordering::Relaxed);
-                mapping.stats.lag.fetch_sub(*last_lag, Ordering::Relaxed);
-                *last_lag = lag;
-            }
+            let (batch, ended) = self
+                .gather(&mut cursor, &buffer, &mut stop, None, last_lag)
+                .await?;
             if !batch.is_empty() {
-                mapping
-                    .stats
-                    .records_in
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 tokio::task::block_in_place(|| self.handle(batch, &mut buffer))?;
             }
             let due = buffer
@@ -303,12 +300,75 @@ impl<R: ShardReader, C: Checkpoints> ShardWorker<R, C> {
                 .is_some_and(|t| t.elapsed() >= mapping.delivery.max_buffer)
                 || buffer.bytes >= mapping.delivery.max_buffer_bytes;
             if due || ((stopping || ended) && buffer.first.is_some()) {
-                self.deliver(&mut buffer, ended).await?;
+                self.deliver(&mut buffer, ended, true).await?;
             }
             if stopping || ended {
                 return Ok(());
             }
         }
+    }
+
+    /// Gathers a batch: `batch_size` records, or what the window brought;
+    /// and whether the shard has ended. Idle (nothing read, nothing
+    /// buffered), it waits for records or `stop`, unless `until` is given:
+    /// then it returns at once, or at `until`.
+    async fn gather(
+        &self,
+        cursor: &mut R::Cursor,
+        buffer: &Buffer,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+        until: Option<Instant>,
+        last_lag: &mut u64,
+    ) -> Result<(Vec<Event>, bool), MappingError> {
+        let mapping = self.mapping();
+        let stopping = *stop.borrow();
+        let window = Duration::from_millis(mapping.config.maximum_batching_window_ms);
+        let mut batch: Vec<Event> = Vec::new();
+        let deadline = Instant::now() + window;
+        let mut behind = None;
+        let mut ended;
+        loop {
+            let want = mapping.config.batch_size - batch.len();
+            let read = self.source.reader.read(&self.shard, cursor, want).await?;
+            ended = read.ended;
+            behind = read.behind.or(behind);
+            batch.extend(read.events);
+            if batch.len() >= mapping.config.batch_size
+                || stopping
+                || Instant::now() >= deadline
+                || until.is_some_and(|u| Instant::now() >= u)
+            {
+                break;
+            }
+            if batch.is_empty() && ended {
+                // A closed parent read to its end: its children take over.
+                break;
+            }
+            if batch.is_empty() && buffer.first.is_none() {
+                if until.is_some() {
+                    break; // caught up: the turn goes on with other shards
+                }
+                // Idle: wait for records or the stop signal without a deadline.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = stop.changed() => break,
+                }
+                continue;
+            }
+            tokio::time::sleep(Duration::from_millis(5).min(window)).await;
+        }
+        if let Some(lag) = behind {
+            mapping.stats.lag.fetch_add(lag, Ordering::Relaxed);
+            mapping.stats.lag.fetch_sub(*last_lag, Ordering::Relaxed);
+            *last_lag = lag;
+        }
+        if !batch.is_empty() {
+            mapping
+                .stats
+                .records_in
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        Ok((batch, ended))
     }
 
     /// Processes a batch into the buffer; failures go to the dead-letter stream.
@@ -433,7 +493,12 @@ impl<R: ShardReader, C: Checkpoints> ShardWorker<R, C> {
     /// Writes failed records to the dead-letter stream (durably, before the
     /// checkpoint can move past them), each as JSON with the reason.
     fn dead_letter(&self, failed: Vec<Failed>) -> Result<(), MappingError> {
-        let letters = failed
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let first = failed.iter().map(|(e, _)| e.sequence_number.clone()).min();
+        let last = failed.iter().map(|(e, _)| e.sequence_number.clone()).max();
+        let letters: Vec<(String, serde_json::Value)> = failed
             .into_iter()
             .map(|(event, reason)| {
                 let letter = crate::dead_letter::envelope(
@@ -445,15 +510,50 @@ impl<R: ShardReader, C: Checkpoints> ShardWorker<R, C> {
                 (event.partition_key, letter)
             })
             .collect();
-        crate::dead_letter::send(
-            self.mapping().dead_letters.as_deref(),
-            letters,
-            &self.mapping().stats.dead_lettered,
-        )?;
+        let stats = &self.mapping().stats.dead_lettered;
+        match &self.mapping().dead_letters {
+            DeadLetterSink::Stream(stream) => {
+                crate::dead_letter::send(Some(stream.as_ref()), letters, stats)?
+            }
+            DeadLetterSink::Log => crate::dead_letter::send(None, letters, stats)?,
+            DeadLetterSink::Lake(prefix) => {
+                let (Some(first), Some(last)) = (first, last) else {
+                    return Ok(());
+                };
+                stats.fetch_add(letters.len() as u64, Ordering::Relaxed);
+                let lines: String = letters
+                    .iter()
+                    .map(|(_, letter)| letter.to_string() + "\n")
+                    .collect();
+                // Named after the batch: a batch read again replaces its letters.
+                let name = ObjectName {
+                    shard: self.shard.clone(),
+                    first,
+                    last,
+                }
+                .file_name();
+                let path = format!(
+                    "{}/{}/{}.ndjson",
+                    prefix.trim_matches('/'),
+                    self.consumer(),
+                    name.trim_end_matches(".parquet")
+                );
+                let lake = &self.mapping().delivery.lake;
+                tokio::runtime::Handle::current()
+                    .block_on(lake.write(&path, lines.into_bytes()))?;
+            }
+        }
         Ok(())
     }
 
-    async fn deliver(&self, buffer: &mut Buffer, ended: bool) -> Result<(), MappingError> {
+    /// Writes the buffer to the lake, then (when `checkpoint`) moves the
+    /// checkpoint past it.
+    async fn deliver(
+        &self,
+        buffer: &mut Buffer,
+        ended: bool,
+        checkpoint: bool,
+    ) -> Result<(), MappingError> {
         let (Some(first), Some(last)) = (buffer.first.clone(), buffer.last.clone()) else {
             return Ok(());
         };
@@ -473,14 +573,13 @@ impl<R: ShardReader, C: Checkpoints> ShardWorker<R, C> {
                 self.mapping().delivery.compression,
             )
             .await?;
-        let checkpoint = Checkpoint {
-            position: Some(last),
-            finished: ended,
-        };
-        self.source
-            .checkpoints
-            .save(&self.shard, &checkpoint)
-            .await?;
+        if checkpoint {
+            let at = Checkpoint {
+                position: Some(last),
+                finished: ended,
+            };
+            self.source.checkpoints.save(&self.shard, &at).await?;
+        }
         self.mapping()
             .stats
             .objects
