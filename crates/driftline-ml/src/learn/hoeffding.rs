@@ -12,6 +12,9 @@
 //! The adaptive tree adds an ADWIN on the error of every node; when a node's
 //! error rises it grows an alternate subtree beside it, and swaps it in once the
 //! alternate is clearly better (or drops it once it is clearly worse).
+//!
+//! (Some 870 lines before its tests: the two trees share their leaves,
+//! split search and observers, and are kept together.)
 
 use serde::{Deserialize, Serialize};
 
