@@ -244,84 +244,30 @@ mod tests {
             .send()
             .await
             .expect("create stream");
-        let entries: Vec<_> = (0..120)
-            .map(|i| {
-                let id = match i {
-                    17 | 70 => format!("poison-{i}"),
-                    i if i % 10 == 3 => format!("flaky-{i}"),
-                    _ => format!("ok-{i}"),
-                };
-                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
-                    .partition_key(format!("key-{}", i % 6))
-                    .data(aws_sdk_kinesis::primitives::Blob::new(
-                        format!("{{\"id\": \"{id}\"}}").into_bytes(),
-                    ))
-                    .build()
-                    .expect("entry")
+        let ids: Vec<String> = (0..120)
+            .map(|i| match i {
+                17 | 70 => format!("poison-{i}"),
+                i if i % 10 == 3 => format!("flaky-{i}"),
+                _ => format!("ok-{i}"),
             })
             .collect();
-        client
-            .put_records()
-            .stream_name("clicks")
-            .set_records(Some(entries))
-            .send()
-            .await
-            .expect("put");
-        let schema = TableSchema::new(
-            vec![Field {
-                name: "id".into(),
-                field_type: FieldType::String,
-                required: true,
-            }],
-            None,
-        )
-        .expect("schema");
+        put_ids(&client, "clicks", &ids, 6).await;
         let processor = Arc::new(Picky {
-            inner: SchemaProcessor::new(schema.clone()),
+            inner: SchemaProcessor::new(schema()),
             calls: AtomicUsize::new(0),
             flaky_seen: Mutex::new(BTreeMap::new()),
             order: Mutex::new(BTreeMap::new()),
         });
-        let stats = Arc::new(MappingStats::default());
-        let source = SourceParts {
-            kind: "kinesis",
-            name: "clicks".into(),
-            config: ProcessorConfig {
-                batch_size: 25,
-                parallelization_factor: 2,
-                ..ProcessorConfig::internal("clicks", "clicks", 50)
-            },
-            poll: Duration::from_millis(50),
-            processor: processor.clone(),
-            delivery: Delivery {
-                lake: lake.clone(),
-                table: "clicks".into(),
-                schema,
-                compression: driftline_lake::Compression::default(),
-                max_buffer: Duration::from_millis(200),
-                max_buffer_bytes: 1 << 20,
-                bus: None,
-            },
-            dead_letters: None,
-            stats: stats.clone(),
+        let config = ProcessorConfig {
+            batch_size: 25,
+            parallelization_factor: 2,
+            ..ProcessorConfig::internal("clicks", "clicks", 50)
         };
-        let reader = KinesisStream {
-            client,
-            name: "clicks".into(),
-            batch_size: 10_000,
-        };
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(run(source, reader, stopped));
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while stats.rows_delivered.load(Ordering::Relaxed)
-            + stats.dead_lettered.load(Ordering::Relaxed)
-            < 120
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = stop.send(true);
-        task.await.expect("join").expect("run");
+        let stats = run_until(client, &lake, "clicks", config, processor.clone(), |s| {
+            s.rows_delivered.load(Ordering::Relaxed) + s.dead_lettered.load(Ordering::Relaxed)
+                >= 120
+        })
+        .await;
         assert_eq!(stats.rows_delivered.load(Ordering::Relaxed), 118);
         assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 2);
         assert!(
@@ -350,5 +296,196 @@ mod tests {
             let distinct: std::collections::BTreeSet<_> = positions.iter().collect();
             assert_eq!(distinct.len(), positions.len(), "{positions:?}");
         }
+    }
+
+    /// The events' one column.
+    fn schema() -> TableSchema {
+        TableSchema::new(
+            vec![Field {
+                name: "id".into(),
+                field_type: FieldType::String,
+                required: true,
+            }],
+            None,
+        )
+        .expect("schema")
+    }
+
+    /// Puts `ids` (as `{"id": ...}`) on stream `name`, over `keys` partition keys.
+    async fn put_ids(client: &aws_sdk_kinesis::Client, name: &str, ids: &[String], keys: usize) {
+        let entries: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key(format!("key-{}", i % keys.max(1)))
+                    .data(aws_sdk_kinesis::primitives::Blob::new(
+                        format!("{{\"id\": \"{id}\"}}").into_bytes(),
+                    ))
+                    .build()
+                    .expect("entry")
+            })
+            .collect();
+        client
+            .put_records()
+            .stream_name(name)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .expect("put");
+    }
+
+    /// Runs `config` over Kinesis stream `name` until `done` (or 60 s).
+    async fn run_until(
+        client: aws_sdk_kinesis::Client,
+        lake: &driftline_lake::Lake,
+        name: &str,
+        config: ProcessorConfig,
+        processor: Arc<dyn Processor>,
+        done: impl Fn(&MappingStats) -> bool,
+    ) -> Arc<MappingStats> {
+        let stats = Arc::new(MappingStats::default());
+        let source = SourceParts {
+            kind: "kinesis",
+            name: name.into(),
+            config,
+            poll: Duration::from_millis(50),
+            processor,
+            delivery: Delivery {
+                lake: lake.clone(),
+                table: name.into(),
+                schema: schema(),
+                compression: driftline_lake::Compression::default(),
+                max_buffer: Duration::from_millis(200),
+                max_buffer_bytes: 1 << 20,
+                bus: None,
+            },
+            dead_letters: None,
+            stats: stats.clone(),
+        };
+        let reader = KinesisStream {
+            client,
+            name: name.into(),
+            batch_size: 10_000,
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(run(source, reader, stopped));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !done(&stats) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = stop.send(true);
+        task.await.expect("join").expect("run");
+        stats
+    }
+
+    /// Fails every batch holding a "poison" record, counting its calls.
+    struct Poisoned {
+        inner: SchemaProcessor,
+        calls: AtomicUsize,
+    }
+
+    impl Processor for Poisoned {
+        fn process(&self, batch: &[Event]) -> Result<Outcome, String> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if batch
+                .iter()
+                .any(|e| e.data.windows(6).any(|w| w == b"poison"))
+            {
+                return Err("poison in batch".into());
+            }
+            self.inner.process(batch)
+        }
+    }
+
+    /// On Kinesis too: records older than the maximum age are dead-lettered
+    /// unprocessed (by their arrival time), and without bisection a failing
+    /// batch is dead-lettered whole after its retries.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn record_age_and_retries_without_bisection_hold_on_kinesis() {
+        let moto = crate::testing::Moto::start();
+        let config = crate::testing::sdk_config(&moto).await;
+        let lake = crate::testing::lake(&moto, "lake");
+        let client = aws_sdk_kinesis::Client::new(&config);
+        for name in ["aged", "retried"] {
+            client
+                .create_stream()
+                .stream_name(name)
+                .shard_count(1)
+                .send()
+                .await
+                .expect("create stream");
+        }
+        let poisoned = || {
+            Arc::new(Poisoned {
+                inner: SchemaProcessor::new(schema()),
+                calls: AtomicUsize::new(0),
+            })
+        };
+        // five records that will be two seconds old, one fresh
+        let old: Vec<String> = (0..5).map(|i| format!("old-{i}")).collect();
+        put_ids(&client, "aged", &old, 5).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        put_ids(&client, "aged", &["fresh".to_string()], 1).await;
+        let processor = poisoned();
+        let aged = ProcessorConfig {
+            maximum_record_age_s: Some(1),
+            ..ProcessorConfig::internal("aged", "aged", 50)
+        };
+        let stats = run_until(
+            client.clone(),
+            &lake,
+            "aged",
+            aged,
+            processor.clone(),
+            |s| {
+                s.rows_delivered.load(Ordering::Relaxed) + s.dead_lettered.load(Ordering::Relaxed)
+                    >= 6
+            },
+        )
+        .await;
+        assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 5);
+        assert_eq!(
+            stats.rows_delivered.load(Ordering::Relaxed),
+            1,
+            "the fresh one lands"
+        );
+        let mut reasons = Vec::new();
+        for path in lake.list("_dead_letters/aged/").await.expect("list") {
+            let bytes = lake.read(&path).await.expect("read").expect("object");
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                let letter: serde_json::Value = serde_json::from_str(line).expect("JSON");
+                reasons.push(letter["reason"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        assert_eq!(reasons, vec!["older than maximum_record_age_s"; 5]);
+        // one batch of ten with a poison record, no bisection, one retry
+        let ids: Vec<String> = (0..10)
+            .map(|i| {
+                if i == 4 {
+                    "poison".into()
+                } else {
+                    format!("ok-{i}")
+                }
+            })
+            .collect();
+        put_ids(&client, "retried", &ids, 10).await;
+        let processor = poisoned();
+        let retried = ProcessorConfig {
+            bisect_batch_on_error: false,
+            maximum_retry_attempts: 1,
+            ..ProcessorConfig::internal("retried", "retried", 50)
+        };
+        let stats = run_until(client, &lake, "retried", retried, processor.clone(), |s| {
+            s.dead_lettered.load(Ordering::Relaxed) >= 10
+        })
+        .await;
+        assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 10);
+        assert_eq!(stats.rows_delivered.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            processor.calls.load(Ordering::Relaxed),
+            2,
+            "one call and one retry"
+        );
     }
 }
