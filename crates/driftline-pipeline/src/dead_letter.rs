@@ -124,6 +124,29 @@ pub(crate) fn put(
     Ok(())
 }
 
+/// Where letters of the batch `first..=last` of `shard` are kept in the lake
+/// without an on-failure stream: `PREFIX/CONSUMER/...ndjson`, named after the
+/// batch, so a batch read again replaces its letters.
+pub(crate) fn lake_path(
+    prefix: &str,
+    consumer: &str,
+    shard: &str,
+    first: driftline_lake::Position,
+    last: driftline_lake::Position,
+) -> String {
+    let name = driftline_lake::ObjectName {
+        shard: shard.to_string(),
+        first,
+        last,
+    }
+    .file_name();
+    format!(
+        "{}/{consumer}/{}.ndjson",
+        prefix.trim_matches('/'),
+        name.trim_end_matches(".parquet")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,17 +87,12 @@ pub async fn handle_batch(
                     crate::dead_letter::envelope(reason, consumer, None, event).to_string() + "\n"
                 })
                 .collect();
-            // Named after the batch: a retried batch replaces its letters.
-            let name = ObjectName {
-                shard: first.shard.clone(),
-                first: first.sequence_number.clone(),
-                last: last.sequence_number.clone(),
-            }
-            .file_name();
-            let path = format!(
-                "{}/{consumer}/{}.ndjson",
-                prefix.trim_matches('/'),
-                name.trim_end_matches(".parquet")
+            let path = crate::dead_letter::lake_path(
+                prefix,
+                consumer,
+                &first.shard,
+                first.sequence_number.clone(),
+                last.sequence_number.clone(),
             );
             delivery.lake.write(&path, lines.into_bytes()).await?;
             report.dead_lettered = failed.len();

@@ -447,21 +447,26 @@ pub async fn conformance<R: ShardReader>(
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_embedded_log_is_a_reader() {
-        let dir = tempfile::tempdir().expect("dir");
+    /// A stream "events" of `shards` shards in a store under `dir`.
+    fn stream(dir: &tempfile::TempDir, shards: u32) -> Arc<Stream> {
         let store = driftline_log::LogStore::open(dir.path(), driftline_log::LogConfig::default())
             .expect("store");
-        let stream = store
+        store
             .create_stream(
                 driftline_log::StreamSpec {
                     name: "events".into(),
-                    shard_count: 3,
+                    shard_count: shards,
                     ..driftline_log::StreamSpec::default()
                 },
                 driftline_log::now_ms(),
             )
-            .expect("stream");
+            .expect("stream")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_embedded_log_is_a_reader() {
+        let dir = tempfile::tempdir().expect("dir");
+        let stream = stream(&dir, 3);
         let writer = stream.clone();
         conformance(
             &LogReader::new(stream),
@@ -487,18 +492,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn checkpoints_keep_a_position_in_the_ledger_and_in_the_lake() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = driftline_log::LogStore::open(dir.path(), driftline_log::LogConfig::default())
-            .expect("store");
-        let stream = store
-            .create_stream(
-                driftline_log::StreamSpec {
-                    name: "events".into(),
-                    shard_count: 1,
-                    ..driftline_log::StreamSpec::default()
-                },
-                driftline_log::now_ms(),
-            )
-            .expect("stream");
+        let stream = stream(&dir, 1);
         let shard = driftline_log::shard_id(0);
         let at = Checkpoint {
             position: Some(SequenceNumber::new(0, 41).as_u128().into()),

@@ -258,34 +258,7 @@ impl<R: ShardReader, C: Checkpoints> ShardWorker<R, C> {
         last_lag: &mut u64,
     ) -> Result<(), MappingError> {
         let mapping = self.mapping();
-        let source = &self.source;
-        let committed = source.checkpoints.load(&self.shard).await?.position;
-        let removed = mapping
-            .delivery
-            .lake
-            .remove_uncommitted(&mapping.delivery.table, &self.shard, committed.as_ref())
-            .await?;
-        if !removed.is_empty() {
-            tracing::info!(shard = %self.shard, objects = removed.len(), "removed objects of an interrupted delivery");
-        }
-        let opened = source
-            .reader
-            .open(
-                &self.shard,
-                committed.as_ref(),
-                mapping.config.starting_position,
-            )
-            .await?;
-        let mut cursor = opened.cursor;
-        if let (None, Some(before)) = (&committed, opened.before) {
-            // LATEST is where the mapping began, once: record it, so a
-            // restart resumes there instead of skipping to a newer end.
-            let at = Checkpoint {
-                position: Some(before),
-                finished: false,
-            };
-            source.checkpoints.save(&self.shard, &at).await?;
-        }
+        let mut cursor = self.open_at_checkpoint().await?;
         let mut buffer = Buffer::default();
         loop {
             let stopping = *stop.borrow();
@@ -306,6 +279,40 @@ impl<R: ShardReader, C: Checkpoints> ShardWorker<R, C> {
                 return Ok(());
             }
         }
+    }
+
+    /// Where reading goes on from the committed checkpoint: what an
+    /// interrupted delivery left past it is removed first, and a LATEST
+    /// start is recorded once, so a restart resumes there instead of
+    /// skipping to a newer end.
+    async fn open_at_checkpoint(&self) -> Result<R::Cursor, MappingError> {
+        let mapping = self.mapping();
+        let source = &self.source;
+        let committed = source.checkpoints.load(&self.shard).await?.position;
+        let removed = mapping
+            .delivery
+            .lake
+            .remove_uncommitted(&mapping.delivery.table, &self.shard, committed.as_ref())
+            .await?;
+        if !removed.is_empty() {
+            tracing::info!(shard = %self.shard, objects = removed.len(), "removed objects of an interrupted delivery");
+        }
+        let opened = source
+            .reader
+            .open(
+                &self.shard,
+                committed.as_ref(),
+                mapping.config.starting_position,
+            )
+            .await?;
+        if let (None, Some(before)) = (&committed, opened.before) {
+            let at = Checkpoint {
+                position: Some(before),
+                finished: false,
+            };
+            source.checkpoints.save(&self.shard, &at).await?;
+        }
+        Ok(opened.cursor)
     }
 
     /// Gathers a batch: `batch_size` records, or what the window brought;
@@ -525,18 +532,12 @@ impl<R: ShardReader, C: Checkpoints> ShardWorker<R, C> {
                     .iter()
                     .map(|(_, letter)| letter.to_string() + "\n")
                     .collect();
-                // Named after the batch: a batch read again replaces its letters.
-                let name = ObjectName {
-                    shard: self.shard.clone(),
+                let path = crate::dead_letter::lake_path(
+                    prefix,
+                    self.consumer(),
+                    &self.shard,
                     first,
                     last,
-                }
-                .file_name();
-                let path = format!(
-                    "{}/{}/{}.ndjson",
-                    prefix.trim_matches('/'),
-                    self.consumer(),
-                    name.trim_end_matches(".parquet")
                 );
                 let lake = &self.mapping().delivery.lake;
                 tokio::runtime::Handle::current()

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::{Buffer, MappingError, Parts, ShardWorker, Source};
 use crate::leases::Leases;
-use crate::read::{Checkpoint, Checkpoints, ShardReader};
+use crate::read::{Checkpoints, ShardReader};
 
 /// How long a turn reads, at most.
 const TURN: Duration = Duration::from_secs(2);
@@ -173,35 +173,11 @@ impl<R: ShardReader, C: Checkpoints> ShardWorker<R, C> {
         lag: &mut u64,
     ) -> Result<Option<R::Cursor>, MappingError> {
         let mapping = self.mapping();
-        let source = &self.source;
         let mut cursor = match cursor {
             Some(cursor) => cursor,
-            None => {
-                // From the checkpoint, read again now the lease is won: a
-                // worker that held the shard before may have moved it on.
-                let committed = source.checkpoints.load(&self.shard).await?.position;
-                mapping
-                    .delivery
-                    .lake
-                    .remove_uncommitted(&mapping.delivery.table, &self.shard, committed.as_ref())
-                    .await?;
-                let opened = source
-                    .reader
-                    .open(
-                        &self.shard,
-                        committed.as_ref(),
-                        mapping.config.starting_position,
-                    )
-                    .await?;
-                if let (None, Some(before)) = (&committed, opened.before) {
-                    let at = Checkpoint {
-                        position: Some(before),
-                        finished: false,
-                    };
-                    source.checkpoints.save(&self.shard, &at).await?;
-                }
-                opened.cursor
-            }
+            // From the checkpoint, read again now the lease is won: a
+            // worker that held the shard before may have moved it on.
+            None => self.open_at_checkpoint().await?,
         };
         let mut buffer = Buffer::default();
         loop {
